@@ -1,0 +1,140 @@
+"""Chat with a (possibly intervened) model: one reply as a string, or streamed as text chunks."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import StoppingCriteria, TextIteratorStreamer
+
+from .interventions import Intervention, intervene
+from .loading import LoadedModel
+
+PLAIN_STOPS = ("\nUser:",)  # models without a chat template talk in a "User: …\nAssistant:" frame
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings: greedy by default; ``do_sample`` with temperature / top-p and a seed."""
+
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int | None = None
+    min_new_tokens: int = 0  # > 0 forces a length (benchmarks compare equal token counts)
+
+
+def as_messages(prompt: str | Sequence[dict]) -> list[dict]:
+    """A user prompt, or a list of {"role", "content"} messages, as messages."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return list(prompt)
+
+
+def plain_chat(messages: Sequence[dict]) -> str:
+    """The plain-text frame used for models without a chat template."""
+    lines = [f"{'Assistant' if m['role'] == 'assistant' else m['role'].capitalize()}: {m['content']}"
+             for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
+
+
+def encode_chat(lm: LoadedModel, prompt: str | Sequence[dict]) -> dict[str, torch.Tensor]:
+    """input_ids / attention_mask [1, seq] for a chat turn, on the model's input device."""
+    tok, messages = lm.tokenizer, as_messages(prompt)
+    if lm.info.chat_template:
+        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    else:
+        enc = tok(plain_chat(messages), return_tensors="pt")
+    return {k: enc[k].to(lm.device) for k in ("input_ids", "attention_mask")}
+
+
+class _EventStop(StoppingCriteria):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def _generate_ids(lm: LoadedModel, enc: dict, interventions: Iterable[Intervention], sampling: Sampling,
+                  **extra) -> torch.Tensor:
+    """Token ids [batch, prompt + new] generated with ``interventions`` on."""
+    kwargs = dict(max_new_tokens=sampling.max_new_tokens, min_new_tokens=sampling.min_new_tokens,
+                  do_sample=sampling.do_sample, pad_token_id=lm.tokenizer.pad_token_id)
+    if sampling.do_sample:
+        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+    if not lm.info.chat_template:
+        kwargs.update(stop_strings=list(PLAIN_STOPS), tokenizer=lm.tokenizer)
+    with intervene(lm.model, interventions), torch.inference_mode(), torch.random.fork_rng(devices=[]):
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        return lm.model.generate(**enc, **kwargs, **extra)
+
+
+def _stops(lm: LoadedModel) -> tuple[str, ...]:
+    return () if lm.info.chat_template else PLAIN_STOPS
+
+
+def generate(lm: LoadedModel, prompt: str | Sequence[dict], interventions: Iterable[Intervention] = (),
+             sampling: Sampling = Sampling()) -> str:
+    """The model's reply to ``prompt`` with ``interventions`` on."""
+    enc = encode_chat(lm, prompt)
+    ids = _generate_ids(lm, enc, interventions, sampling)
+    text = lm.tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    for s in _stops(lm):
+        text = text.split(s)[0]
+    return text.strip()
+
+
+def _until_stops(chunks: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
+    """Pass chunks through (leading whitespace dropped), holding back any tail that may begin a stop
+    string, and end at the first stop string."""
+    pending, started = "", False
+    for chunk in chunks:
+        pending += chunk
+        if not started:
+            pending = pending.lstrip()
+            started = bool(pending)
+        cut = min((pending.find(s) for s in stops if s in pending), default=-1)
+        if cut >= 0:
+            if cut:
+                yield pending[:cut]
+            return
+        keep = max((k for s in stops for k in range(1, len(s)) if pending.endswith(s[:k])), default=0)
+        if len(pending) > keep:
+            yield pending[:len(pending) - keep]
+            pending = pending[len(pending) - keep:]
+    if pending:
+        yield pending
+
+
+def stream(lm: LoadedModel, prompt: str | Sequence[dict], interventions: Iterable[Intervention] = (),
+           sampling: Sampling = Sampling(), stop: threading.Event | None = None) -> Iterator[str]:
+    """Yield the reply as text chunks while it is generated (for ``st.write_stream``).
+
+    Setting ``stop`` (or closing the iterator) ends generation at the next token.
+    """
+    stop = stop or threading.Event()
+    enc = encode_chat(lm, prompt)
+    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    errors: list[BaseException] = []
+    interventions = list(interventions)
+
+    def work() -> None:
+        try:
+            _generate_ids(lm, enc, interventions, sampling, streamer=streamer, stopping_criteria=[_EventStop(stop)])
+        except BaseException as e:  # handed to the consumer below
+            errors.append(e)
+            streamer.end()
+
+    worker = threading.Thread(target=work, name="neuronlab-generate", daemon=True)
+    worker.start()
+    try:
+        yield from _until_stops(streamer, _stops(lm))
+    finally:
+        stop.set()
+        worker.join()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,133 @@
+"""Live interventions: switch neurons off, scale them up, or set them, for the duration of a block.
+
+``with intervene(model, [Intervention(neurons, "suppress")]): model(...)`` adds one hook per touched
+module on entry and removes every one on exit (exceptions included). The hooks act only in the context
+that entered the block (a ContextVar), so two threads sharing one model each see only their own
+interventions, and no hook outlives its block.
+"""
+from __future__ import annotations
+
+import contextvars
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .neurons import Neuron, NeuronSet
+from .sites import architecture_of
+
+MODES = ("suppress", "activate", "set")
+DEFAULT_SCALE = 2.0
+
+# The intervention keys active in the current context; hooks of other contexts pass through.
+_ACTIVE: contextvars.ContextVar[frozenset] = contextvars.ContextVar("neuronlab_active", default=frozenset())
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """(neurons, mode, value): ``suppress`` sets activations to 0, ``activate`` multiplies them by
+    ``value`` (default 2), ``set`` replaces them by ``value`` (a number, or {Neuron: number} per neuron,
+    e.g. mean activations for mean-ablation)."""
+
+    neurons: NeuronSet
+    mode: str = "suppress"
+    value: float | Mapping[Neuron, float] | None = None
+    label: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown intervention mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.mode == "set" and self.value is None:
+            raise ValueError("mode 'set' needs a value")
+        if self.mode == "activate" and isinstance(self.value, Mapping):
+            raise ValueError("mode 'activate' takes one scale factor")
+
+    def values_for(self, neurons: Iterable[Neuron]) -> list[float]:
+        """The number each neuron's activation is scaled by (activate) or set to (suppress, set)."""
+        if self.mode == "suppress":
+            return [0.0 for _ in neurons]
+        if self.mode == "activate":
+            scale = DEFAULT_SCALE if self.value is None else float(self.value)
+            return [scale for _ in neurons]
+        if isinstance(self.value, Mapping):
+            return [float(self.value[n]) for n in neurons]
+        return [float(self.value) for _ in neurons]
+
+
+class _ChannelEdit:
+    """Edits channels ``pos`` of the last dim of a tensor: multiply (scale) or replace (fill)."""
+
+    def __init__(self, key: object, pos: list[int], values: list[float], scale: bool):
+        self.key, self.scale = key, scale
+        self._pos = torch.tensor(pos, dtype=torch.long)  # [k]
+        self._values = torch.tensor(values, dtype=torch.float32)  # [k]
+        self._zero_fill = not scale and not any(values)
+        self._on_device: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _tensors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (x.device, x.dtype)
+        if key not in self._on_device:
+            self._on_device[key] = (self._pos.to(x.device), self._values.to(x.device, x.dtype))
+        return self._on_device[key]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x [..., d]
+        pos, values = self._tensors(x)
+        if self._zero_fill:
+            return x.index_fill(-1, pos, 0.0)
+        if self.scale:
+            return x.index_copy(-1, pos, x.index_select(-1, pos) * values)
+        return x.index_copy(-1, pos, values.expand(*x.shape[:-1], -1))
+
+    def input_hook(self, module, args):
+        if self.key in _ACTIVE.get():
+            return (self(args[0]), *args[1:])
+        return None
+
+    def output_hook(self, module, args, output):
+        if self.key in _ACTIVE.get():
+            return self(output)
+        return None
+
+
+def _edits(model: nn.Module, intervention: Intervention, key: object):
+    """Yield (module, port, edit) for every module the intervention touches."""
+    arch = architecture_of(model)
+    intervention.neurons.validate(arch)
+    by_module: dict[tuple[int, str, str], tuple[list[int], list[Neuron]]] = defaultdict(lambda: ([], []))
+    for n in intervention.neurons:
+        site = arch.sites[n.site]
+        pos, neurons = by_module[(n.layer, site.module, site.port)]
+        pos.append(site.offset + n.index)
+        neurons.append(n)
+    for (layer, module, port), (pos, neurons) in by_module.items():
+        edit = _ChannelEdit(key, pos, intervention.values_for(neurons), intervention.mode == "activate")
+        yield arch.layer(model, layer).get_submodule(module), port, edit
+
+
+@contextmanager
+def intervene(model: nn.Module, interventions: Iterable[Intervention] | Intervention = ()) -> Iterator[None]:
+    """Apply ``interventions`` (in order) to every forward pass of ``model`` inside the block.
+
+    ``model`` may be a LoadedModel or a transformers model, dispatched over devices or not.
+    """
+    model = getattr(model, "model", model) if not isinstance(model, nn.Module) else model
+    if isinstance(interventions, Intervention):
+        interventions = [interventions]
+    key = object()
+    handles = []
+    token = _ACTIVE.set(_ACTIVE.get() | {key})
+    try:
+        for iv in interventions:
+            for module, port, edit in _edits(model, iv, key):
+                if port == "input":
+                    handles.append(module.register_forward_pre_hook(edit.input_hook))
+                else:
+                    handles.append(module.register_forward_hook(edit.output_hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        _ACTIVE.reset(token)

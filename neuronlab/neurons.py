@@ -1,0 +1,188 @@
+"""The neuron vocabulary: a Neuron is (layer, site, index); a NeuronSet is an immutable set of them."""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Set
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .sites import SITES, Architecture
+
+FORMAT = "neuronlab.neurons/1"
+
+
+class NeuronSetError(ValueError):
+    """A neuron set that is malformed or does not fit a model."""
+
+
+class Neuron(NamedTuple):
+    layer: int
+    site: str
+    index: int
+
+
+def _as_neuron(item) -> Neuron:
+    if isinstance(item, dict):
+        item = (item.get("layer"), item.get("site"), item.get("index"))
+    try:
+        layer, site, index = item
+    except (TypeError, ValueError):
+        raise NeuronSetError(f"not a (layer, site, index) neuron: {item!r}") from None
+    if isinstance(layer, bool) or isinstance(index, bool) or not isinstance(site, str):
+        raise NeuronSetError(f"not a (layer, site, index) neuron: {item!r}")
+    try:
+        return Neuron(int(layer), site, int(index))
+    except (TypeError, ValueError):
+        raise NeuronSetError(f"not a (layer, site, index) neuron: {item!r}") from None
+
+
+class NeuronSet(Set):
+    """Immutable set of neurons with set algebra (| & - ^), per-layer counts and JSON/safetensors IO.
+
+    Iteration is sorted by (layer, site, index), so equal sets serialise identically.
+    """
+
+    __slots__ = ("_items", "name")
+
+    def __init__(self, neurons: Iterable = (), name: str = ""):
+        self._items = frozenset(_as_neuron(n) for n in neurons)
+        self.name = name
+
+    @classmethod
+    def _from_iterable(cls, it):
+        return cls(it)
+
+    @classmethod
+    def from_indices(cls, layer: int, site: str, indices: Iterable[int], name: str = "") -> "NeuronSet":
+        return cls(((layer, site, int(i)) for i in indices), name=name)
+
+    def __contains__(self, item) -> bool:
+        try:
+            return _as_neuron(item) in self._items
+        except NeuronSetError:
+            return False
+
+    def __iter__(self) -> Iterator[Neuron]:
+        return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return f"<NeuronSet{label}: {len(self)} neurons in {len(self.layers)} layers>"
+
+    def renamed(self, name: str) -> "NeuronSet":
+        out = NeuronSet.__new__(NeuronSet)
+        out._items, out.name = self._items, name
+        return out
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({n.layer for n in self._items})
+
+    @property
+    def sites(self) -> list[str]:
+        return sorted({n.site for n in self._items})
+
+    def per_layer_counts(self, site: str | None = None) -> dict[int, int]:
+        """Number of neurons in each layer (only layers that have any), optionally for one site."""
+        counts = Counter(n.layer for n in self._items if site is None or n.site == site)
+        return dict(sorted(counts.items()))
+
+    def grouped(self) -> dict[tuple[int, str], np.ndarray]:
+        """{(layer, site): sorted int64 indices}."""
+        groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for n in self._items:
+            groups[(n.layer, n.site)].append(n.index)
+        return {key: np.array(sorted(v), dtype=np.int64) for key, v in sorted(groups.items())}
+
+    def validate(self, arch: Architecture) -> "NeuronSet":
+        """Raise NeuronSetError naming the first neuron that does not exist in a model of ``arch``."""
+        for n in self:
+            if n.site not in arch.sites:
+                known = ", ".join(arch.sites) if arch.sites else ", ".join(SITES)
+                raise NeuronSetError(f"neuron {tuple(n)}: unknown site {n.site!r} (known: {known})")
+            if not 0 <= n.layer < arch.n_layers:
+                raise NeuronSetError(f"neuron {tuple(n)}: layer out of range (model has {arch.n_layers} layers)")
+            size = arch.sites[n.site].size
+            if not 0 <= n.index < size:
+                raise NeuronSetError(f"neuron {tuple(n)}: index out of range ({n.site} has {size} neurons per layer)")
+        return self
+
+    # ---- IO -------------------------------------------------------------------------------------
+    def to_json(self, **meta) -> dict:
+        """{"format", "name", "count", "neurons": {site: {layer: [index, ...]}}, **meta}."""
+        neurons: dict[str, dict[str, list[int]]] = defaultdict(dict)
+        for (layer, site), idx in self.grouped().items():
+            neurons[site][str(layer)] = idx.tolist()
+        return {"format": FORMAT, "name": self.name, "count": len(self), "neurons": dict(neurons), **meta}
+
+    @classmethod
+    def from_json(cls, data, name: str = "") -> "NeuronSet":
+        """Read ``to_json`` output, or a plain list of [layer, site, index] / {"layer", "site", "index"}."""
+        if isinstance(data, list):
+            return cls(data, name=name)
+        if not isinstance(data, dict) or not isinstance(data.get("neurons"), (dict, list)):
+            raise NeuronSetError('a neuron set is {"neurons": {site: {layer: [indices]}}} or a list of '
+                                 "[layer, site, index]")
+        if isinstance(data["neurons"], list):
+            return cls(data["neurons"], name=data.get("name", name))
+        items = []
+        for site, layers in data["neurons"].items():
+            if not isinstance(layers, dict):
+                raise NeuronSetError(f"site {site!r}: expected {{layer: [indices]}}, got {type(layers).__name__}")
+            for layer, indices in layers.items():
+                if not isinstance(indices, list):
+                    raise NeuronSetError(f"site {site!r} layer {layer!r}: expected a list of indices")
+                items.extend((layer, site, i) for i in indices)
+        return cls(items, name=data.get("name") or name)
+
+    def save(self, path: str | Path, **meta) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(**meta), indent=1))
+        return path
+
+    def to_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """{f"{prefix}{site}": int64 [n, 2] of (layer, index)} for safetensors."""
+        rows: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for n in self:
+            rows[n.site].append((n.layer, n.index))
+        return {f"{prefix}{site}": torch.tensor(r, dtype=torch.int64).reshape(-1, 2) for site, r in rows.items()}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str = "", name: str = "") -> "NeuronSet":
+        items = []
+        for key, t in tensors.items():
+            if key.startswith(prefix):
+                site = key[len(prefix):]
+                items.extend((int(layer), site, int(index)) for layer, index in t.reshape(-1, 2).tolist())
+        return cls(items, name=name)
+
+
+def load_neuron_set(ref: str | Path) -> NeuronSet:
+    """Load ``FILE`` or ``FILE#key``; with a key, FILE holds {"sets": {key: neuron set}}."""
+    path_s, _, key = str(ref).partition("#")
+    path = Path(path_s)
+    if not path.is_file():
+        raise NeuronSetError(f"neuron set file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NeuronSetError(f"{path}: not valid JSON ({e})") from None
+    if key:
+        sets = data.get("sets") if isinstance(data, dict) else None
+        if not isinstance(sets, dict) or key not in sets:
+            available = ", ".join(sets) if isinstance(sets, dict) else "none"
+            raise NeuronSetError(f"{path}: no neuron set named {key!r} (available: {available})")
+        return NeuronSet.from_json(sets[key], name=key)
+    if isinstance(data, dict) and "sets" in data and "neurons" not in data:
+        raise NeuronSetError(f"{path} holds several sets; name one as {path}#KEY (keys: {', '.join(data['sets'])})")
+    return NeuronSet.from_json(data, name=path.stem)
