@@ -29,7 +29,7 @@ def gguf_architecture(path: Path) -> str:
 
     try:
         field = GGUFReader(str(path)).fields["general.architecture"]
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError, IndexError, OSError) as e:  # IndexError: a corrupt header
         raise ModelSpecError(f"{path}: not a readable GGUF file ({e})") from None
     return bytes(field.parts[field.data[0]]).decode()
 

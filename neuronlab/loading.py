@@ -103,7 +103,10 @@ def _check_causal_lm(source: str, trust_remote_code: bool) -> None:
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{source}: could not read its config ({e}); {ACCEPTED}") from None
     remote = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
-    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not remote:
+    # an encoder (BERT, RoBERTa, ...) whose type also has an LM-head class, saved as an encoder
+    encoder = (getattr(config, "is_decoder", None) is False
+               and not set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()) & set(config.architectures or ()))
+    if (config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or encoder) and not remote:
         raise ModelSpecError(f"{source}: model type {config.model_type!r} is not a causal language model "
                              "(NeuronLab needs a decoder that generates text, e.g. Llama, Qwen, Gemma, GPT-2)")
 

@@ -49,8 +49,11 @@ class NeuronSet(Set):
     __slots__ = ("_items", "name")
 
     def __init__(self, neurons: Iterable = (), name: str = ""):
-        self._items = frozenset(_as_neuron(n) for n in neurons)
-        self.name = name
+        object.__setattr__(self, "_items", frozenset(_as_neuron(n) for n in neurons))
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("a NeuronSet is immutable; set algebra and renamed() return new sets")
 
     @classmethod
     def _from_iterable(cls, it):
@@ -80,9 +83,7 @@ class NeuronSet(Set):
         return f"<NeuronSet{label}: {len(self)} neurons in {len(self.layers)} layers>"
 
     def renamed(self, name: str) -> "NeuronSet":
-        out = NeuronSet.__new__(NeuronSet)
-        out._items, out.name = self._items, name
-        return out
+        return NeuronSet(self._items, name=name)
 
     @property
     def layers(self) -> list[int]:

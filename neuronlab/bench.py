@@ -1,0 +1,77 @@
+"""Benchmarks: wall-time ratios of intervened vs plain work, measured in the same run (lower is better)."""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from .generation import Sampling, encode_chat, _generate_ids
+from .interventions import Intervention, intervene
+from .loading import LoadedModel
+from .neurons import NeuronSet
+from .progress import Progress, no_progress
+
+PROMPTS = [
+    "How do I bake a loaf of sourdough bread at home?",
+    "Explain how vaccines train the immune system.",
+    "Write a haiku about autumn leaves.",
+    "What is the difference between a list and a tuple in Python?",
+    "Give me three tips for a job interview.",
+    "Why is the sky blue?",
+    "Summarise the plot of Romeo and Juliet in two sentences.",
+    "How many minutes are there in a week?",
+]
+
+
+def scan_sized_set(lm: LoadedModel, fraction: float = 0.03, seed: int = 0) -> NeuronSet:
+    """A random ``fraction`` of MLP neurons in every layer: the size of a typical safety-neuron set."""
+    size = lm.arch.sites["mlp"].size
+    k = max(1, round(fraction * size))
+    gen = torch.Generator().manual_seed(seed)
+    return NeuronSet((layer, "mlp", int(i)) for layer in range(lm.arch.n_layers)
+                     for i in torch.randperm(size, generator=gen)[:k])
+
+
+def _paired_medians(plain: Callable[[], object], hooked: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall times of two callables, run alternately after one warm-up each."""
+    times: dict[str, list[float]] = {"plain": [], "hooked": []}
+    plain(), hooked()
+    for _ in range(repeats):
+        for name, fn in (("plain", plain), ("hooked", hooked)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["plain"]), statistics.median(times["hooked"])
+
+
+def run_bench(lm: LoadedModel, repeats: int = 7, new_tokens: int = 32,
+              progress: Progress = no_progress) -> dict:
+    """forward_ratio and generate_ratio with a scan-sized suppression on, beside the absolute times."""
+    neurons = scan_sized_set(lm)
+    ivs = [Intervention(neurons, "suppress")]
+    batch = lm.tokenizer(PROMPTS, return_tensors="pt", padding=True, padding_side="left").to(lm.device)
+
+    def forward(interventions):
+        with intervene(lm.model, interventions), torch.inference_mode():
+            lm.model(**batch)
+
+    progress(0.1, "forward pass: plain vs intervened")
+    fwd_plain, fwd_hooked = _paired_medians(lambda: forward([]), lambda: forward(ivs), repeats)
+
+    enc = encode_chat(lm, PROMPTS[0])
+    sampling = Sampling(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    progress(0.5, "greedy generation: plain vs intervened")
+    gen_plain, gen_hooked = _paired_medians(lambda: _generate_ids(lm, enc, [], sampling),
+                                            lambda: _generate_ids(lm, enc, ivs, sampling), max(3, repeats // 2))
+    progress(1.0, "done")
+    return {
+        "model": lm.spec, "device": lm.info.device, "dtype": lm.info.dtype, "torch_threads": torch.get_num_threads(),
+        "intervention": {"mode": "suppress", "neurons": len(neurons), "layers": len(neurons.layers)},
+        "forward": {"batch": batch["input_ids"].shape[0], "seq": batch["input_ids"].shape[1],
+                    "plain_s": fwd_plain, "intervened_s": fwd_hooked},
+        "forward_ratio": fwd_hooked / fwd_plain,
+        "generate": {"new_tokens": new_tokens, "plain_s": gen_plain, "intervened_s": gen_hooked},
+        "generate_ratio": gen_hooked / gen_plain,
+    }
