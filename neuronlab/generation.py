@@ -50,6 +50,25 @@ def encode_chat(lm: LoadedModel, prompt: str | Sequence[dict]) -> dict[str, torc
     return {k: enc[k].to(lm.device) for k in ("input_ids", "attention_mask")}
 
 
+def chat_text(lm: LoadedModel, prompt: str | Sequence[dict]) -> str:
+    """The prompt as the model sees it at the start of its reply (chat template or plain frame)."""
+    messages = as_messages(prompt)
+    if lm.info.chat_template:
+        return lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return plain_chat(messages)
+
+
+def encode_prompts(lm: LoadedModel, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+    """A left-padded batch of chat-formatted prompts: input_ids / attention_mask / position_ids
+    [batch, seq], so that position -1 is every row's last real token."""
+    enc = lm.tokenizer([chat_text(lm, p) for p in prompts], return_tensors="pt", padding=True,
+                       padding_side="left", add_special_tokens=not lm.info.chat_template)
+    mask = enc["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": enc["input_ids"].to(lm.device), "attention_mask": mask.to(lm.device),
+            "position_ids": positions.to(lm.device)}
+
+
 class _EventStop(StoppingCriteria):
     def __init__(self, event: threading.Event):
         self.event = event

@@ -135,7 +135,9 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu", trust_rem
     """Load ``spec`` for neuron work. ``device="auto"`` spreads a model over every GPU (and the CPU) with
     accelerate; ``device_map`` passes an explicit map instead. Raises ModelSpecError with a clear message."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # progress goes through ``progress`` instead
     if dtype not in DTYPES:
         raise ModelSpecError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     if device not in DEVICES:

@@ -161,8 +161,9 @@ def architecture_of(model: nn.Module) -> Architecture:
         return _CACHE[model]
     config = getattr(model, "config", None)
     if config is None:
-        raise UnsupportedModelError(f"{type(model).__name__}: not a transformers model (no .config); "
-                                    "supported families: Llama, Mistral, Qwen2/Qwen3, Gemma/Gemma2/Gemma3, Phi-3, GPT-2")
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: not a transformers model (it has no .config); "
+            "supported families: Llama, Mistral, Qwen2/Qwen3, Gemma/Gemma2/Gemma3, Phi-3, GPT-2")
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     n_layers = getattr(text_config, "num_hidden_layers", None) or getattr(text_config, "n_layer", 0)
     path = _find_layers(model, n_layers)

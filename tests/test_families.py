@@ -119,13 +119,21 @@ def test_weight_slices_inside_real_parameters(case):
         for ws in site.weights:
             assert ws.param in params, (site.name, ws.param)
             assert ws.offset + site.size - 1 < params[ws.param].shape[ws.dim], (site.name, ws)
+    for name in ("attn_q", "attn_k", "attn_v"):  # weight row, plus the bias entry where there is a bias
+        s = arch.sites[name]
+        bias = getattr(layer.get_submodule(s.module), "bias", None)
+        assert (bias is not None) == (case.fam.name in ("qwen2", "gpt2"))
+        expected = {f"{s.module}.weight"} | ({f"{s.module}.bias"} if bias is not None else set())
+        assert {ws.param for ws in s.weights} == expected
+        assert {ws.offset for ws in s.weights} == {s.offset}
     q, k, v = (arch.sites[s] for s in ("attn_q", "attn_k", "attn_v"))
-    if q.module == k.module == v.module:  # fused qkv (Phi-3, GPT-2)
+    if case.fam.family in ("phi3-like", "gpt2-like"):  # fused qkv
+        assert q.module == k.module == v.module
         fused = layer.get_submodule(q.module)
         width = fused.weight.shape[1 if case.fam.family == "gpt2-like" else 0]
         assert (q.offset, k.offset, v.offset, v.offset + v.size) == (0, q.size, q.size + k.size, width)
     if case.fam.family == "phi3-like":  # gate rows, then up rows
-        offsets = sorted(ws.offset for ws in arch.sites["mlp"].weights if ws.param.startswith("mlp.gate_up_proj.weight"))
+        offsets = sorted(ws.offset for ws in arch.sites["mlp"].weights if ws.param == "mlp.gate_up_proj.weight")
         assert offsets == [0, arch.sites["mlp"].size]
         assert layer.mlp.gate_up_proj.out_features == 2 * arch.sites["mlp"].size
 
@@ -241,7 +249,8 @@ def _tiny_bert():
     return T.BertLMHeadModel(config)
 
 
-@pytest.mark.parametrize("make", [_tiny_bert, _UnknownModel], ids=["bert", "unknown-layer"])
+@pytest.mark.parametrize("make", [_tiny_bert, _UnknownModel, lambda: nn.Linear(4, 4)],
+                         ids=["bert", "unknown-layer", "no-config"])
 def test_unsupported_layout_names_supported_families(make):
     """A layout no adapter knows raises UnsupportedModelError that names the supported families."""
     with pytest.raises(UnsupportedModelError) as err:
