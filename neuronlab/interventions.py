@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -60,8 +60,8 @@ class Intervention:
 class _ChannelEdit:
     """Edits channels ``pos`` of the last dim of a tensor: multiply (scale) or replace (fill)."""
 
-    def __init__(self, key: object, pos: list[int], values: list[float], scale: bool):
-        self.key, self.scale = key, scale
+    def __init__(self, pos: list[int], values: list[float], scale: bool):
+        self.scale = scale
         self._pos = torch.tensor(pos, dtype=torch.long)  # [k]
         self._values = torch.tensor(values, dtype=torch.float32)  # [k]
         self._zero_fill = not scale and not any(values)
@@ -81,53 +81,63 @@ class _ChannelEdit:
             return x.index_copy(-1, pos, x.index_select(-1, pos) * values)
         return x.index_copy(-1, pos, values.expand(*x.shape[:-1], -1))
 
-    def input_hook(self, module, args):
-        if self.key in _ACTIVE.get():
-            return (self(args[0]), *args[1:])
-        return None
 
-    def output_hook(self, module, args, output):
-        if self.key in _ACTIVE.get():
-            return self(output)
-        return None
+Hook = tuple[nn.Module, str, Callable[[torch.Tensor], "torch.Tensor | None"]]
 
 
-def _edits(model: nn.Module, intervention: Intervention, key: object):
-    """Yield (module, port, edit) for every module the intervention touches."""
-    arch = architecture_of(model)
-    intervention.neurons.validate(arch)
-    by_module: dict[tuple[int, str, str], tuple[list[int], list[Neuron]]] = defaultdict(lambda: ([], []))
-    for n in intervention.neurons:
-        site = arch.sites[n.site]
-        pos, neurons = by_module[(n.layer, site.module, site.port)]
-        pos.append(site.offset + n.index)
-        neurons.append(n)
-    for (layer, module, port), (pos, neurons) in by_module.items():
-        edit = _ChannelEdit(key, pos, intervention.values_for(neurons), intervention.mode == "activate")
-        yield arch.layer(model, layer).get_submodule(module), port, edit
+def _register(module: nn.Module, port: str, fn: Callable, key: object):
+    """Hook ``fn`` on the module's first input (port "input") or its output, active only under ``key``."""
+    if port == "input":
+        def pre_hook(_module, args):
+            if key in _ACTIVE.get():
+                out = fn(args[0])
+                if out is not None:
+                    return (out, *args[1:])
+            return None
+        return module.register_forward_pre_hook(pre_hook)
+
+    def post_hook(_module, _args, output):
+        return fn(output) if key in _ACTIVE.get() else None
+    return module.register_forward_hook(post_hook)
 
 
 @contextmanager
-def intervene(model: nn.Module, interventions: Iterable[Intervention] | Intervention = ()) -> Iterator[None]:
-    """Apply ``interventions`` (in order) to every forward pass of ``model`` inside the block.
-
-    ``model`` may be a LoadedModel or a transformers model, dispatched over devices or not.
-    """
-    model = getattr(model, "model", model) if not isinstance(model, nn.Module) else model
-    if isinstance(interventions, Intervention):
-        interventions = [interventions]
+def scoped_hooks(hooks: Iterable[Hook]) -> Iterator[None]:
+    """Register (module, port, fn) hooks for the block: ``fn`` sees the module's input or output and may
+    return a replacement. They act only in the context that opened the block and are all removed on exit."""
     key = object()
     handles = []
     token = _ACTIVE.set(_ACTIVE.get() | {key})
     try:
-        for iv in interventions:
-            for module, port, edit in _edits(model, iv, key):
-                if port == "input":
-                    handles.append(module.register_forward_pre_hook(edit.input_hook))
-                else:
-                    handles.append(module.register_forward_hook(edit.output_hook))
+        for module, port, fn in hooks:  # a generator: its errors also land in finally
+            handles.append(_register(module, port, fn, key))
         yield
     finally:
         for h in handles:
             h.remove()
         _ACTIVE.reset(token)
+
+
+def _edits(model: nn.Module, interventions: Iterable[Intervention]) -> Iterator[Hook]:
+    """(module, port, edit) for every module each intervention touches, in order."""
+    arch = architecture_of(model)
+    for iv in interventions:
+        iv.neurons.validate(arch)
+        by_module: dict[tuple[int, str, str], tuple[list[int], list[Neuron]]] = defaultdict(lambda: ([], []))
+        for n in iv.neurons:
+            site = arch.sites[n.site]
+            pos, neurons = by_module[(n.layer, site.module, site.port)]
+            pos.append(site.offset + n.index)
+            neurons.append(n)
+        for (layer, module, port), (pos, neurons) in by_module.items():
+            edit = _ChannelEdit(pos, iv.values_for(neurons), iv.mode == "activate")
+            yield arch.layer(model, layer).get_submodule(module), port, edit
+
+
+def intervene(model: nn.Module, interventions: Iterable[Intervention] | Intervention = ()):
+    """Context manager applying ``interventions`` (in order) to every forward pass of ``model`` inside
+    the block. ``model`` may be a LoadedModel or a transformers model, dispatched over devices or not."""
+    model = model if isinstance(model, nn.Module) else model.model
+    if isinstance(interventions, Intervention):
+        interventions = [interventions]
+    return scoped_hooks(_edits(model, list(interventions)))

@@ -12,7 +12,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .neurons import NeuronSet
+from .neurons import Neuron, NeuronSet
 
 PAIR_SEP = "–"  # en dash: pair labels read "en–zh"
 
@@ -25,7 +25,7 @@ def exclusive_regions(sets: Mapping[str, NeuronSet], include_empty: bool = True)
     that hold neurons are listed (use it for many sets: there are 2**len(sets) - 1 combinations).
     """
     names = list(sets)
-    membership: dict = defaultdict(int)  # neuron -> bit mask of the sets holding it
+    membership: defaultdict[Neuron, int] = defaultdict(int)  # neuron -> bit mask of the sets holding it
     for bit, name in enumerate(names):
         for neuron in sets[name]:
             membership[neuron] |= 1 << bit
