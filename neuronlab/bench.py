@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 import torch
 
-from .generation import Sampling, encode_chat, _generate_ids
+from .generation import Sampling, _generate_ids, encode_chat, encode_prompts
 from .interventions import Intervention, intervene
 from .loading import LoadedModel
 from .neurons import NeuronSet
 from .progress import Progress, no_progress
+from .prompts import bundled_prompts
+from .scoring import activation_scores, final_hidden
 
 PROMPTS = [
     "How do I bake a loaf of sourdough bread at home?",
@@ -48,7 +50,8 @@ def _paired_medians(plain: Callable[[], object], hooked: Callable[[], object], r
 
 def run_bench(lm: LoadedModel, repeats: int = 7, new_tokens: int = 32,
               progress: Progress = no_progress) -> dict:
-    """forward_ratio and generate_ratio with a scan-sized suppression on, beside the absolute times."""
+    """forward_ratio and generate_ratio with a scan-sized suppression on, and scan_ratio (an activation
+    scan of 32 prompts vs plain forward passes over the same batches), beside the absolute times."""
     neurons = scan_sized_set(lm)
     ivs = [Intervention(neurons, "suppress")]
     batch = lm.tokenizer(PROMPTS, return_tensors="pt", padding=True, padding_side="left").to(lm.device)
@@ -65,6 +68,17 @@ def run_bench(lm: LoadedModel, repeats: int = 7, new_tokens: int = 32,
     progress(0.5, "greedy generation: plain vs intervened")
     gen_plain, gen_hooked = _paired_medians(lambda: _generate_ids(lm, enc, [], sampling),
                                             lambda: _generate_ids(lm, enc, ivs, sampling), max(3, repeats // 2))
+    progress(0.8, "activation scan vs plain forward passes")
+    texts = bundled_prompts("en", split="scan").texts[:32]
+    batches = [encode_prompts(lm, texts[i:i + 8]) for i in range(0, len(texts), 8)]
+
+    def plain_pass():
+        with torch.inference_mode():
+            for b in batches:
+                final_hidden(lm, b)
+
+    scan_plain, scan_hooked = _paired_medians(plain_pass, lambda: activation_scores(lm, texts, ["mlp"], 8),
+                                              max(3, repeats // 2))
     progress(1.0, "done")
     return {
         "model": lm.spec, "device": lm.info.device, "dtype": lm.info.dtype, "torch_threads": torch.get_num_threads(),
@@ -74,4 +88,6 @@ def run_bench(lm: LoadedModel, repeats: int = 7, new_tokens: int = 32,
         "forward_ratio": fwd_hooked / fwd_plain,
         "generate": {"new_tokens": new_tokens, "plain_s": gen_plain, "intervened_s": gen_hooked},
         "generate_ratio": gen_hooked / gen_plain,
+        "scan": {"prompts": len(texts), "batch": 8, "site": "mlp", "plain_s": scan_plain, "scan_s": scan_hooked},
+        "scan_ratio": scan_hooked / scan_plain,
     }

@@ -11,6 +11,7 @@ from .interventions import DEFAULT_SCALE, Intervention
 from .loading import DEVICES, DTYPES, load_model
 from .neurons import NeuronSetError, load_neuron_set
 from .progress import text_bar
+from .prompts import PromptFileError
 
 
 def _model_args(p: argparse.ArgumentParser, flag: str = "--model") -> None:
@@ -80,6 +81,32 @@ def cmd_bench(args) -> None:
         print(f"forward_ratio {result['forward_ratio']:.3f}   generate_ratio {result['generate_ratio']:.3f}")
 
 
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_scan(args) -> None:
+    from .prompts import bundled_prompts, load_prompts
+    from .scan import run_scan, select_sets, write_scan
+
+    langs = _csv(args.langs)
+    prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
+    lm = _load(args, args.model)
+    layers = [int(x) for x in _csv(args.layers)] if args.layers else None
+    result = run_scan(lm, prompts, langs, method=args.method, site=args.site, split=args.split or None,
+                      batch_size=args.batch_size, probes=args.probes, layers=layers,
+                      neurons=load_neuron_set(args.neurons) if args.neurons else None,
+                      use_cache=not args.no_cache, progress=text_bar())
+    safety = select_sets(result, top_p=args.top_p, high_resource=args.high_resource)
+    neurons_path, scores_path = write_scan(args.out, result, safety)
+    stats = safety.stats()
+    print(f"{result.method} scan of {lm.spec} ({', '.join(result.sites)}), top {args.top_p:.1%} per layer; "
+          f"{result.cache_hits}/{2 * len(langs)} prompt sets from the cache")
+    for name, count in stats["counts"].items():
+        print(f"  {name:<10} {count:>6} neurons  ({stats['share'][name]:.3%} of {stats['total_neurons']})")
+    print(f"wrote {neurons_path} and {scores_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m neuronlab",
                                      description="Find, look at, switch and move the safety neurons of causal LMs.")
@@ -101,6 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stream", action="store_true", help="print the reply at the end, not as it comes")
     p.set_defaults(run=cmd_chat)
 
+    p = verbs.add_parser("scan", help="find safety neurons per language (MS) and shared ones (SS)")
+    _model_args(p)
+    p.add_argument("--langs", default="en,zh,es,fr", help="comma-separated language codes (default en,zh,es,fr)")
+    p.add_argument("--prompts", help="JSONL or CSV prompt file (id, lang, label, text[, split]); default: bundled")
+    p.add_argument("--method", default="activation", choices=["activation", "ablation", "attribution"])
+    p.add_argument("--site", default="mlp", choices=["mlp", "attn", "all"])
+    p.add_argument("--top-p", type=float, default=0.03, help="fraction of neurons per layer in S(D) (default 0.03)")
+    p.add_argument("--high-resource", default="en", help="the language SS sets are shared with (default en)")
+    p.add_argument("--split", default="scan", help="prompt split to use: scan (default), heldout, or '' for all")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--probes", type=int, default=4, help="random probes for attribution (default 4)")
+    p.add_argument("--layers", help="ablation: comma-separated layers to score exactly")
+    p.add_argument("--neurons", metavar="REF", help="ablation: the neuron set to score exactly")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if the scores are cached")
+    p.add_argument("--out", required=True, help="output folder for neurons.json and scores.safetensors")
+    p.set_defaults(run=cmd_scan)
+
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     _model_args(p)
     p.add_argument("--repeats", type=int, default=7)
@@ -114,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ModelSpecError, NeuronSetError) as e:
+    except (ModelSpecError, NeuronSetError, PromptFileError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

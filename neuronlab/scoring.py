@@ -115,12 +115,19 @@ def ablation_scores(lm: LoadedModel, texts: Sequence[str], neurons: NeuronSet, b
     return out
 
 
+def _probes(seed: int, first: int, batch: int, probes: int, hidden: int) -> torch.Tensor:
+    """Gaussian probes [probes*batch, hidden], row p*batch+b for prompt first+b: drawn per prompt, so
+    scores do not depend on how prompts are batched."""
+    per_prompt = [torch.randn(probes, hidden, generator=torch.Generator().manual_seed(seed * 1_000_003 + first + b))
+                  for b in range(batch)]
+    return torch.stack(per_prompt, 1).reshape(probes * batch, hidden)
+
+
 def attribution_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[str], batch_size: int = 8,
                        probes: int = 8, seed: int = 0, progress: Progress = no_progress) -> dict[str, torch.Tensor]:
     """{site: [L, N]} first-order estimate of I(N, D) for every neuron of ``sites``."""
     arch = lm.arch
     totals = {s: torch.zeros(arch.n_layers, arch.sites[s].size, dtype=torch.float64) for s in sites}
-    generator = torch.Generator().manual_seed(seed)
     n = len(texts)
     for i, batch in enumerate(_batches(lm, texts, batch_size)):
         B = batch["input_ids"].shape[0]
@@ -132,7 +139,7 @@ def attribution_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[st
         repeated = {key: v.repeat(probes, 1) for key, v in batch.items()}  # [probes*B, seq]
         with scoped_hooks(_module_hooks(lm, sites, keep)), torch.enable_grad():
             h = final_hidden(lm, repeated)  # [probes*B, hidden]
-            u = torch.randn(h.shape, generator=generator).to(h.device, h.dtype)
+            u = _probes(seed, i * batch_size, B, probes, h.shape[-1]).to(h.device, h.dtype)
             keys = list(captured)
             grads = torch.autograd.grad((u * h).sum(), [captured[k] for k in keys])
         for (layer, path), x, g in zip(keys, (captured[k] for k in keys), grads):

@@ -21,7 +21,7 @@ def test_models_json_lists_the_builtins():
     assert rows["demo-target"]["available"] and not rows["demo-donor"]["available"]
 
 
-@pytest.mark.parametrize("verb", ["models", "chat", "bench"])
+@pytest.mark.parametrize("verb", ["models", "chat", "scan", "bench"])
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as e:
         main([verb, "--help"])
@@ -50,3 +50,16 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
     assert "index out of range" in capsys.readouterr().err
     assert main(["chat", "--model", str(tmp_path / "missing"), "--prompt", "x"]) == 2
     assert "accepted:" in capsys.readouterr().err
+
+
+def test_scan_writes_files_that_other_verbs_read(tmp_path, capsys):
+    out = tmp_path / "scan"
+    assert main(["scan", "--model", "tiny-llama", "--langs", "en,zh", "--top-p", "0.1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ss-zh" in printed and "% of 512" in printed  # 4 layers x 128 MLP neurons
+    doc = json.loads((out / "neurons.json").read_text())
+    assert {"en", "zh", "ss-zh", "ss", "shared"} <= set(doc["sets"]) and (out / "scores.safetensors").is_file()
+    assert main(["chat", "--model", "tiny-llama", "--prompt", "hi", "--max-new-tokens", "4",
+                 "--suppress", f"{out}/neurons.json#en", "--activate", f"{out}/neurons.json#ss-zh"]) == 0
+    assert main(["scan", "--model", "tiny-llama", "--langs", "en,xx", "--out", str(out)]) == 2
+    assert "xx" in capsys.readouterr().err

@@ -29,5 +29,7 @@ def test_bench_reports_ratios_with_absolute_times(tiny):
         times = result[kind]
         assert result[f"{kind}_ratio"] == times["intervened_s"] / times["plain_s"]
         assert times["plain_s"] > 0 and times["intervened_s"] > 0
+    assert result["scan_ratio"] == result["scan"]["scan_s"] / result["scan"]["plain_s"]
+    assert result["scan"]["prompts"] == 32
     assert result["intervention"]["layers"] == 4 and result["intervention"]["neurons"] == 4 * 4
     assert result["model"] == "tiny-llama" and result["device"] == "cpu"
