@@ -5,6 +5,10 @@
 Shapes are all a speed benchmark needs; load it like any local folder (``--model /tmp/llama-1b``).
 """
 import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import torch
 from transformers import LlamaForCausalLM

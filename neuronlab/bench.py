@@ -36,14 +36,21 @@ def scan_sized_set(lm: LoadedModel, fraction: float = 0.03, seed: int = 0) -> Ne
                      for i in torch.randperm(size, generator=gen)[:k])
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # GPU work is asynchronous: time it to its end
+
+
 def _paired_medians(plain: Callable[[], object], hooked: Callable[[], object], repeats: int) -> tuple[float, float]:
     """Median wall times of two callables, run alternately after one warm-up each."""
     times: dict[str, list[float]] = {"plain": [], "hooked": []}
     plain(), hooked()
     for _ in range(repeats):
         for name, fn in (("plain", plain), ("hooked", hooked)):
+            _sync()
             start = time.perf_counter()
             fn()
+            _sync()
             times[name].append(time.perf_counter() - start)
     return statistics.median(times["plain"]), statistics.median(times["hooked"])
 

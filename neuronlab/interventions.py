@@ -8,7 +8,8 @@ interventions, and no hook outlives its block.
 from __future__ import annotations
 
 import contextvars
-from collections import defaultdict
+import weakref
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,28 +59,27 @@ class Intervention:
 
 
 class _ChannelEdit:
-    """Edits channels ``pos`` of the last dim of a tensor: multiply (scale) or replace (fill)."""
+    """Edits channels ``pos`` of the last dim of a tensor as x * scale + shift, with dense [width]
+    vectors (one fused elementwise kernel; untouched channels are multiplied by exactly 1)."""
 
     def __init__(self, pos: list[int], values: list[float], scale: bool):
-        self.scale = scale
         self._pos = torch.tensor(pos, dtype=torch.long)  # [k]
         self._values = torch.tensor(values, dtype=torch.float32)  # [k]
-        self._zero_fill = not scale and not any(values)
-        self._on_device: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._scale_only = scale or not any(values)  # no shift needed
+        self._factor = self._values if scale else torch.zeros_like(self._values)
+        self._dense: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
-    def _tensors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (x.device, x.dtype)
-        if key not in self._on_device:
-            self._on_device[key] = (self._pos.to(x.device), self._values.to(x.device, x.dtype))
-        return self._on_device[key]
+    def _vectors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = (x.device, x.dtype, x.shape[-1])
+        if key not in self._dense:
+            scale = torch.ones(x.shape[-1]).index_copy(0, self._pos, self._factor)  # [width]
+            shift = None if self._scale_only else torch.zeros(x.shape[-1]).index_copy(0, self._pos, self._values)
+            self._dense[key] = (scale.to(x.device, x.dtype), None if shift is None else shift.to(x.device, x.dtype))
+        return self._dense[key]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x [..., d]
-        pos, values = self._tensors(x)
-        if self._zero_fill:
-            return x.index_fill(-1, pos, 0.0)
-        if self.scale:
-            return x.index_copy(-1, pos, x.index_select(-1, pos) * values)
-        return x.index_copy(-1, pos, values.expand(*x.shape[:-1], -1))
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x [..., width]
+        scale, shift = self._vectors(x)
+        return x * scale if shift is None else torch.addcmul(shift, x, scale)
 
 
 Hook = tuple[nn.Module, str, Callable[[torch.Tensor], "torch.Tensor | None"]]
@@ -118,20 +118,42 @@ def scoped_hooks(hooks: Iterable[Hook]) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
+def _compile(model: nn.Module, iv: Intervention) -> list[Hook]:
+    """(module, port, edit) for every module the intervention touches."""
+    arch = architecture_of(model)
+    iv.neurons.validate(arch)
+    by_module: dict[tuple[int, str, str], tuple[list[int], list[Neuron]]] = defaultdict(lambda: ([], []))
+    for n in iv.neurons:
+        site = arch.sites[n.site]
+        pos, neurons = by_module[(n.layer, site.module, site.port)]
+        pos.append(site.offset + n.index)
+        neurons.append(n)
+    return [(arch.layer(model, layer).get_submodule(module), port,
+             _ChannelEdit(pos, iv.values_for(neurons), iv.mode == "activate"))
+            for (layer, module, port), (pos, neurons) in by_module.items()]
+
+
+# Compiled hooks per model, so re-entering a block with the same intervention costs only the hook
+# registration (a chat turn or a benchmark enters it once per call). Bounded per model.
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
+_COMPILED_PER_MODEL = 32
+
+
 def _edits(model: nn.Module, interventions: Iterable[Intervention]) -> Iterator[Hook]:
     """(module, port, edit) for every module each intervention touches, in order."""
-    arch = architecture_of(model)
+    cache = _COMPILED.setdefault(model, OrderedDict())
     for iv in interventions:
-        iv.neurons.validate(arch)
-        by_module: dict[tuple[int, str, str], tuple[list[int], list[Neuron]]] = defaultdict(lambda: ([], []))
-        for n in iv.neurons:
-            site = arch.sites[n.site]
-            pos, neurons = by_module[(n.layer, site.module, site.port)]
-            pos.append(site.offset + n.index)
-            neurons.append(n)
-        for (layer, module, port), (pos, neurons) in by_module.items():
-            edit = _ChannelEdit(pos, iv.values_for(neurons), iv.mode == "activate")
-            yield arch.layer(model, layer).get_submodule(module), port, edit
+        try:
+            key = hash(iv)
+        except TypeError:  # a per-neuron value mapping: compile it each time
+            yield from _compile(model, iv)
+            continue
+        if key not in cache or cache[key][0] != iv:
+            cache[key] = (iv, _compile(model, iv))
+            if len(cache) > _COMPILED_PER_MODEL:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        yield from cache[key][1]
 
 
 def intervene(model: nn.Module, interventions: Iterable[Intervention] | Intervention = ()):

@@ -78,12 +78,30 @@ class NeuronSet(Set):
     def __hash__(self) -> int:
         return hash(self._items)
 
+    # Fast paths between NeuronSets (frozenset operations in C); other operands use the Set mixins.
+    def __eq__(self, other) -> bool:
+        return self._items == other._items if isinstance(other, NeuronSet) else Set.__eq__(self, other)
+
+    def __le__(self, other) -> bool:
+        return self._items <= other._items if isinstance(other, NeuronSet) else Set.__le__(self, other)
+
+    def __and__(self, other) -> "NeuronSet":
+        return _wrap(self._items & other._items) if isinstance(other, NeuronSet) else Set.__and__(self, other)
+
+    def __or__(self, other) -> "NeuronSet":
+        return _wrap(self._items | other._items) if isinstance(other, NeuronSet) else Set.__or__(self, other)
+
+    def __sub__(self, other) -> "NeuronSet":
+        return _wrap(self._items - other._items) if isinstance(other, NeuronSet) else Set.__sub__(self, other)
+
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
         return f"<NeuronSet{label}: {len(self)} neurons in {len(self.layers)} layers>"
 
     def renamed(self, name: str) -> "NeuronSet":
-        return NeuronSet(self._items, name=name)
+        out = _wrap(self._items)
+        object.__setattr__(out, "name", name)
+        return out
 
     @property
     def layers(self) -> list[int]:
@@ -166,6 +184,14 @@ class NeuronSet(Set):
                 site = key[len(prefix):]
                 items.extend((int(layer), site, int(index)) for layer, index in t.reshape(-1, 2).tolist())
         return cls(items, name=name)
+
+
+def _wrap(items: frozenset) -> NeuronSet:
+    """A NeuronSet around already-validated neurons."""
+    out = NeuronSet.__new__(NeuronSet)
+    object.__setattr__(out, "_items", items)
+    object.__setattr__(out, "name", "")
+    return out
 
 
 def load_neuron_set(ref: str | Path) -> NeuronSet:

@@ -60,25 +60,30 @@ def _site_slice(lm: LoadedModel, site: str, x: torch.Tensor) -> torch.Tensor:
 def activation_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[str], batch_size: int = 8,
                       progress: Progress = no_progress) -> dict[str, dict[str, torch.Tensor]]:
     """{site: {"mean": [L, N], "mean_abs": [L, N]}} of last-token activations over ``texts``."""
-    L = lm.arch.n_layers
-    sums = {s: torch.zeros(L, lm.arch.sites[s].size, dtype=torch.float64) for s in sites}
+    L, device = lm.arch.n_layers, lm.device
+    sums = {s: torch.zeros(L, lm.arch.sites[s].size, dtype=torch.float64, device=device) for s in sites}
     abs_sums = {s: torch.zeros_like(t) for s, t in sums.items()}
-    by_module = {(lm.arch.sites[s].module): [t for t in sites if lm.arch.sites[t].module == lm.arch.sites[s].module]
+    by_module = {lm.arch.sites[s].module: [t for t in sites if lm.arch.sites[t].module == lm.arch.sites[s].module]
                  for s in sites}
 
+    last: dict[str, list[torch.Tensor]] = {}
+
     def record(layer: int, path: str, x: torch.Tensor) -> None:  # x [batch, seq, width]
-        last = x[:, -1].detach().to("cpu", torch.float64)
-        for site in by_module[path]:
-            a = _site_slice(lm, site, last)  # [batch, N]
-            sums[site][layer] += a.sum(0)
-            abs_sums[site][layer] += a.abs().sum(0)
+        last.setdefault(path, []).append(x[:, -1].clone())  # [batch, width]; layers arrive in order
 
     n = len(texts)
     with scoped_hooks(_module_hooks(lm, sites, record)), torch.inference_mode():
         for i, batch in enumerate(_batches(lm, texts, batch_size)):
+            last.clear()
             final_hidden(lm, batch)
+            for path, per_layer in last.items():
+                stacked = torch.stack([t.to(device) for t in per_layer]).double()  # [L, batch, width]
+                for site in by_module[path]:
+                    a = _site_slice(lm, site, stacked)  # [L, batch, N]
+                    sums[site] += a.sum(1)
+                    abs_sums[site] += a.abs().sum(1)
             progress(min(1.0, (i + 1) * batch_size / n), f"activations: {min(n, (i + 1) * batch_size)}/{n} prompts")
-    return {s: {"mean": (sums[s] / n).float(), "mean_abs": (abs_sums[s] / n).float()} for s in sites}
+    return {s: {"mean": (sums[s] / n).float().cpu(), "mean_abs": (abs_sums[s] / n).float().cpu()} for s in sites}
 
 
 def ablation_scores(lm: LoadedModel, texts: Sequence[str], neurons: NeuronSet, batch_size: int = 8,
