@@ -20,6 +20,6 @@ from neuronlab.bench import run_bench
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo-target")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5, help="back-to-back pairs per figure")
     args = parser.parse_args()
     print(json.dumps(run_bench(load_model(args.model), repeats=args.repeats), indent=1))

@@ -1,4 +1,6 @@
-"""Benchmarks: wall-time ratios of intervened vs plain work, measured in the same run (lower is better)."""
+"""Benchmarks: wall-time ratios of intervened vs plain work, measured in the same run (lower is better).
+
+Each ratio is the median over back-to-back (plain, intervened) pairs; absolute medians stand beside it."""
 from __future__ import annotations
 
 import statistics
@@ -41,21 +43,25 @@ def _sync() -> None:
         torch.cuda.synchronize()  # GPU work is asynchronous: time it to its end
 
 
-def _paired_medians(plain: Callable[[], object], hooked: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median wall times of two callables, run alternately after one warm-up each."""
-    times: dict[str, list[float]] = {"plain": [], "hooked": []}
+def _paired_times(plain: Callable[[], object], hooked: Callable[[], object], repeats: int) -> tuple[float, float, float]:
+    """(median plain s, median hooked s, median of per-pair hooked/plain ratios): the two callables run
+    back to back ``repeats`` times after one warm-up each, so slow drifts of a shared machine cancel."""
     plain(), hooked()
+    pairs = []
     for _ in range(repeats):
-        for name, fn in (("plain", plain), ("hooked", hooked)):
+        pair = []
+        for fn in (plain, hooked):
             _sync()
             start = time.perf_counter()
             fn()
             _sync()
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["plain"]), statistics.median(times["hooked"])
+            pair.append(time.perf_counter() - start)
+        pairs.append(pair)
+    return (statistics.median(p for p, _ in pairs), statistics.median(h for _, h in pairs),
+            statistics.median(h / p for p, h in pairs))
 
 
-def run_bench(lm: LoadedModel, repeats: int = 7, new_tokens: int = 32,
+def run_bench(lm: LoadedModel, repeats: int = 5, new_tokens: int = 32,
               progress: Progress = no_progress) -> dict:
     """forward_ratio and generate_ratio with a scan-sized suppression on, and scan_ratio (an activation
     scan of 32 prompts vs plain forward passes over the same batches), beside the absolute times."""
@@ -68,13 +74,13 @@ def run_bench(lm: LoadedModel, repeats: int = 7, new_tokens: int = 32,
             lm.model(**batch)
 
     progress(0.1, "forward pass: plain vs intervened")
-    fwd_plain, fwd_hooked = _paired_medians(lambda: forward([]), lambda: forward(ivs), repeats)
+    fwd_plain, fwd_hooked, fwd_ratio = _paired_times(lambda: forward([]), lambda: forward(ivs), repeats)
 
     enc = encode_chat(lm, PROMPTS[0])
     sampling = Sampling(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     progress(0.5, "greedy generation: plain vs intervened")
-    gen_plain, gen_hooked = _paired_medians(lambda: _generate_ids(lm, enc, [], sampling),
-                                            lambda: _generate_ids(lm, enc, ivs, sampling), max(3, repeats // 2))
+    gen_plain, gen_hooked, gen_ratio = _paired_times(lambda: _generate_ids(lm, enc, [], sampling),
+                                            lambda: _generate_ids(lm, enc, ivs, sampling), repeats)
     progress(0.8, "activation scan vs plain forward passes")
     texts = bundled_prompts("en", split="scan").texts[:32]
     batches = [encode_prompts(lm, texts[i:i + 8]) for i in range(0, len(texts), 8)]
@@ -84,17 +90,17 @@ def run_bench(lm: LoadedModel, repeats: int = 7, new_tokens: int = 32,
             for b in batches:
                 final_hidden(lm, b)
 
-    scan_plain, scan_hooked = _paired_medians(plain_pass, lambda: activation_scores(lm, texts, ["mlp"], 8),
-                                              max(3, repeats // 2))
+    scan_plain, scan_hooked, scan_ratio = _paired_times(plain_pass, lambda: activation_scores(lm, texts, ["mlp"], 8),
+                                                        repeats)
     progress(1.0, "done")
     return {
         "model": lm.spec, "device": lm.info.device, "dtype": lm.info.dtype, "torch_threads": torch.get_num_threads(),
         "intervention": {"mode": "suppress", "neurons": len(neurons), "layers": len(neurons.layers)},
         "forward": {"batch": batch["input_ids"].shape[0], "seq": batch["input_ids"].shape[1],
                     "plain_s": fwd_plain, "intervened_s": fwd_hooked},
-        "forward_ratio": fwd_hooked / fwd_plain,
+        "forward_ratio": fwd_ratio,
         "generate": {"new_tokens": new_tokens, "plain_s": gen_plain, "intervened_s": gen_hooked},
-        "generate_ratio": gen_hooked / gen_plain,
+        "generate_ratio": gen_ratio,
         "scan": {"prompts": len(texts), "batch": 8, "site": "mlp", "plain_s": scan_plain, "scan_s": scan_hooked},
-        "scan_ratio": scan_hooked / scan_plain,
+        "scan_ratio": scan_ratio,
     }

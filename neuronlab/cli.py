@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     _model_args(p)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=5, help="back-to-back pairs per figure (default 5)")
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_bench)
