@@ -11,6 +11,7 @@ from .interventions import DEFAULT_SCALE, Intervention
 from .loading import DEVICES, DTYPES, load_model
 from .neurons import NeuronSetError, load_neuron_set
 from .progress import text_bar
+from .patches import PatchError
 from .prompts import PromptFileError
 
 
@@ -54,9 +55,13 @@ def cmd_models(args) -> None:
 
 def cmd_chat(args) -> None:
     from .generation import Sampling, generate, stream
+    from .patches import Patch, apply_patch
 
     interventions = _interventions(args)
+    patch = Patch.load(args.patch) if args.patch else None
     lm = _load(args, args.model)
+    if patch is not None:
+        apply_patch(lm, patch)
     for iv in interventions:
         iv.neurons.validate(lm.arch)
     sampling = Sampling(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
@@ -68,6 +73,36 @@ def cmd_chat(args) -> None:
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def cmd_transfer(args) -> None:
+    from .compat import require_compatible
+    from .transfer import contrast_scores, random_scores, top_neurons, transfer_patch, weight_diff_scores
+
+    if args.count is not None and args.fraction is not None:
+        raise ValueError("give --count or --fraction, not both")
+    donor, target = _load(args, args.donor), _load(args, args.target)
+    require_compatible(donor, target)
+    source, dest = (target, donor) if args.delete else (donor, target)
+    within = load_neuron_set(args.neurons).validate(donor.arch) if args.neurons else None
+    sites = tuple(within.sites) if within else ("mlp",)
+    if args.rank == "weight-diff":
+        scores = weight_diff_scores(donor, target, sites)
+    elif args.rank == "contrast":
+        from .prompts import bundled_prompts
+
+        en = bundled_prompts("en", split="scan")
+        scores = contrast_scores(donor, en.filter(label="harmful").texts, en.filter(label="harmless").texts, sites)
+    else:
+        scores = random_scores(donor, sites, args.seed)
+    neurons = top_neurons(scores, count=args.count, fraction=args.fraction, within=within)
+    patch = transfer_patch(source, dest, neurons, check=False, direction="delete" if args.delete else "add", ranking=args.rank)
+    path = patch.save(args.out)
+    print(f"{'deletion' if args.delete else 'addition'}: {len(neurons)} neurons from {source.spec} into "
+          f"{dest.spec} ({patch.meta['values']:,} weights, {patch.meta['share_of_parameters']:.4%} of parameters), "
+          f"ranked by {args.rank}")
+    print("per layer:", ", ".join(f"{layer}:{n}" for layer, n in neurons.per_layer_counts().items()))
+    print(f"wrote {path}")
 
 
 def cmd_bench(args) -> None:
@@ -125,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--patch", help="a transfer patch (.safetensors) to apply to the model first")
     p.add_argument("--no-stream", action="store_true", help="print the reply at the end, not as it comes")
     p.set_defaults(run=cmd_chat)
 
@@ -145,6 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for neurons.json and scores.safetensors")
     p.set_defaults(run=cmd_scan)
 
+    p = verbs.add_parser("transfer", help="copy neurons' weights from a donor into a target (CNT); writes a patch")
+    _model_args(p, "--donor")
+    p.add_argument("--target", required=True, help="the model the patch is for (same architecture as the donor)")
+    p.add_argument("--neurons", metavar="REF", help="candidate neurons (default: every MLP neuron)")
+    p.add_argument("--rank", default="weight-diff", choices=["weight-diff", "contrast", "random"],
+                   help="how candidates are ranked (default weight-diff)")
+    p.add_argument("--fraction", type=float, help="share of the candidates to move")
+    p.add_argument("--count", type=int, help="number of neurons to move")
+    p.add_argument("--delete", action="store_true",
+                   help="function deletion: copy the target's neurons into the donor (the patch is for the donor)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --rank random")
+    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+    p.set_defaults(run=cmd_transfer)
+
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     _model_args(p)
     p.add_argument("--repeats", type=int, default=5, help="back-to-back pairs per figure (default 5)")
@@ -158,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ModelSpecError, NeuronSetError, PromptFileError, ValueError) as e:
+    except (ModelSpecError, NeuronSetError, PromptFileError, PatchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

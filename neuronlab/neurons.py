@@ -186,6 +186,16 @@ class NeuronSet(Set):
         return cls(items, name=name)
 
 
+def random_like(neurons: NeuronSet, arch: Architecture, seed: int = 0) -> NeuronSet:
+    """Random neurons with the same count in every (layer, site) as ``neurons`` (a control set)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for (layer, site), idx in neurons.grouped().items():
+        pick = torch.randperm(arch.sites[site].size, generator=gen)[:len(idx)]
+        out.extend((layer, site, int(i)) for i in pick)
+    return NeuronSet(out, name=f"random-like-{neurons.name or 'set'}-{seed}")
+
+
 def _wrap(items: frozenset) -> NeuronSet:
     """A NeuronSet around already-validated neurons."""
     out = NeuronSet.__new__(NeuronSet)
