@@ -100,11 +100,26 @@ def generate(lm: LoadedModel, prompt: str | Sequence[dict], interventions: Itera
              sampling: Sampling = Sampling()) -> str:
     """The model's reply to ``prompt`` with ``interventions`` on."""
     enc = encode_chat(lm, prompt)
-    ids = _generate_ids(lm, enc, interventions, sampling)
-    text = lm.tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return _reply(lm, _generate_ids(lm, enc, interventions, sampling)[0, enc["input_ids"].shape[1]:])
+
+
+def _reply(lm: LoadedModel, new_ids: torch.Tensor) -> str:
+    """Decoded new tokens [new] up to the first stop string."""
+    text = lm.tokenizer.decode(new_ids, skip_special_tokens=True)
     for s in _stops(lm):
         text = text.split(s)[0]
     return text.strip()
+
+
+def generate_batch(lm: LoadedModel, prompts: Sequence[str], interventions: Iterable[Intervention] = (),
+                   sampling: Sampling = Sampling(max_new_tokens=48), batch_size: int = 8) -> list[str]:
+    """Replies to many single-turn prompts, generated in left-padded batches."""
+    interventions, replies = list(interventions), []
+    for start in range(0, len(prompts), batch_size):
+        enc = encode_prompts(lm, prompts[start:start + batch_size])
+        ids = _generate_ids(lm, {k: enc[k] for k in ("input_ids", "attention_mask")}, interventions, sampling)
+        replies.extend(_reply(lm, row) for row in ids[:, enc["input_ids"].shape[1]:])
+    return replies
 
 
 def _until_stops(chunks: Iterable[str], stops: Sequence[str]) -> Iterator[str]:

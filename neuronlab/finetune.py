@@ -1,0 +1,110 @@
+"""Fine-tune only chosen neurons (SS-Neuron Expansion, arXiv 2602.01283; also how demo donors are made).
+
+Gradients of every touched parameter are multiplied by a 0/1 mask that keeps only the neurons' weight
+slices; with AdamW and no weight decay a masked entry's update is exactly 0, so every other weight stays
+bit-identical. The result is returned as a patch and the model is restored, so a shared model is left
+as it was.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .generation import chat_text
+from .loading import LoadedModel, fingerprint
+from .neurons import NeuronSet
+from .patches import Patch, apply_patch, extract_patch
+from .progress import Progress, no_progress
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 40
+    lr: float = 1e-3
+    batch_size: int = 8
+    seed: int = 0
+    max_tokens: int = 128  # per example, prompt and reply together
+    eval_every: int = 10  # steps between early-stopping checks (when a check is given)
+
+
+def _masks(lm: LoadedModel, neurons: NeuronSet) -> dict[torch.nn.Parameter, torch.Tensor]:
+    """{parameter: 0/1 mask of its entries that belong to ``neurons``}."""
+    masks: dict[torch.nn.Parameter, torch.Tensor] = {}
+    for (layer, site), idx in neurons.validate(lm.arch).grouped().items():
+        block = lm.arch.layer(lm.model, layer)
+        for ws in lm.arch.sites[site].weights:
+            param = block.get_parameter(ws.param)
+            mask = masks.setdefault(param, torch.zeros_like(param))
+            mask.index_fill_(ws.dim, torch.as_tensor(idx + ws.offset, device=param.device), 1.0)
+    return masks
+
+
+def _batch(lm: LoadedModel, examples: Sequence[tuple[str, str]], max_tokens: int) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids / attention_mask / labels [batch, seq]; labels cover the reply only."""
+    tok, rows = lm.tokenizer, []
+    for prompt, reply in examples:
+        context = tok(chat_text(lm, prompt), add_special_tokens=not lm.info.chat_template)["input_ids"]
+        answer = tok(reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = (context + answer)[:max_tokens]
+        rows.append((ids, [-100] * len(context) + answer))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tok.pad_token_id
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
+    labels = torch.tensor([lab[:len(ids)] + [-100] * (width - len(ids)) for ids, lab in rows])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
+    return {k: v.to(lm.device) for k, v in (("input_ids", input_ids), ("attention_mask", mask), ("labels", labels))}
+
+
+def _shuffled_batches(examples: list, size: int, rng: random.Random) -> Iterator[list]:
+    """Batches of ``size`` from a fresh shuffle of ``examples`` each epoch, forever."""
+    while True:
+        order = rng.sample(examples, len(examples))
+        for start in range(0, len(order) - size + 1 if len(order) >= size else 1, size):
+            yield order[start:start + size]
+
+
+def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[tuple[str, str]],
+                     config: TrainConfig = TrainConfig(), check: Callable[[LoadedModel], bool] | None = None,
+                     progress: Progress = no_progress, **meta) -> Patch:
+    """Train only ``neurons`` on (prompt, reply) pairs; return their new weights as a patch for ``lm``.
+
+    ``check(lm)`` runs every ``eval_every`` steps and stops training when it returns True (early stop)."""
+    original_fp = fingerprint(lm.model)
+    undo = extract_patch(lm, neurons)
+    masks = _masks(lm, neurons)
+    frozen = {p: p.requires_grad for p in lm.model.parameters()}
+    batches = _shuffled_batches(list(examples), config.batch_size, random.Random(config.seed))
+    handles, steps_run = [], 0
+    try:
+        for p in lm.model.parameters():
+            p.requires_grad_(p in masks)
+        handles = [p.register_hook(lambda g, m=m: g * m) for p, m in masks.items()]
+        optim = torch.optim.AdamW(list(masks), lr=config.lr, weight_decay=0.0)
+        lm.model.train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            for step in range(config.steps):
+                loss = lm.model(**_batch(lm, next(batches), config.max_tokens)).loss
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                steps_run = step + 1
+                progress(steps_run / config.steps, f"step {steps_run}/{config.steps}, loss {loss.item():.3f}")
+                if check is not None and steps_run % config.eval_every == 0:
+                    lm.model.eval()
+                    if check(lm):
+                        break
+                    lm.model.train()
+        patch = extract_patch(lm, neurons, target_fingerprint=original_fp, method="masked-finetune",
+                              steps=steps_run, lr=config.lr, seed=config.seed, examples=len(examples), **meta)
+    finally:
+        for h in handles:
+            h.remove()
+        for p, flag in frozen.items():
+            p.requires_grad_(flag)
+        lm.model.eval()
+        apply_patch(lm, undo, check_fingerprint=False)
+    return patch

@@ -1,0 +1,52 @@
+"""Masked fine-tuning: only the chosen neurons learn; the model is left exactly as it was."""
+import torch
+
+from neuronlab import NeuronSet
+from neuronlab.finetune import TrainConfig, _batch, finetune_neurons
+from neuronlab.loading import fingerprint
+from neuronlab.patches import patched
+
+NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 2) for i in range(0, 128, 4)]
+                    + [(2, "attn_v", 3), (3, "attn_o", 5)])
+EXAMPLES = [("say hi", "hello hello hello"), ("greet me", "hello hello hello"), ("hey", "hello hello hello")]
+
+
+def reply_loss(lm) -> float:
+    with torch.no_grad():
+        return lm.model(**_batch(lm, EXAMPLES, 64)).loss.item()
+
+
+def test_only_the_chosen_neurons_change_and_the_model_is_restored(tiny):
+    before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    fp = fingerprint(tiny.model)
+    loss_before = reply_loss(tiny)
+    stops = []
+    patch = finetune_neurons(tiny, NEURONS, EXAMPLES, TrainConfig(steps=30, lr=3e-2, batch_size=3, eval_every=10),
+                             check=lambda lm: stops.append(1) and False)
+    assert len(stops) == 3  # the early-stopping check ran every 10 steps
+    assert fingerprint(tiny.model) == fp  # restored bit for bit
+    assert patch.meta["target_fingerprint"] == fp and patch.meta["steps"] == 30
+    with patched(tiny, patch):
+        after = tiny.model.state_dict()
+        changed = [k for k, v in after.items() if not torch.equal(v, before[k])]
+        assert set(changed) <= {
+            "model.layers.1.mlp.gate_proj.weight", "model.layers.1.mlp.up_proj.weight",
+            "model.layers.1.mlp.down_proj.weight", "model.layers.2.mlp.gate_proj.weight",
+            "model.layers.2.mlp.up_proj.weight", "model.layers.2.mlp.down_proj.weight",
+            "model.layers.2.self_attn.v_proj.weight",
+            "model.layers.3.self_attn.o_proj.weight"} and changed
+        gate = after["model.layers.1.mlp.gate_proj.weight"]
+        untouched = [i for i in range(128) if i % 4]
+        assert torch.equal(gate[untouched], before["model.layers.1.mlp.gate_proj.weight"][untouched])
+        assert not torch.equal(gate[::4], before["model.layers.1.mlp.gate_proj.weight"][::4])
+        down = after["model.layers.1.mlp.down_proj.weight"]
+        assert torch.equal(down[:, untouched], before["model.layers.1.mlp.down_proj.weight"][:, untouched])
+        loss_after = reply_loss(tiny)
+    # the neurons learned the replies (tiny-llama's random 64-wide head caps how low the loss can go: ~4.5)
+    assert loss_after < loss_before - 0.5
+
+
+def test_early_stop_ends_training(tiny):
+    patch = finetune_neurons(tiny, NEURONS, EXAMPLES, TrainConfig(steps=50, lr=1e-2, batch_size=3, eval_every=5),
+                             check=lambda lm: True)
+    assert patch.meta["steps"] == 5
