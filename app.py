@@ -1,53 +1,70 @@
-"""NeuronLab in the browser: pick a donor and a target model and see what they are.
+"""NeuronLab in the browser: the sidebar picks and loads the target and donor models; pages do the rest.
 
-UI only: every computation lives in the ``neuronlab`` package.
+UI only: every computation lives in the ``neuronlab`` package (shared UI glue in ``ui_common``).
 """
 import streamlit as st
 
-from neuronlab import ModelSpecError, load_model
+import ui_common as ui
+from neuronlab import ModelSpecError
 from neuronlab.builtins import BUILTINS
+from neuronlab.loading import DEVICES, DTYPES
 
 st.set_page_config(page_title="NeuronLab", page_icon="🧠", layout="wide")
 
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def cached_model(spec: str, dtype: str, device: str, trust_remote_code: bool):
-    """One loaded model per spec, shared by every browser session."""
-    return load_model(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-
-
-def model_picker(role: str, default: str) -> str:
-    names = [name for name, b in BUILTINS.items() if b.folder is not None]
-    choice = st.sidebar.selectbox(f"{role} model", names + ["other…"], index=names.index(default), key=f"{role}_pick")
-    if choice == "other…":
-        return st.sidebar.text_input(f"{role}: hub id, local folder or .gguf path", key=f"{role}_spec").strip()
-    return choice
+BUILT = [name for name, b in BUILTINS.items() if b.folder is not None]
+OTHER = "other…"
+PAGES = [
+    st.Page("pages/models.py", title="Models", icon="🧩", default=True),
+    st.Page("pages/safety_neurons.py", title="Safety neurons", icon="🔥"),
+    st.Page("pages/overlap.py", title="Overlap", icon="🔗"),
+    st.Page("pages/intervene.py", title="Intervene & chat", icon="💬"),
+    st.Page("pages/tour.py", title="Tour", icon="🎓"),
+]
 
 
-st.sidebar.title("🧠 NeuronLab")
-specs = {"Target": model_picker("Target", "demo-target"), "Donor": model_picker("Donor", "demo-target")}
-dtype = st.sidebar.selectbox("dtype", ["float32", "bfloat16", "float16"], key="dtype")
-device = st.sidebar.selectbox("device", ["cpu", "cuda", "auto"], key="device")
-trust = st.sidebar.checkbox("trust remote code", value=False, key="trust_remote_code",
-                            help="Lets a hub model run its own Python code. Leave off unless you trust its authors.")
+def spec_picker(role: str) -> str:
+    """A built-in name, or what the user typed after choosing "other…"."""
+    choice = st.sidebar.selectbox(f"{role.title()} model", BUILT + [OTHER], index=BUILT.index(ui.DEMO),
+                                  key=f"{role}_pick")
+    if choice != OTHER:
+        return choice
+    return st.sidebar.text_input(f"{role.title()}: hub id, local folder or .gguf path", key=f"{role}_spec",
+                                 placeholder="org/name, /path/to/folder or /path/to/model.gguf").strip()
 
-st.title("NeuronLab")
-st.caption("Find, look at, switch and move the safety neurons of language models. "
-           "Built-in demo models work offline; the first load of a built-in converts it once (about 30 s).")
-for column, (role, spec) in zip(st.columns(2), specs.items()):
-    with column:
-        st.subheader(role)
+
+def load_models(specs: dict[str, str], dtype: str, device: str, trust: bool) -> None:
+    """Load each role's model (cached for every session); remember the keys and the errors per session."""
+    loaded, errors = dict(st.session_state.get("models", {})), {}
+    for role, spec in specs.items():
+        loaded.pop(role, None)
         if not spec:
-            st.info("Enter a model spec in the sidebar.")
+            errors[role] = f"{role}: enter a hub id, a local folder or a .gguf path"
             continue
+        key = ui.ModelKey(spec, dtype, device, trust)
         try:
-            with st.spinner(f"Loading {spec}…"):
-                lm = cached_model(spec, dtype, device, trust)
+            ui.load(key, st.sidebar)
+            loaded[role] = key
         except ModelSpecError as e:
-            st.error(str(e))
-            continue
-        info = lm.info
-        st.metric("parameters", f"{info.n_params / 1e6:,.1f} M")
-        st.write(f"**{info.architecture}** ({info.family}), {info.n_layers} layers, {info.dtype} on {info.device}")
-        st.write("neurons per layer: " + ", ".join(f"{site} {n}" for site, n in info.neurons_per_layer.items()))
-        st.caption(f"fingerprint `{info.fingerprint}` · chat template: {'yes' if info.chat_template else 'no'}")
+            errors[role] = f"{role}: {e}"
+    st.session_state["models"], st.session_state["load_errors"] = loaded, errors
+
+
+def sidebar() -> None:
+    specs = {role: spec_picker(role) for role in ui.ROLES}
+    st.sidebar.caption("The refusing demo-donor is not built yet, so the donor defaults to demo-target.")
+    dtype = st.sidebar.selectbox("dtype", list(DTYPES), key="dtype")
+    device = st.sidebar.selectbox("device", list(DEVICES), key="device")
+    trust = st.sidebar.checkbox("trust remote code", value=False, key="trust_remote_code",
+                                help="⚠️ Runs Python code that ships with a hub model on this machine. "
+                                     "Leave off unless you trust its authors.")
+    if st.sidebar.button("Load models", type="primary", key="load_models", width="stretch"):
+        load_models(specs, dtype, device, trust)
+    for role, key in st.session_state.get("models", {}).items():
+        st.sidebar.caption(f"✅ {role}: **{key.spec}** ({key.dtype}, {key.device})")
+    for message in st.session_state.get("load_errors", {}).values():
+        st.sidebar.error(message)
+
+
+page = st.navigation(PAGES)
+sidebar()
+page.run()

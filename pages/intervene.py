@@ -1,0 +1,127 @@
+"""Intervene & chat: switch neurons off or scale them up and chat with the patched model beside the plain one."""
+import streamlit as st
+
+import ui_common as ui
+from neuronlab import Intervention, LoadedModel, NeuronSet, NeuronSetError
+from neuronlab.generation import Sampling, stream
+
+KEEP = {"persist_state": "session"}
+TYPED = "typed neurons"
+SIDES = {"patched": "🧪 patched", "plain": "unpatched"}
+
+
+def set_files(lm: LoadedModel) -> None:
+    """Upload neuron sets (checked against the model) and download the session's sets."""
+    with st.expander("Neuron set files (JSON)"):
+        upload = st.file_uploader("Upload neuron sets: one set, or a neurons.json of several", type=["json"],
+                                  key="iv_upload")
+        if upload is not None:
+            try:
+                sets = ui.read_sets(upload.getvalue(), upload.name)
+                for neurons in sets.values():
+                    neurons.validate(lm.arch)
+            except NeuronSetError as e:
+                st.error(f"{upload.name}: {e}")
+            else:
+                ui.neuron_sets().update(sets)
+                st.success(f"Loaded {', '.join(sets)} from {upload.name}.")
+        mine = ui.available_sets()
+        st.download_button("Download all sets (JSON)", lambda: ui.sets_json(mine), "neuron_sets.json",
+                           "application/json", key="iv_download", disabled=not mine, on_click="ignore")
+
+
+def chosen_sets(lm: LoadedModel) -> dict[str, NeuronSet]:
+    """The picked and typed neuron sets that fit the model (the others are reported)."""
+    sets = ui.available_sets()
+    names = st.multiselect("Neuron sets", list(sets), key="iv_sets", **KEEP,
+                           help="Sets you saved on the other pages, uploaded, and the last scan's (scan#…).")
+    typed = st.text_input("Single neurons", key="iv_typed", placeholder="20 mlp 5; 20 mlp 17; 0-1 mlp *", **KEEP,
+                          help="LAYER SITE INDEX entries split by ';'; LAYER and INDEX take a range a-b or * (all).")
+    chosen = {}
+    for name in names + ([TYPED] if typed.strip() else []):
+        try:
+            chosen[name] = ui.parse_neurons(typed, lm.arch) if name == TYPED else sets[name].validate(lm.arch)
+        except NeuronSetError as e:
+            st.error(f"{name}: {e}")
+    return chosen
+
+
+def interventions_for(chosen: dict[str, NeuronSet]) -> list[Intervention]:
+    """Suppress or activate (with a scale) per chosen set."""
+    out = []
+    for name, neurons in chosen.items():
+        left, right = st.columns([1, 2])
+        mode = left.radio(f"**{name}** ({len(neurons):,} neurons)", ["suppress", "activate"], horizontal=True,
+                          key=f"iv_mode:{name}", **KEEP)
+        scale = right.slider("scale (activate)", 0.0, 10.0, 2.0, 0.5, key=f"iv_scale:{name}",
+                             disabled=mode != "activate", **KEEP)
+        out.append(Intervention(neurons, mode, scale if mode == "activate" else None, label=name))
+    return out
+
+
+def describe(interventions: list[Intervention]) -> str:
+    return " · ".join(f"{iv.mode} **{iv.label}** ({len(iv.neurons):,} neurons"
+                      + (f", ×{iv.value:g})" if iv.mode == "activate" else ")") for iv in interventions)
+
+
+def reset() -> None:
+    st.session_state["iv_sets"], st.session_state["iv_typed"] = [], ""
+
+
+def badge(interventions: list[Intervention]) -> None:
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    with left:
+        if interventions:
+            st.badge("intervention on", icon="⚡", color="red")
+            st.markdown(describe(interventions))
+        else:
+            st.badge("no intervention: the model runs unchanged", color="gray")
+    right.button("Reset", key="iv_reset", on_click=reset, disabled=not interventions, width="stretch")
+
+
+def messages(history: list[dict], side: str, prompt: str) -> list[dict]:
+    """One side's conversation so far plus the new user message."""
+    out = []
+    for turn in history:
+        out += [{"role": "user", "content": turn["user"]}, {"role": "assistant", "content": turn[side]}]
+    return out + [{"role": "user", "content": prompt}]
+
+
+def exchange(user: str, replies: dict, active: str) -> dict:
+    """Draw a user message and the two replies side by side; iterators are streamed. Returns the texts."""
+    with st.chat_message("user"):
+        st.markdown(user)
+    out = {}
+    for column, (side, title) in zip(st.columns(2), SIDES.items()):
+        with column, st.chat_message("assistant"):
+            st.caption(f"{title}: {active}" if side == "patched" else title)
+            reply = replies[side]
+            out[side] = reply if isinstance(reply, str) else st.write_stream(reply)
+    return out
+
+
+def chat(lm: LoadedModel, interventions: list[Intervention], role: str) -> None:
+    history = st.session_state.setdefault(f"chat_{role}", [])
+    for turn in history:
+        exchange(turn["user"], turn, turn["active"])
+    prompt = st.chat_input("Message the model", key="chat_input")
+    if prompt:
+        sampling = Sampling(max_new_tokens=st.session_state["iv_max_new_tokens"])
+        active = describe(interventions) or "no intervention"
+        replies = exchange(prompt, {"patched": stream(lm, messages(history, "patched", prompt), interventions, sampling),
+                                    "plain": stream(lm, messages(history, "plain", prompt), [], sampling)}, active)
+        history.append({"user": prompt, "active": active, **replies})
+
+
+ui.header("Intervene & chat", "Switch chosen neurons off (suppress) or scale them up (activate), then chat: the "
+                              "patched model answers on the left, the unchanged model on the right.")
+role = st.radio("Model", ui.ROLES, key="iv_model", horizontal=True, **KEEP)
+lm = ui.model_or_stop(role)
+set_files(lm)
+interventions = interventions_for(chosen_sets(lm))
+badge(interventions)
+left, right = st.columns([5, 1], vertical_alignment="bottom")
+left.slider("max new tokens", 8, 512, 96, 8, key="iv_max_new_tokens", **KEEP)
+if right.button("Clear chat", key="iv_clear", width="stretch"):
+    st.session_state[f"chat_{role}"] = []
+chat(lm, interventions, role)

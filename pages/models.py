@@ -1,0 +1,55 @@
+"""Models: what the target and donor are, and whether neurons can be copied from one to the other."""
+import pandas as pd
+import streamlit as st
+
+import ui_common as ui
+from neuronlab import LoadedModel
+from neuronlab.compat import Compatibility, check_compatibility
+
+
+@st.cache_resource(show_spinner="Comparing the weights…", max_entries=8)
+def compatibility(donor: ui.ModelKey, target: ui.ModelKey) -> Compatibility:
+    return check_compatibility(ui.model_store().get(donor), ui.model_store().get(target))
+
+
+def info_card(role: str, lm: LoadedModel) -> None:
+    info = lm.info
+    with st.container(border=True):
+        st.subheader(f"{role.title()}: {info.spec}")
+        left, middle, right = st.columns(3)
+        left.metric("parameters", f"{info.n_params / 1e6:,.1f} M")
+        middle.metric("layers", info.n_layers)
+        right.metric("chat template", "yes" if info.chat_template else "no")
+        st.table(pd.DataFrame({"": {
+            "architecture": info.architecture, "family": info.family, "model type": info.model_type,
+            "neurons per layer": ", ".join(f"{site} {n:,}" for site, n in info.neurons_per_layer.items()),
+            "dtype": info.dtype, "device": info.device, "fingerprint": info.fingerprint}}))
+
+
+def verdict(result: Compatibility) -> None:
+    if result.compatible:
+        st.success("Compatible: same class, shapes, head layout and vocabulary, and the weights share a basis, "
+                   "so neurons can be copied from the donor into the target.")
+    else:
+        st.warning("Not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in result.problems))
+    if result.layer_similarity:
+        st.line_chart(pd.DataFrame({"cosine similarity": result.layer_similarity}).rename_axis("layer"),
+                      x_label="layer", y_label="MLP weight cosine", height=220)
+        st.caption("Per layer: cosine similarity of the donor's and the target's flattened MLP weights "
+                   "(near 1 for models fine-tuned from one base, near 0 for unrelated ones).")
+
+
+ui.header("Models", "What the loaded target and donor are, and whether neurons can move from donor to target.")
+models = {}
+for column, role in zip(st.columns(2), ui.ROLES):
+    with column:
+        models[role] = ui.model(role)
+        if models[role] is not None:
+            info_card(role, models[role])
+
+st.subheader("Donor ↔ target compatibility")
+keys = st.session_state.get("models", {})
+if all(models.values()):
+    verdict(compatibility(keys["donor"], keys["target"]))
+else:
+    st.caption("Load both models to compare them.")

@@ -1,0 +1,149 @@
+"""The Streamlit app, driven by streamlit.testing.v1.AppTest: every page renders, and each page's main
+interaction works (tiny-llama where shapes are all that matter, demo-target where behaviour matters)."""
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+PAGES = ["models", "safety_neurons", "overlap", "intervene", "tour"]
+TIMEOUT = 180
+
+
+@pytest.fixture(autouse=True)
+def navigation_only(monkeypatch):
+    """AppTest resets PagesManager.uses_pages_directory before every run, and with a pages/ folder beside app.py
+    it then runs page files directly (legacy multipage mode), skipping app.py. The server keeps the flag off
+    once st.navigation has run; so do the tests."""
+    init = PagesManager.__init__
+
+    def init_navigation(self, *args, **kwargs):
+        PagesManager.uses_pages_directory = False
+        init(self, *args, **kwargs)
+    monkeypatch.setattr(PagesManager, "__init__", init_navigation)
+
+
+def run(target) -> AppTest:
+    """Rerun the app (``target``: the AppTest or a widget just changed) and check no exception was shown."""
+    at = target.run(timeout=TIMEOUT)
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def app(model: str | None = None) -> AppTest:
+    """A fresh session; with ``model``, target and donor are that built-in, loaded."""
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    if model:
+        at.selectbox(key="target_pick").select(model)
+        at.selectbox(key="donor_pick").select(model)
+        run(at.button(key="load_models").click())
+        assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def page(at: AppTest, name: str) -> AppTest:
+    return run(at.switch_page(f"pages/{name}.py"))
+
+
+def figure(at: AppTest, index: int = 0) -> dict:
+    """The plotly figure (as JSON) of the index-th chart on the page."""
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def heatmap_z(fig: dict) -> np.ndarray:
+    """The z values of a figure's heatmap, plotly's typed array ({dtype, bdata, shape}) decoded."""
+    z = fig["data"][0]["z"]
+    return np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape([int(n) for n in z["shape"].split(",")])
+
+
+def chat(at: AppTest, message: str) -> dict:
+    run(at.slider(key="iv_max_new_tokens").set_value(8))
+    run(at.chat_input(key="chat_input").set_value(message))
+    return at.session_state["chat_target"][-1]
+
+
+def test_every_page_renders_on_the_demo_model():
+    at = app("demo-target")
+    for name in PAGES:
+        page(at, name)
+        assert at.title[0].value and at.caption[0].value
+    page(at, "models")
+    assert "Compatible" in at.success[0].value  # demo-target against itself
+
+
+def test_bad_spec_shows_an_error_and_the_app_stays_up():
+    at = app()
+    at.selectbox(key="target_pick").select("other…")
+    run(at)
+    at.text_input(key="target_spec").input("/no/such/model-folder")
+    run(at.button(key="load_models").click())
+    assert any("no such folder" in e.value for e in at.error)
+    assert "target" not in at.session_state["models"]
+    page(at, "models")
+    assert any("No target model loaded" in i.value for i in at.info)
+
+
+def test_scan_draws_a_heatmap_and_feeds_overlap_and_neuron_sets():
+    at = page(app("tiny-llama"), "safety_neurons")
+    run(at.number_input(key="scan_per_label").set_value(8))
+    run(at.button(key="scan_run").click())
+    z = heatmap_z(figure(at))
+    assert z.shape == (4, 128) and np.isfinite(z).any() and np.abs(z).max() > 0  # tiny-llama: 4 layers × 128
+    assert at.session_state["scan"].n_prompts == {"en": {"harmful": 8, "harmless": 8},
+                                                  "zh": {"harmful": 8, "harmless": 8}}
+    assert {"neurons.json", "Scores table (CSV)", "Heatmap (HTML)"} <= {b.label for b in at.get("download_button")}
+
+    page(at, "overlap")
+    assert len(at.get("plotly_chart")) == 4  # Venn, per-layer Jaccard, Jaccard matrix, SS per layer
+    run(at.selectbox(key="overlap_region").select("or-en-zh"))
+    run(at.button(key="overlap_save_save").click())
+    saved = at.session_state["neuron_sets"]["or-en-zh"]
+    safety = at.session_state["safety"]
+    assert saved == safety.ms["en"] | safety.ms["zh"]
+
+
+def test_a_bad_prompt_file_shows_its_problem():
+    at = page(app("tiny-llama"), "safety_neurons")
+    run(at.radio(key="scan_source").set_value("upload"))
+    bad = b'{"id": "1", "lang": "en", "label": "harmful", "text": "x"}\n{"id": "2", "lang": "en", "label": "rude"}\n'
+    run(at.file_uploader(key="scan_upload").set_value(("bad.jsonl", bad, "application/json")))
+    assert any("bad.jsonl, line 2" in e.value for e in at.error)
+
+
+def test_uploaded_neuron_sets_are_checked_against_the_model():
+    at = page(app("tiny-llama"), "intervene")
+    good = json.dumps({"sets": {"mine": {"neurons": {"mlp": {"0": [1, 2]}}}}}).encode()
+    run(at.file_uploader(key="iv_upload").set_value(("mine.json", good, "application/json")))
+    assert "mine" in at.multiselect(key="iv_sets").options
+    bad = json.dumps({"neurons": {"mlp": {"9": [1]}}}).encode()  # tiny-llama has 4 layers
+    run(at.file_uploader(key="iv_upload").set_value(("bad.json", bad, "application/json")))
+    assert any("layer out of range" in e.value for e in at.error)
+
+
+def test_intervention_changes_the_reply_and_sessions_stay_apart():
+    patched_session = page(app("demo-target"), "intervene")
+    run(patched_session.text_input(key="iv_typed").input("0-1 mlp *"))
+    assert any("intervention on" in m.value for m in patched_session.markdown)
+    plain_session = page(app("demo-target"), "intervene")
+
+    on = chat(patched_session, "What is the capital of France?")
+    off = chat(plain_session, "What is the capital of France?")
+    assert on["patched"] != on["plain"]  # MLPs of layers 0-1 switched off
+    assert off["patched"] == off["plain"] == on["plain"]  # the other session's toggles never reach this one
+    assert off["active"] == "no intervention" and "typed neurons" in on["active"]
+
+    run(patched_session.button(key="iv_reset").click())
+    assert patched_session.text_input(key="iv_typed").value == ""
+
+
+def test_tour_runs_its_steps():
+    at = page(app(), "tour")
+    for step in (1, 2, 3):  # neurons, scan (en + zh, 8 prompts per label), overlap
+        run(at.button(key=f"tour_step_{step}").click())
+    assert at.metric[0].value == "30"  # SmolLM2 layers
+    assert heatmap_z(figure(at, 0)).shape[0] == 30
+    assert list(figure(at, 1)["layout"]["meta"]["sizes"]) == ["en", "zh"]  # the Venn of en and zh
