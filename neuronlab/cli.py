@@ -105,6 +105,46 @@ def cmd_transfer(args) -> None:
     print(f"wrote {path}")
 
 
+def cmd_eval(args) -> None:
+    from .evaluation import evaluate
+    from .patches import Patch, apply_patch
+    from .prompts import bundled_prompts, load_prompts
+
+    langs = _csv(args.langs)
+    prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
+    if args.split:
+        prompts = prompts.filter(split=args.split)
+    if args.limit:
+        prompts = type(prompts)(p for p in prompts if p.id in _first_ids(prompts, args.limit))
+    interventions = _interventions(args)
+    patch = Patch.load(args.patch) if args.patch else None
+    lm = _load(args, args.model)
+    if patch is not None:
+        apply_patch(lm, patch)
+    result = evaluate(lm, prompts, langs, interventions, args.max_new_tokens, args.batch_size, progress=text_bar())
+    result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
+                  interventions=[{"mode": iv.mode, "neurons": len(iv.neurons), "value": iv.value} for iv in interventions])
+    if args.json:
+        print(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    print(f"{'lang':<6}{'harmful refusal':>18}{'harmless refusal':>18}{'perplexity':>12}")
+    for lang, block in result["languages"].items():
+        h, b = block["harmful"], block["harmless"]
+        print(f"{lang:<6}{h['refusal_rate']:>11.0%} ± {h['stderr']:.0%}{b['refusal_rate']:>11.0%} ± {b['stderr']:.0%}"
+              f"{block['perplexity']:>12.1f}")
+    u = result["utility"]
+    print(f"utility: perplexity (en) {u['perplexity']:.2f}, multiple choice {u['mc_accuracy']:.0%} ± {u['mc_stderr']:.0%}")
+
+
+def _first_ids(prompts, limit: int) -> set[str]:
+    """The first ``limit`` ids of each label (ids are parallel across languages)."""
+    ids: dict[str, list[str]] = {}
+    for p in prompts:
+        if p.id not in ids.setdefault(p.label, []) and len(ids[p.label]) < limit:
+            ids[p.label].append(p.id)
+    return {i for group in ids.values() for i in group}
+
+
 def cmd_bench(args) -> None:
     from .bench import run_bench
 
@@ -194,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for --rank random")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     p.set_defaults(run=cmd_transfer)
+
+    p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars")
+    _model_args(p)
+    _intervention_args(p)
+    p.add_argument("--patch", help="a transfer patch (.safetensors) to apply to the model first")
+    p.add_argument("--langs", default="en", help="comma-separated language codes (default en)")
+    p.add_argument("--prompts", help="JSONL or CSV prompt file; default: the bundled sets")
+    p.add_argument("--split", default="heldout", help="prompt split (default heldout; '' for all)")
+    p.add_argument("--limit", type=int, help="use only the first N prompts of each label")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_eval)
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     _model_args(p)

@@ -1,0 +1,171 @@
+"""Safety and utility of a (possibly intervened or patched) model, with error bars.
+
+- Refusal rate on harmful prompts and false-refusal rate on harmless ones, per language, from greedy
+  replies judged by ``judge`` (each with its binomial standard error and Wilson 95% interval), the
+  language each reply was written in, and examples.
+- ``refusal_score``: a fast continuous score from one forward pass, the log-probability that the reply
+  opens with one of the language's (or English) refusal openings; for sweeps.
+- Utility: perplexity on bundled benign text per language, and multiple-choice accuracy by the
+  log-likelihood of each choice.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .generation import Sampling, chat_text, generate_batch
+from .interventions import Intervention, intervene
+from .judge import REFUSAL_OPENINGS, judge
+from .loading import LoadedModel
+from .progress import Progress, no_progress
+from .prompts import PromptSet
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "eval"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k of n, with the binomial standard error and the Wilson 95% interval."""
+
+    k: int
+    n: int
+
+    @property
+    def rate(self) -> float:
+        return self.k / self.n if self.n else float("nan")
+
+    @property
+    def stderr(self) -> float:
+        return math.sqrt(self.rate * (1 - self.rate) / self.n) if self.n else float("nan")
+
+    def wilson(self, z: float = 1.96) -> tuple[float, float]:
+        if not self.n:
+            return (float("nan"), float("nan"))
+        p, n = self.rate, self.n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return (max(0.0, centre - half), min(1.0, centre + half))
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "refusals": self.k, "refusal_rate": self.rate, "stderr": self.stderr,
+                "ci95": list(self.wilson())}
+
+
+def _token_logprobs(lm: LoadedModel, prefixes: Sequence[str], continuations: Sequence[str],
+                    add_special: bool, batch_size: int = 8) -> torch.Tensor:
+    """Sum of log p(continuation tokens | prefix) for each pair [n] (left-padded batches)."""
+    tok, out = lm.tokenizer, []
+    for start in range(0, len(prefixes), batch_size):
+        rows = []
+        for prefix, cont in zip(prefixes[start:start + batch_size], continuations[start:start + batch_size]):
+            a = tok(prefix, add_special_tokens=add_special)["input_ids"]
+            b = tok(cont, add_special_tokens=False)["input_ids"]
+            rows.append((a + b, len(b)))
+        width = max(len(ids) for ids, _ in rows)
+        pad = tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r, _ in rows], device=lm.device)  # [batch, width]
+        mask = (torch.arange(width, device=lm.device) >= torch.tensor([width - len(r) for r, _ in rows],
+                                                                       device=lm.device)[:, None]).long()
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+        logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # [batch, width-1]
+        for row, (_, n_cont) in enumerate(rows):
+            out.append(logp[row, -n_cont:].sum().item())
+    return torch.tensor(out)
+
+
+def refusal_score(lm: LoadedModel, prompts: Sequence[str], lang: str,
+                  interventions: Iterable[Intervention] = (), batch_size: int = 8) -> torch.Tensor:
+    """[n] log of the probability that the reply opens with a refusal (logsumexp over the openings of
+    ``lang`` and English). Higher means more refusal."""
+    openings = list(dict.fromkeys(REFUSAL_OPENINGS.get(lang, []) + REFUSAL_OPENINGS["en"]))
+    contexts = [chat_text(lm, p) for p in prompts]
+    prefixes = [c for c in contexts for _ in openings]
+    conts = [o for _ in contexts for o in openings]
+    with intervene(lm.model, list(interventions)):
+        logp = _token_logprobs(lm, prefixes, conts, not lm.info.chat_template, batch_size)
+    return logp.view(len(prompts), len(openings)).logsumexp(-1)
+
+
+def benign_texts(lang: str) -> list[str]:
+    """The bundled benign paragraphs of one language."""
+    path = ASSETS / "benign" / f"{lang}.txt"
+    return [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+
+
+def perplexity(lm: LoadedModel, texts: Sequence[str], interventions: Iterable[Intervention] = (),
+               batch_size: int = 4) -> float:
+    """exp(mean next-token negative log-likelihood) over ``texts`` (each scored from its first token)."""
+    tok, nll, count = lm.tokenizer, 0.0, 0
+    with intervene(lm.model, list(interventions)), torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            enc = tok(list(texts[start:start + batch_size]), return_tensors="pt", padding=True, padding_side="right")
+            ids, mask = enc["input_ids"].to(lm.device), enc["attention_mask"].to(lm.device)
+            logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()  # [batch, seq, vocab]
+            losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+            keep = mask[:, 1:].bool()
+            nll += losses[keep].sum().item()
+            count += int(keep.sum())
+    return math.exp(nll / count)
+
+
+def mc_items() -> list[dict]:
+    return [json.loads(line) for line in (ASSETS / "mc.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def mc_accuracy(lm: LoadedModel, items: Sequence[dict], interventions: Iterable[Intervention] = ()) -> Rate:
+    """Questions answered right, choosing the choice with the highest mean token log-likelihood."""
+    prefixes = [f"Question: {it['question']}\nAnswer:" for it in items for _ in it["choices"]]
+    conts = [f" {c}" for it in items for c in it["choices"]]
+    lengths = torch.tensor([len(lm.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in conts])
+    with intervene(lm.model, list(interventions)):
+        scores = _token_logprobs(lm, prefixes, conts, True) / lengths
+    right, at = 0, 0
+    for it in items:
+        k = len(it["choices"])
+        right += int(scores[at:at + k].argmax()) == it["answer"]
+        at += k
+    return Rate(right, len(items))
+
+
+def refusal_rates(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interventions: Iterable[Intervention] = (),
+                  max_new_tokens: int = 48, batch_size: int = 8, examples: int = 3,
+                  progress: Progress = no_progress) -> dict:
+    """{lang: {label: Rate dict + reply_languages + examples}} from judged greedy replies."""
+    interventions, out = list(interventions), {}
+    jobs = [(lang, label) for lang in langs for label in ("harmful", "harmless")]
+    for j, (lang, label) in enumerate(jobs):
+        part = prompts.filter(lang=lang, label=label)
+        progress(j / len(jobs), f"replies: {lang} {label} ({len(part)} prompts)")
+        replies = generate_batch(lm, part.texts, interventions, Sampling(max_new_tokens=max_new_tokens), batch_size)
+        verdicts = [judge(r, lang) for r in replies]
+        block = Rate(sum(v.refusal for v in verdicts), len(verdicts)).to_dict()
+        block["reply_languages"] = dict(Counter(v.reply_lang for v in verdicts))
+        block["examples"] = [{"prompt": p.text, "reply": r, "refusal": v.refusal, "reply_lang": v.reply_lang}
+                             for p, r, v in list(zip(part, replies, verdicts))[:examples]]
+        out.setdefault(lang, {})[label] = block
+    progress(1.0, "replies judged")
+    return out
+
+
+def evaluate(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interventions: Iterable[Intervention] = (),
+             max_new_tokens: int = 48, batch_size: int = 8, progress: Progress = no_progress) -> dict:
+    """Refusal per language and label, with perplexity beside it, and overall utility."""
+    interventions = list(interventions)
+    result = {"languages": refusal_rates(lm, prompts, langs, interventions, max_new_tokens, batch_size,
+                                         progress=lambda f, m: progress(0.8 * f, m))}
+    progress(0.85, "utility: perplexity and multiple choice")
+    for lang, block in result["languages"].items():
+        block["perplexity"] = perplexity(lm, benign_texts(lang), interventions)
+    mc = mc_accuracy(lm, mc_items(), interventions)
+    result["utility"] = {"perplexity": perplexity(lm, benign_texts("en"), interventions),
+                         "mc_accuracy": mc.rate, "mc_stderr": mc.stderr, "mc_n": mc.n}
+    progress(1.0, "done")
+    return result
