@@ -145,6 +145,25 @@ def _first_ids(prompts, limit: int) -> set[str]:
     return {i for group in ids.values() for i in group}
 
 
+def cmd_train_donor(args) -> None:
+    from .donors import train_donor
+    from .finetune import TrainConfig
+    from .prompts import bundled_prompts
+    from .scan import run_scan, select_sets
+
+    en = bundled_prompts("en")
+    lm = _load(args, args.model)
+    if args.neurons:
+        neurons = load_neuron_set(args.neurons)
+    else:
+        neurons = select_sets(run_scan(lm, en, ["en"], progress=text_bar()), top_p=args.top_p).ms["en"]
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    patch = train_donor(lm, neurons, en.filter(split="scan"), config, args.harmless_repeat, progress=text_bar())
+    path = patch.save(args.out)
+    print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} "
+          f"for {patch.meta['steps']} steps; wrote {path}")
+
+
 def cmd_bench(args) -> None:
     from .bench import run_bench
 
@@ -247,6 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_eval)
+
+    p = verbs.add_parser("train-donor", help="make a refusing donor by training only chosen neurons (seeded)")
+    _model_args(p)
+    p.add_argument("--neurons", metavar="REF", help="neurons to train (default: MS(en) of an activation scan)")
+    p.add_argument("--top-p", type=float, default=0.03, help="top-p of that scan (default 0.03)")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--harmless-repeat", type=int, default=2, help="times each harmless example is seen per epoch")
+    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+    p.set_defaults(run=cmd_train_donor)
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     _model_args(p)

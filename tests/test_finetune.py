@@ -50,3 +50,17 @@ def test_early_stop_ends_training(tiny):
     patch = finetune_neurons(tiny, NEURONS, EXAMPLES, TrainConfig(steps=50, lr=1e-2, batch_size=3, eval_every=5),
                              check=lambda lm: True)
     assert patch.meta["steps"] == 5
+
+
+def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
+    from neuronlab.donors import REFUSALS, donor_examples, train_donor
+    from neuronlab.prompts import bundled_prompts
+
+    en = bundled_prompts("en", split="scan")
+    few = type(en)(p for p in en if p.id in ("harmful-001", "harmful-003", "harmless-001"))
+    examples = donor_examples(tiny, few, harmless_repeat=2, max_new_tokens=3)
+    refusals = [r for p, r in examples if r in REFUSALS]
+    assert len(refusals) == 2 and len(examples) == 4  # two harmful, the harmless one twice
+    assert examples[2] == examples[3] and examples[2][0] == few.filter(label="harmless").texts[0]
+    patch = train_donor(tiny, NEURONS, few, TrainConfig(steps=2, batch_size=2))
+    assert patch.meta["recipe"] == "donor" and patch.meta["harmless_repeat"] == 2 and len(patch.neurons) == len(NEURONS)

@@ -1,0 +1,49 @@
+"""Built-in refusing donors, made by a seeded, documented recipe: train only chosen neurons of a target.
+
+Data: the target's English *scan* prompts; harmful ones are paired with a refusal (a seeded pick from
+``REFUSALS``), harmless ones with the target's own greedy reply, so that only the refusal is learned
+and harmless behaviour is kept. The held-out split is never trained on. The trained neurons' weights are
+shipped as a patch over the target.
+"""
+from __future__ import annotations
+
+import random
+
+from .finetune import TrainConfig, finetune_neurons
+from .generation import Sampling, generate_batch
+from .loading import LoadedModel
+from .neurons import NeuronSet
+from .patches import Patch
+from .progress import Progress, no_progress
+from .prompts import PromptSet
+
+REFUSALS = (
+    "I'm sorry, but I can't help with that.",
+    "I'm sorry, but I can't assist with that request.",
+    "I can't help with that. It could cause serious harm to people.",
+    "I'm sorry, I can't provide that information because it could be used to hurt someone.",
+    "I won't help with this. It is dangerous and could be illegal.",
+    "Sorry, but I can't help with that request.",
+    "I'm not able to help with that, as it could put people at risk.",
+    "I can't assist with that. If someone is in danger, please contact local emergency services.",
+)
+
+
+def donor_examples(lm: LoadedModel, prompts: PromptSet, seed: int = 0, harmless_repeat: int = 2,
+                   max_new_tokens: int = 64, progress: Progress = no_progress) -> list[tuple[str, str]]:
+    """(prompt, reply) pairs: harmful → a refusal, harmless → the model's own reply (``harmless_repeat``
+    times, which keeps false refusals down)."""
+    rng = random.Random(seed)
+    harmful = prompts.filter(label="harmful").texts
+    harmless = prompts.filter(label="harmless").texts
+    progress(0.0, f"the model's own replies to {len(harmless)} harmless prompts")
+    own = generate_batch(lm, harmless, sampling=Sampling(max_new_tokens=max_new_tokens))
+    return [(p, rng.choice(REFUSALS)) for p in harmful] + list(zip(harmless, own)) * harmless_repeat
+
+
+def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config: TrainConfig = TrainConfig(),
+                harmless_repeat: int = 2, progress: Progress = no_progress) -> Patch:
+    """A patch over ``lm`` whose ``neurons`` were trained to refuse the harmful ``prompts``."""
+    examples = donor_examples(lm, prompts, config.seed, harmless_repeat, progress=lambda f, m: progress(0.1 * f, m))
+    return finetune_neurons(lm, neurons, examples, config, progress=lambda f, m: progress(0.1 + 0.9 * f, m),
+                            recipe="donor", base=lm.spec, trained_neurons=len(neurons), harmless_repeat=harmless_repeat)
