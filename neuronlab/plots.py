@@ -56,10 +56,12 @@ def _bin_max_abs(values: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndar
 
 
 def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron scores", max_bins: int = 256,
-                  site_label: str = "MLP neuron") -> go.Figure:
+                  site_label: str = "MLP neuron", per_layer: bool = False) -> go.Figure:
     """Layers × neurons heatmap of ``scores`` [layers, neurons], binned to at most ``max_bins`` columns.
 
     Each bin shows the value of largest magnitude in it (sign kept); the colour scale diverges around 0.
+    ``per_layer`` divides each layer by its largest magnitude, so that a few loud late layers do not wash
+    out the rest (hover still shows the raw score).
     """
     if isinstance(scores, torch.Tensor):
         scores = scores.detach().float().cpu().numpy()
@@ -68,13 +70,18 @@ def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron
         raise ValueError(f"scores must be [layers, neurons], got shape {tuple(values.shape)}")
     if max_bins < 1:
         raise ValueError(f"max_bins must be at least 1, got {max_bins}")
-    binned, starts, ends = _bin_max_abs(values, max_bins)
+    binned, starts, ends = _bin_max_abs(values, max_bins)  # [layers, bins]
     ranges = np.array([f"{site_label} {s}" if s == e else f"{site_label}s {s}–{e}" for s, e in zip(starts, ends)])
+    shown = binned
+    if per_layer:
+        scale = np.nan_to_num(np.nanmax(np.abs(binned), axis=1, keepdims=True), nan=1.0)
+        shown = binned / np.where(scale > 0, scale, 1.0)
     fig = go.Figure(go.Heatmap(
-        z=binned, x=(starts + ends) / 2, y=np.arange(values.shape[0]),
-        customdata=np.broadcast_to(ranges, binned.shape),
-        colorscale="RdBu_r", zmid=0, colorbar=dict(title=dict(text="score")),
-        hovertemplate="layer %{y}<br>%{customdata}<br>score: %{z:.4g}<extra></extra>",
+        z=shown, x=(starts + ends) / 2, y=np.arange(values.shape[0]),
+        customdata=np.broadcast_to(ranges, binned.shape), text=np.vectorize(lambda v: f"{v:.4g}")(binned),
+        colorscale="RdBu_r", zmid=0,
+        colorbar=dict(title=dict(text="score / layer max" if per_layer else "score")),
+        hovertemplate="layer %{y}<br>%{customdata}<br>score: %{text}<extra></extra>",
     ))
     binned_note = "" if ends[0] == starts[0] else f" (largest-magnitude score per {ends[0] - starts[0] + 1})"
     fig.update_layout(title=dict(text=title), xaxis_title=f"{site_label} index{binned_note}", yaxis_title="layer")

@@ -60,11 +60,13 @@ def scan_form(lm: LoadedModel) -> None:
 def heatmap(result: ScanResult) -> str:
     """The contrast heatmap of a chosen language and site; returns the language."""
     st.subheader("Per-layer scores")
-    left, right = st.columns(2)
+    left, middle, right = st.columns([2, 2, 1])
     lang = left.selectbox("Language", result.languages, key="scan_view_lang", **KEEP)
-    site = right.selectbox("Site", result.sites, key="scan_view_site", **KEEP)
+    site = middle.selectbox("Site", result.sites, key="scan_view_site", **KEEP)
+    per_layer = right.toggle("Scale each layer", value=True, key="scan_view_per_layer",
+                             help="Divide each layer by its largest score, so loud late layers do not hide the rest")
     fig = score_heatmap(result.contrast[lang][site], title=f"{lang}: harmful − harmless, {site}",
-                        site_label=f"{site} neuron")
+                        site_label=f"{site} neuron", per_layer=per_layer)
     ui.chart(fig, "scan_heatmap", "Each cell is a neuron (binned, largest magnitude kept): red scores higher on "
                                   f"harmful than on harmless prompts ({result.method}), blue lower.")
     st.download_button("Heatmap (HTML)", fig.to_html, f"heatmap-{lang}-{site}.html", "text/html", key="dl_heatmap",

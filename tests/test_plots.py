@@ -188,3 +188,12 @@ def test_figures_have_titles_axis_titles_and_hover(name):
         assert unlabelled or axis.title.text or axis.ticktext, f"{name}: untitled axis"
     for trace in fig.data:
         assert trace.hoverinfo == "skip" or trace.hovertemplate or trace.hovertext, f"{name}: {trace.name} no hover"
+
+
+def test_heatmap_per_layer_scaling_keeps_raw_scores_in_the_hover():
+    scores = np.array([[1.0, -2.0, 0.5, 0.0], [100.0, 50.0, -25.0, 0.0]])  # [layers, neurons]
+    trace = score_heatmap(scores, per_layer=True).data[0]
+    assert np.allclose(np.asarray(trace.z), [[0.5, -1.0, 0.25, 0.0], [1.0, 0.5, -0.25, 0.0]])
+    assert trace.text[1][0] == "100" and trace.text[0][1] == "-2"
+    raw = score_heatmap(scores).data[0]
+    assert np.allclose(np.asarray(raw.z), scores)
