@@ -164,8 +164,9 @@ def evaluate(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interven
     progress(0.85, "utility: perplexity and multiple choice")
     for lang, block in result["languages"].items():
         block["perplexity"] = perplexity(lm, benign_texts(lang), interventions)
+    english = result["languages"].get("en", {}).get("perplexity") or perplexity(lm, benign_texts("en"), interventions)
     mc = mc_accuracy(lm, mc_items(), interventions)
-    result["utility"] = {"perplexity": perplexity(lm, benign_texts("en"), interventions),
+    result["utility"] = {"perplexity": english,
                          "mc_accuracy": mc.rate, "mc_stderr": mc.stderr, "mc_n": mc.n}
     progress(1.0, "done")
     return result

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .generation import chat_text
+from .generation import chat_ids
 from .loading import LoadedModel, fingerprint
 from .neurons import NeuronSet
 from .patches import Patch, apply_patch, extract_patch
@@ -46,7 +46,7 @@ def _batch(lm: LoadedModel, examples: Sequence[tuple[str, str]], max_tokens: int
     """Right-padded input_ids / attention_mask / labels [batch, seq]; labels cover the reply only."""
     tok, rows = lm.tokenizer, []
     for prompt, reply in examples:
-        context = tok(chat_text(lm, prompt), add_special_tokens=not lm.info.chat_template)["input_ids"]
+        context = chat_ids(lm, prompt)
         answer = tok(reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ids = (context + answer)[:max_tokens]
         rows.append((ids, [-100] * len(context) + answer))

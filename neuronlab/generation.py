@@ -40,22 +40,23 @@ def plain_chat(messages: Sequence[dict]) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
-def encode_chat(lm: LoadedModel, prompt: str | Sequence[dict]) -> dict[str, torch.Tensor]:
-    """input_ids / attention_mask [1, seq] for a chat turn, on the model's input device."""
-    tok, messages = lm.tokenizer, as_messages(prompt)
-    if lm.info.chat_template:
-        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
-    else:
-        enc = tok(plain_chat(messages), return_tensors="pt")
-    return {k: enc[k].to(lm.device) for k in ("input_ids", "attention_mask")}
-
-
 def chat_text(lm: LoadedModel, prompt: str | Sequence[dict]) -> str:
     """The prompt as the model sees it at the start of its reply (chat template or plain frame)."""
     messages = as_messages(prompt)
     if lm.info.chat_template:
         return lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return plain_chat(messages)
+
+
+def chat_ids(lm: LoadedModel, prompt: str | Sequence[dict]) -> list[int]:
+    """Token ids of ``chat_text`` (special tokens come from the template, or are added for the plain frame)."""
+    return lm.tokenizer(chat_text(lm, prompt), add_special_tokens=not lm.info.chat_template)["input_ids"]
+
+
+def encode_chat(lm: LoadedModel, prompt: str | Sequence[dict]) -> dict[str, torch.Tensor]:
+    """input_ids / attention_mask [1, seq] for a chat turn, on the model's input device."""
+    ids = torch.tensor([chat_ids(lm, prompt)], device=lm.device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
 def encode_prompts(lm: LoadedModel, prompts: Sequence[str]) -> dict[str, torch.Tensor]:

@@ -89,9 +89,9 @@ def apply_patch(lm: LoadedModel, patch: Patch, check_fingerprint: bool = True) -
 
     With ``check_fingerprint`` the model must be the one the patch was made for (``target_fingerprint``)."""
     expected = patch.meta.get("target_fingerprint")
-    if check_fingerprint and expected and fingerprint(lm.model) != expected:
+    if check_fingerprint and expected and (actual := fingerprint(lm.model)) != expected:
         raise PatchError(f"this patch was made for a model with fingerprint {expected}, not {lm.spec} "
-                         f"({fingerprint(lm.model)}); load that model, or revert the patches applied since")
+                         f"({actual}); load that model, or revert the patches applied since")
     if patch.meta.get("architecture") not in (None, lm.info.architecture):
         raise PatchError(f"this patch is for {patch.meta['architecture']}, not {lm.info.architecture}")
     slices = list(_slices(lm, patch.neurons))

@@ -29,9 +29,9 @@ def weight_diff_scores(donor: LoadedModel, target: LoadedModel, sites=("mlp",)) 
         for layer in range(donor.arch.n_layers):
             total = torch.zeros(s.size, dtype=torch.float64)
             for ws in s.weights:
-                a = donor.arch.layer(donor.model, layer).get_parameter(ws.param).detach()
-                b = target.arch.layer(target.model, layer).get_parameter(ws.param).detach()
-                diff = (a.double().cpu() - b.double().cpu()).narrow(ws.dim, ws.offset, s.size).pow(2)
+                a, b = (lm.arch.layer(lm.model, layer).get_parameter(ws.param).detach()
+                        .narrow(ws.dim, ws.offset, s.size).double().cpu() for lm in (donor, target))
+                diff = (a - b).pow(2)
                 total += diff.sum(dim=[d for d in range(diff.dim()) if d != ws.dim]) if diff.dim() > 1 else diff
             per_layer.append(total.sqrt().float())
         out[site] = torch.stack(per_layer)  # [L, N]
