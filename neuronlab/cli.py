@@ -77,7 +77,7 @@ def cmd_chat(args) -> None:
 
 def cmd_transfer(args) -> None:
     from .compat import require_compatible
-    from .transfer import contrast_scores, random_scores, top_neurons, transfer_patch, weight_diff_scores
+    from .transfer import rank_scores, top_neurons, transfer_patch
 
     if args.count is not None and args.fraction is not None:
         raise ValueError("give --count or --fraction, not both")
@@ -86,15 +86,7 @@ def cmd_transfer(args) -> None:
     source, dest = (target, donor) if args.delete else (donor, target)
     within = load_neuron_set(args.neurons).validate(donor.arch) if args.neurons else None
     sites = tuple(within.sites) if within else ("mlp",)
-    if args.rank == "weight-diff":
-        scores = weight_diff_scores(donor, target, sites)
-    elif args.rank == "contrast":
-        from .prompts import bundled_prompts
-
-        en = bundled_prompts("en", split="scan")
-        scores = contrast_scores(donor, en.filter(label="harmful").texts, en.filter(label="harmless").texts, sites)
-    else:
-        scores = random_scores(donor, sites, args.seed)
+    scores = rank_scores(args.rank, donor, target, sites, args.seed)
     neurons = top_neurons(scores, count=args.count, fraction=args.fraction, within=within)
     patch = transfer_patch(source, dest, neurons, check=False, direction="delete" if args.delete else "add", ranking=args.rank)
     path = patch.save(args.out)

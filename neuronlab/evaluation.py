@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from .generation import Sampling, chat_text, generate_batch
@@ -170,3 +171,21 @@ def evaluate(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interven
                          "mc_accuracy": mc.rate, "mc_stderr": mc.stderr, "mc_n": mc.n}
     progress(1.0, "done")
     return result
+
+
+def results_table(results: Mapping[str, dict]) -> pd.DataFrame:
+    """One row per (variant, language, metric) of ``evaluate`` results keyed by variant name: value with
+    its 95% interval (low, high; NaN for perplexity) and the number of items. Language "all" holds
+    the overall utility (English perplexity, multiple-choice accuracy)."""
+    rows = []
+    for variant, result in results.items():
+        for lang, block in result["languages"].items():
+            for label in ("harmful", "harmless"):
+                r = block[label]
+                rows.append((variant, lang, f"refusal {label}", r["refusal_rate"], *r["ci95"], r["n"]))
+            rows.append((variant, lang, "perplexity", block["perplexity"], math.nan, math.nan, math.nan))
+        u = result["utility"]
+        mc = Rate(round(u["mc_accuracy"] * u["mc_n"]), u["mc_n"])
+        rows.append((variant, "all", "perplexity (en)", u["perplexity"], math.nan, math.nan, math.nan))
+        rows.append((variant, "all", "multiple choice", mc.rate, *mc.wilson(), mc.n))
+    return pd.DataFrame(rows, columns=["variant", "lang", "metric", "value", "low", "high", "n"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Set
 from pathlib import Path
@@ -204,22 +205,81 @@ def _wrap(items: frozenset) -> NeuronSet:
     return out
 
 
+def _json(content: str | bytes, source: str):
+    try:
+        return json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NeuronSetError(f"{source}: not valid JSON ({e})") from None
+
+
+def _named_sets(data) -> dict | None:
+    """The {name: set} of a multi-set file ({"sets": {...}}, as a scan's neurons.json), else None."""
+    if isinstance(data, dict) and isinstance(data.get("sets"), dict) and "neurons" not in data:
+        return data["sets"]
+    return None
+
+
+def read_neuron_sets(content: str | bytes, source: str = "upload.json") -> dict[str, NeuronSet]:
+    """{name: NeuronSet} from a JSON file's content: one set (named by its "name" or the file stem), or
+    {"sets": {name: set}}. Raises NeuronSetError."""
+    data = _json(content, source)
+    sets = _named_sets(data)
+    if sets is not None:
+        return {name: NeuronSet.from_json(s, name=name) for name, s in sets.items()}
+    one = NeuronSet.from_json(data, name=Path(source).stem)
+    return {one.name: one}
+
+
+def neuron_sets_json(sets: dict[str, NeuronSet]) -> str:
+    """{"sets": {name: set}}: the layout of a scan's neurons.json, read back by ``read_neuron_sets`` and
+    by ``load_neuron_set("FILE#name")``."""
+    return json.dumps({"sets": {name: s.to_json() for name, s in sets.items()}}, indent=1)
+
+
 def load_neuron_set(ref: str | Path) -> NeuronSet:
     """Load ``FILE`` or ``FILE#key``; with a key, FILE holds {"sets": {key: neuron set}}."""
     path_s, _, key = str(ref).partition("#")
     path = Path(path_s)
     if not path.is_file():
         raise NeuronSetError(f"neuron set file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NeuronSetError(f"{path}: not valid JSON ({e})") from None
+    data = _json(path.read_bytes(), str(path))
+    sets = _named_sets(data)
     if key:
-        sets = data.get("sets") if isinstance(data, dict) else None
-        if not isinstance(sets, dict) or key not in sets:
-            available = ", ".join(sets) if isinstance(sets, dict) else "none"
+        if sets is None or key not in sets:
+            available = ", ".join(sets) if sets is not None else "none"
             raise NeuronSetError(f"{path}: no neuron set named {key!r} (available: {available})")
         return NeuronSet.from_json(sets[key], name=key)
-    if isinstance(data, dict) and "sets" in data and "neurons" not in data:
-        raise NeuronSetError(f"{path} holds several sets; name one as {path}#KEY (keys: {', '.join(data['sets'])})")
+    if sets is not None:
+        raise NeuronSetError(f"{path} holds several sets; name one as {path}#KEY (keys: {', '.join(sets)})")
     return NeuronSet.from_json(data, name=path.stem)
+
+
+def _span(token: str, size: int) -> list[int]:
+    """A comma list of numbers, ranges a-b and * (all of 0..size-1)."""
+    out = []
+    for part in filter(None, token.split(",")):
+        if part == "*":
+            out += range(size)
+        else:
+            low, _, high = part.partition("-")
+            out += range(int(low), int(high or low) + 1)
+    return out
+
+
+def parse_neurons(text: str, arch: Architecture) -> NeuronSet:
+    """Typed neurons: ``LAYERS SITE INDICES`` entries split by ';' or new lines, where LAYERS and INDICES
+    are comma lists of numbers, ranges ``a-b`` and ``*`` (all): e.g. ``3 mlp 17,20; 0-1 mlp *``.
+    Raises NeuronSetError naming the entry."""
+    items = []
+    for entry in filter(str.strip, re.split(r"[;\n]", text)):
+        parts = entry.split(None, 2)
+        if len(parts) != 3 or parts[1] not in arch.sites:
+            raise NeuronSetError(f"{entry.strip()!r}: write LAYERS SITE INDICES with SITE one of "
+                                 f"{', '.join(arch.sites)}, e.g. '3 mlp 17,20' or '0-1 mlp *'")
+        layers, site, indices = parts
+        try:
+            items += [(layer, site, i) for layer in _span(layers, arch.n_layers)
+                      for i in _span(indices.replace(" ", ""), arch.sites[site].size)]
+        except ValueError:
+            raise NeuronSetError(f"{entry.strip()!r}: layers and indices are numbers, ranges a-b or *") from None
+    return NeuronSet(items).validate(arch)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 from .loading import LoadedModel, fingerprint
-from .neurons import NeuronSet
+from .neurons import NeuronSet, NeuronSetError
 
 FORMAT = "neuronlab.patch/1"
 NEURON_PREFIX = "neurons."
@@ -39,29 +39,39 @@ class Patch:
         """Number of scalar weights the patch writes."""
         return sum(t.numel() for t in self.tensors.values())
 
+    def to_bytes(self) -> bytes:
+        """The patch as a safetensors file's content (what ``save`` writes and ``from_bytes`` reads)."""
+        tensors = {**{k: v.contiguous() for k, v in self.tensors.items()}, **self.neurons.to_tensors(NEURON_PREFIX)}
+        return save(tensors, metadata={"format": FORMAT, "meta": json.dumps(self.meta)})
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        tensors = {**{k: v.contiguous() for k, v in self.tensors.items()}, **self.neurons.to_tensors(NEURON_PREFIX)}
-        save_file(tensors, str(path), metadata={"format": FORMAT, "meta": json.dumps(self.meta)})
+        path.write_bytes(self.to_bytes())
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Patch":
-        from safetensors import safe_open
-
-        path = Path(path)
+    def from_bytes(cls, content: bytes, source: str = "upload") -> "Patch":
+        """Read a patch file's content (e.g. an upload). Raises PatchError."""
         try:
-            with safe_open(str(path), "pt") as f:
-                header = f.metadata() or {}
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise PatchError(f"{path}: not a readable safetensors patch ({e})") from None
+            header_size = int.from_bytes(content[:8], "little")
+            header = json.loads(content[8:8 + header_size]).get("__metadata__") or {}
+            tensors = load(content)
+        except (SafetensorError, ValueError, AttributeError) as e:
+            raise PatchError(f"{source}: not a readable safetensors patch ({e})") from None
         if header.get("format") != FORMAT:
-            raise PatchError(f"{path}: not a NeuronLab patch (format {header.get('format')!r}, expected {FORMAT})")
+            raise PatchError(f"{source}: not a NeuronLab patch (format {header.get('format')!r}, expected {FORMAT})")
         neurons = NeuronSet.from_tensors({k: v for k, v in tensors.items() if k.startswith(NEURON_PREFIX)},
                                          prefix=NEURON_PREFIX)
         weights = {k: v for k, v in tensors.items() if not k.startswith(NEURON_PREFIX)}
         return cls(neurons, weights, json.loads(header.get("meta", "{}")))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Patch":
+        try:
+            content = Path(path).read_bytes()
+        except OSError as e:
+            raise PatchError(f"{path}: not a readable safetensors patch ({e})") from None
+        return cls.from_bytes(content, str(path))
 
 
 def _slices(lm: LoadedModel, neurons: NeuronSet) -> Iterator[tuple[str, torch.Tensor, int, torch.Tensor]]:
@@ -84,26 +94,42 @@ def extract_patch(source: LoadedModel, neurons: NeuronSet, **meta) -> Patch:
                                     "values": n_values, "share_of_parameters": n_values / total, **meta})
 
 
+def _checked_slices(lm: LoadedModel, patch: Patch, actual_fingerprint: str | None) -> list:
+    """The patch's slices of ``lm``, after checking that the patch fits (raises PatchError)."""
+    expected = patch.meta.get("target_fingerprint")
+    if actual_fingerprint and expected and actual_fingerprint != expected:
+        raise PatchError(f"this patch was made for a model with fingerprint {expected}, not {lm.spec} "
+                         f"({actual_fingerprint}); load that model, or revert the patches applied since")
+    if patch.meta.get("architecture") not in (None, lm.info.architecture):
+        raise PatchError(f"this patch is for {patch.meta['architecture']}, not {lm.info.architecture}")
+    try:
+        slices = list(_slices(lm, patch.neurons))
+    except NeuronSetError as e:
+        raise PatchError(f"the patch's neurons do not fit {lm.spec}: {e}") from None
+    missing = sorted({key for key, *_ in slices} ^ set(patch.tensors))
+    if missing:
+        raise PatchError(f"patch and model disagree on weight slices: {', '.join(missing[:5])}")
+    for key, param, dim, pos in slices:
+        value = patch.tensors[key]
+        if value.shape != param.index_select(dim, pos).shape:
+            raise PatchError(f"{key}: patch shape {tuple(value.shape)} does not fit the model")
+    return slices
+
+
+def check_patch(lm: LoadedModel, patch: Patch) -> Patch:
+    """Raise PatchError unless ``patch`` fits ``lm`` as loaded (fingerprint at load time, architecture,
+    neurons and shapes); returns the patch."""
+    _checked_slices(lm, patch, lm.info.fingerprint)
+    return patch
+
+
 def apply_patch(lm: LoadedModel, patch: Patch, check_fingerprint: bool = True) -> Patch:
     """Write ``patch`` into ``lm`` in place and return the patch that undoes it.
 
     With ``check_fingerprint`` the model must be the one the patch was made for (``target_fingerprint``)."""
-    expected = patch.meta.get("target_fingerprint")
-    if check_fingerprint and expected and (actual := fingerprint(lm.model)) != expected:
-        raise PatchError(f"this patch was made for a model with fingerprint {expected}, not {lm.spec} "
-                         f"({actual}); load that model, or revert the patches applied since")
-    if patch.meta.get("architecture") not in (None, lm.info.architecture):
-        raise PatchError(f"this patch is for {patch.meta['architecture']}, not {lm.info.architecture}")
-    slices = list(_slices(lm, patch.neurons))
-    missing = sorted({key for key, *_ in slices} ^ set(patch.tensors))
-    if missing:
-        raise PatchError(f"patch and model disagree on weight slices: {', '.join(missing[:5])}")
+    slices = _checked_slices(lm, patch, fingerprint(lm.model) if check_fingerprint else None)
     undo = {}
     with torch.no_grad():
-        for key, param, dim, pos in slices:
-            value = patch.tensors[key]
-            if value.shape != param.index_select(dim, pos).shape:
-                raise PatchError(f"{key}: patch shape {tuple(value.shape)} does not fit the model")
         for key, param, dim, pos in slices:
             undo[key] = param.detach().index_select(dim, pos).cpu().clone()
             param.index_copy_(dim, pos, patch.tensors[key].to(param.device, param.dtype))
@@ -115,7 +141,7 @@ def apply_patch(lm: LoadedModel, patch: Patch, check_fingerprint: bool = True) -
 def patched(lm: LoadedModel, patch: Patch, check_fingerprint: bool = True) -> Iterator[LoadedModel]:
     """Apply ``patch`` for the block and revert it exactly afterwards (exceptions included).
 
-    Weight patches change the shared model: callers that share a model across threads hold a lock."""
+    Weight patches change the model in place: threads that share a model use ``shared.SharedModel``."""
     undo = apply_patch(lm, patch, check_fingerprint)
     try:
         yield lm

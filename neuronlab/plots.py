@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import torch
 from plotly.colors import qualitative
@@ -136,6 +137,39 @@ def jaccard_matrix_figure(sets: Mapping[str, NeuronSet],
     ))
     fig.update_layout(title=dict(text=title), xaxis_title="language", yaxis_title="language",
                       yaxis_autorange="reversed")
+    return fig
+
+
+# ---- evaluation -----------------------------------------------------------------------------------
+EVAL_PANELS = (  # (title, metrics, x label of a row)
+    ("Refusal rate (95% interval)", ("refusal harmful", "refusal harmless"), lambda r: f"{r.lang} {r.metric[8:]}"),
+    ("Perplexity on benign text (lower is better)", ("perplexity",), lambda r: r.lang),
+    ("Multiple-choice accuracy (95% interval)", ("multiple choice",), lambda r: "accuracy"),
+)
+
+
+def evaluation_figure(table: pd.DataFrame, title: str = "Safety and utility, side by side") -> go.Figure:
+    """Grouped bars, one series per variant, from ``evaluation.results_table``: refusal rates per language
+    and label, perplexity per language, multiple-choice accuracy; intervals drawn as error bars."""
+    fig = make_subplots(rows=1, cols=len(EVAL_PANELS), column_widths=[0.5, 0.3, 0.2],
+                        subplot_titles=[panel[0] for panel in EVAL_PANELS])
+    for i, variant in enumerate(dict.fromkeys(table["variant"])):
+        rows = table[table["variant"] == variant]
+        for col, (_, metrics, x_of) in enumerate(EVAL_PANELS, 1):
+            part = rows[rows["metric"].isin(metrics)]
+            if part.empty:
+                continue
+            value = part["value"].to_numpy(float)
+            fig.add_trace(go.Bar(
+                x=[x_of(r) for r in part.itertuples()], y=value, name=variant, legendgroup=variant,
+                showlegend=col == 1, marker_color=_colour(i),
+                error_y=dict(type="data", array=part["high"].to_numpy(float) - value,
+                             arrayminus=value - part["low"].to_numpy(float), visible=True),
+                customdata=part["n"].to_numpy(float),
+                hovertemplate=f"{variant}<br>%{{x}}: %{{y:.3g}} (n = %{{customdata}})<extra></extra>"), row=1, col=col)
+    fig.update_layout(title=dict(text=title), barmode="group", legend_title_text="model")
+    fig.update_yaxes(range=[0, 1.05], row=1, col=1)
+    fig.update_yaxes(range=[0, 1.05], row=1, col=3)
     return fig
 
 

@@ -105,6 +105,18 @@ class PromptSet:
         order = {lang: i for i, lang in enumerate(self.languages)}
         return dict(sorted(counts.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2])))
 
+    def head(self, limit: int | None) -> PromptSet:
+        """At most ``limit`` prompts per (language, label, split), in order (all when limit is None or 0)."""
+        if not limit:
+            return self
+        seen: Counter = Counter()
+        kept = []
+        for p in self._prompts:
+            seen[p.lang, p.label, p.split] += 1
+            if seen[p.lang, p.label, p.split] <= limit:
+                kept.append(p)
+        return PromptSet(kept)
+
     def content_hash(self) -> str:
         """sha256 hex of the prompts' fields; independent of file format, key order and prompt order."""
         rows = sorted([p.id, p.lang, p.label, p.split, p.category, p.text] for p in self._prompts)

@@ -15,6 +15,8 @@ import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -52,6 +54,23 @@ class ScanResult:
     @property
     def languages(self) -> list[str]:
         return list(self.importance)
+
+    @property
+    def n_layers(self) -> int:
+        return next(iter(self.contrast[self.languages[0]].values())).shape[0]
+
+    def table(self, lang: str) -> pd.DataFrame:
+        """One row per neuron of a scanned language: layer, site, index, both importances, contrast."""
+        frames = []
+        for site in self.sites:
+            harmful = self.importance[lang]["harmful"][site].float().numpy()  # [layers, neurons]
+            layers, width = harmful.shape
+            frames.append(pd.DataFrame({
+                "layer": np.repeat(np.arange(layers), width), "site": site, "index": np.tile(np.arange(width), layers),
+                "importance harmful": harmful.ravel(),
+                "importance harmless": self.importance[lang]["harmless"][site].float().numpy().ravel(),
+                "contrast": self.contrast[lang][site].float().numpy().ravel()}))
+        return pd.concat(frames, ignore_index=True)
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         out = {f"importance.{lang}.{label}.{site}": t for lang, labels in self.importance.items()

@@ -15,6 +15,7 @@ from .compat import require_compatible
 from .loading import LoadedModel, fingerprint
 from .neurons import NeuronSet
 from .patches import Patch, extract_patch
+from .prompts import PromptSet, bundled_prompts
 from .scoring import activation_scores
 
 RANKINGS = ("weight-diff", "contrast", "random")
@@ -49,6 +50,20 @@ def contrast_scores(donor: LoadedModel, harmful: list[str], harmless: list[str],
 def random_scores(lm: LoadedModel, sites=("mlp",), seed: int = 0) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return {s: torch.rand(lm.arch.n_layers, lm.arch.sites[s].size, generator=gen) for s in sites}
+
+
+def rank_scores(ranking: str, donor: LoadedModel, target: LoadedModel, sites=("mlp",), seed: int = 0,
+                prompts: PromptSet | None = None) -> dict[str, torch.Tensor]:
+    """{site: [L, N]} scores of one of ``RANKINGS``; ``contrast`` uses ``prompts`` (default: the bundled
+    English scan prompts)."""
+    if ranking == "weight-diff":
+        return weight_diff_scores(donor, target, sites)
+    if ranking == "contrast":
+        en = prompts if prompts is not None else bundled_prompts("en", split="scan")
+        return contrast_scores(donor, en.filter(label="harmful").texts, en.filter(label="harmless").texts, sites)
+    if ranking == "random":
+        return random_scores(donor, sites, seed)
+    raise ValueError(f"unknown ranking {ranking!r}; use one of {', '.join(RANKINGS)}")
 
 
 def top_neurons(scores: dict[str, torch.Tensor], count: int | None = None, fraction: float | None = None,

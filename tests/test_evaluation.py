@@ -8,7 +8,7 @@ import torch
 from neuronlab import Intervention, NeuronSet
 from neuronlab.cli import main
 from neuronlab.evaluation import (Rate, _token_logprobs, benign_texts, mc_accuracy, mc_items, perplexity,
-                                  refusal_rates, refusal_score)
+                                  refusal_rates, refusal_score, results_table)
 from neuronlab.generation import chat_text
 from neuronlab.prompts import bundled_prompts
 
@@ -84,3 +84,21 @@ def test_eval_verb_prints_the_json_contract(capsys):
 def test_eval_verb_rejects_bad_input(args, capsys):
     assert main(["eval", "--model", "tiny-llama", *args]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def fake_result(harmful: int, harmless: int, n: int = 10, langs=("en", "zh"), ppl: float = 12.0) -> dict:
+    """An ``evaluate`` result with the given refusal counts in every language."""
+    languages = {lang: {"harmful": Rate(harmful, n).to_dict(), "harmless": Rate(harmless, n).to_dict(),
+                        "perplexity": ppl + i} for i, lang in enumerate(langs)}
+    return {"languages": languages, "utility": {"perplexity": ppl, "mc_accuracy": 0.5, "mc_stderr": 0.1, "mc_n": 20}}
+
+
+def test_results_table_has_every_number_with_its_interval():
+    table = results_table({"plain": fake_result(2, 0), "patched": fake_result(9, 1)})
+    assert len(table) == 2 * (2 * 3 + 2)  # variants × (languages × (2 refusals + perplexity) + utility)
+    row = table.query("variant == 'patched' and lang == 'zh' and metric == 'refusal harmful'").iloc[0]
+    assert row["value"] == 0.9 and row["n"] == 10 and (row["low"], row["high"]) == pytest.approx(Rate(9, 10).wilson())
+    ppl = table.query("variant == 'plain' and metric == 'perplexity'")
+    assert list(ppl["value"]) == [12.0, 13.0] and ppl["low"].isna().all()
+    mc = table.query("variant == 'plain' and metric == 'multiple choice'").iloc[0]
+    assert mc["lang"] == "all" and mc["value"] == 0.5 and mc["n"] == 20 and mc["low"] < 0.5 < mc["high"]

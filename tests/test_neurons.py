@@ -5,6 +5,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from neuronlab import Neuron, NeuronSet, NeuronSetError, load_neuron_set
+from neuronlab.neurons import neuron_sets_json, parse_neurons, read_neuron_sets
 
 A = NeuronSet([(0, "mlp", 1), (0, "mlp", 2), (3, "attn_q", 7)], name="a")
 B = NeuronSet([(0, "mlp", 2), (5, "mlp", 9)], name="b")
@@ -73,3 +74,30 @@ def test_safetensors_round_trip(tmp_path):
     tensors = (A | B).to_tensors(prefix="neurons.")
     save_file(tensors, tmp_path / "n.safetensors")
     assert NeuronSet.from_tensors(load_file(tmp_path / "n.safetensors"), prefix="neurons.") == A | B
+
+
+def test_typed_neurons(tiny):
+    arch = tiny.arch  # 4 layers, 128 MLP neurons
+    assert parse_neurons("3 mlp 17,20", arch) == NeuronSet([(3, "mlp", 17), (3, "mlp", 20)])
+    assert parse_neurons("0-1 mlp *", arch) == NeuronSet((layer, "mlp", i) for layer in (0, 1) for i in range(128))
+    assert parse_neurons("2 mlp 5-7, 9\n* attn_v 0; ", arch) == \
+        NeuronSet([(2, "mlp", 5), (2, "mlp", 6), (2, "mlp", 7), (2, "mlp", 9)] + [(layer, "attn_v", 0) for layer in range(4)])
+    assert parse_neurons("", arch) == NeuronSet()
+    for bad, match in [("3 ffn 1", "SITE one of"), ("3 mlp", "SITE one of"), ("x mlp 1", "numbers, ranges"),
+                       ("9 mlp 1", "layer out of range"), ("0 mlp 128", "index out of range")]:
+        with pytest.raises(NeuronSetError, match=match):
+            parse_neurons(bad, arch)
+
+
+def test_neuron_set_files_read_back_from_bytes(tmp_path):
+    sets = {"a": A, "b": B}
+    content = neuron_sets_json(sets)
+    assert read_neuron_sets(content.encode(), "all.json") == sets
+    (tmp_path / "all.json").write_text(content)
+    assert load_neuron_set(f"{tmp_path / 'all.json'}#b") == B
+    assert read_neuron_sets(json.dumps(A.to_json()), "x.json") == {"a": A}
+    assert list(read_neuron_sets(json.dumps([[0, "mlp", 1]]), "picked.json")) == ["picked"]
+    with pytest.raises(NeuronSetError, match="up.json: not valid JSON"):
+        read_neuron_sets(b"\xff{", "up.json")
+    with pytest.raises(NeuronSetError, match="a neuron set is"):
+        read_neuron_sets(b'{"hello": 1}', "up.json")

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from neuronlab import NeuronSet
-from neuronlab.plots import (counts_by_language_figure, jaccard_figure, jaccard_matrix_figure, score_heatmap,
-                             upset_figure, venn_figure)
+from neuronlab.plots import (counts_by_language_figure, evaluation_figure, jaccard_figure, jaccard_matrix_figure,
+                             score_heatmap, upset_figure, venn_figure)
+from neuronlab.evaluation import Rate, results_table
+from test_evaluation import fake_result
 from test_overlap import SMALL, brute_regions, random_sets
 
 
@@ -197,3 +199,19 @@ def test_heatmap_per_layer_scaling_keeps_raw_scores_in_the_hover():
     assert trace.text[1][0] == "100" and trace.text[0][1] == "-2"
     raw = score_heatmap(scores).data[0]
     assert np.allclose(np.asarray(raw.z), scores)
+
+
+# ---- evaluation -----------------------------------------------------------------------------------
+def test_evaluation_figure_groups_variants_with_their_intervals():
+    table = results_table({"plain": fake_result(2, 0), "patched": fake_result(9, 1)})
+    fig = evaluation_figure(table)
+    refusal = [t for t in fig.data if t.xaxis == "x"]
+    assert [t.name for t in refusal] == ["plain", "patched"] and fig.layout.barmode == "group"
+    patched = refusal[1]
+    assert list(patched.x) == ["en harmful", "en harmless", "zh harmful", "zh harmless"]
+    assert list(patched.y) == [0.9, 0.1, 0.9, 0.1]
+    low, high = Rate(9, 10).wilson()
+    assert patched.error_y.array[0] == pytest.approx(high - 0.9) and patched.error_y.arrayminus[0] == pytest.approx(0.9 - low)
+    perplexity = [t for t in fig.data if t.xaxis == "x2"]
+    assert list(perplexity[0].x) == ["en", "zh"] and list(perplexity[0].y) == [12.0, 13.0]
+    assert [t.showlegend for t in fig.data].count(True) == 2  # one legend entry per variant

@@ -105,6 +105,14 @@ def test_filters(bundled):
         bundled.filter(split="test")
 
 
+def test_head_keeps_the_first_prompts_of_each_language_label_and_split(bundled):
+    two = bundled.filter(lang="en,zh").head(3)
+    assert set(two.counts().values()) == {3} and len(two.counts()) == 2 * 2 * 2  # 2 langs × labels × splits
+    first = bundled.filter(lang="en", label="harmful", split="scan")
+    assert list(two.filter(lang="en", label="harmful", split="scan")) == list(first)[:3]
+    assert bundled.head(None) is bundled and bundled.head(0) is bundled
+
+
 def test_prompt_set_is_immutable(bundled):
     with pytest.raises(AttributeError):
         bundled._prompts = ()

@@ -69,6 +69,21 @@ def test_select_sets_follows_the_paper_definitions():
     assert safety.stats()["share"]["en"] == 2 / 100
 
 
+def test_per_neuron_table_matches_the_scores():
+    gen = torch.Generator().manual_seed(0)
+    scores = {site: {label: torch.rand(3, width, generator=gen) for label in ("harmful", "harmless")}
+              for site, width in (("mlp", 5), ("attn_v", 2))}
+    importance = {"en": {label: {site: scores[site][label] for site in scores} for label in ("harmful", "harmless")}}
+    contrast = {"en": {site: scores[site]["harmful"] - scores[site]["harmless"] for site in scores}}
+    result = ScanResult("m", "f", "activation", ("mlp", "attn_v"), importance, contrast, {}, {})
+    table = result.table("en")
+    assert len(table) == 3 * 5 + 3 * 2 and result.n_layers == 3
+    row = table[(table["layer"] == 2) & (table["site"] == "mlp") & (table["index"] == 4)].iloc[0]
+    assert row["importance harmful"] == pytest.approx(float(scores["mlp"]["harmful"][2, 4]))
+    assert row["contrast"] == pytest.approx(float(contrast["en"]["mlp"][2, 4]))
+    assert set(table[table["site"] == "attn_v"]["index"]) == {0, 1}
+
+
 def test_scan_writes_sets_and_caches(smol, tmp_path, monkeypatch):
     monkeypatch.setenv("NEURONLAB_CACHE", str(tmp_path / "cache"))  # models are loaded already
     prompts = small_set(["en", "zh", "es"])
