@@ -4,24 +4,21 @@ Streamlit lives here and in the pages only; every computation is a call into ``n
 """
 from __future__ import annotations
 
-import json
-import re
 import tempfile
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from neuronlab import Architecture, LoadedModel, NeuronSet, NeuronSetError, load_model
+from neuronlab import LoadedModel, NeuronSet, load_model
+from neuronlab.compat import Compatibility, check_compatibility
+from neuronlab.patches import Patch
 from neuronlab.progress import Progress, no_progress
-from neuronlab.prompts import PromptSet
 from neuronlab.scan import SafetyNeurons, ScanResult, write_scan
+from neuronlab.shared import SharedModel
 
 ROLES = ("target", "donor")
 DEMO = "demo-target"
@@ -39,24 +36,25 @@ class ModelKey(NamedTuple):
 
 # ---- models -----------------------------------------------------------------------------------
 class ModelStore:
-    """Loaded models shared by every session: one per ModelKey, the ``size`` most recently loaded kept.
+    """Loaded models shared by every session: one SharedModel per ModelKey, the ``size`` most recently
+    loaded kept. Sessions reach the weights only through ``SharedModel.use``, with their own patch.
 
     (Not a cached function itself: Streamlit would record the progress bar updates made while loading and
     replay them on every cache hit.)"""
 
     def __init__(self, size: int = 4):
-        self._models: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[ModelKey, SharedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._size = size
 
-    def get(self, key: ModelKey, progress: Progress = no_progress) -> LoadedModel:
+    def get(self, key: ModelKey, progress: Progress = no_progress) -> SharedModel:
         """The model for ``key``, loaded on first use (one load at a time). Raises ModelSpecError."""
-        if (lm := self._models.get(key)) is not None:
-            return lm
+        if (shared := self._models.get(key)) is not None:
+            return shared
         with self._lock:
             if key not in self._models:
-                self._models[key] = load_model(key.spec, key.dtype, key.device, key.trust_remote_code,
-                                               progress=progress)
+                self._models[key] = SharedModel(load_model(key.spec, key.dtype, key.device, key.trust_remote_code,
+                                                           progress=progress))
                 while len(self._models) > self._size:
                     self._models.popitem(last=False)
             return self._models[key]
@@ -67,13 +65,13 @@ def model_store() -> ModelStore:
     return ModelStore()
 
 
-def load(key: ModelKey, where=st) -> LoadedModel:
+def load(key: ModelKey, where=st) -> SharedModel:
     """The model for ``key``, with a progress bar while it loads. Raises ModelSpecError."""
     with progress(f"Loading {key.spec}…", where) as report:
         return model_store().get(key, report)
 
 
-def model(role: str) -> LoadedModel | None:
+def model(role: str) -> SharedModel | None:
     """The session's loaded target or donor, or None (with a hint) when none is loaded yet."""
     key = st.session_state.get("models", {}).get(role)
     if key is None:
@@ -82,11 +80,41 @@ def model(role: str) -> LoadedModel | None:
     return model_store().get(key)
 
 
-def model_or_stop(role: str) -> LoadedModel:
-    lm = model(role)
-    if lm is None:
+def model_or_stop(role: str) -> SharedModel:
+    shared = model(role)
+    if shared is None:
         st.stop()
-    return lm
+    return shared
+
+
+def session_patch(role: str) -> Patch | None:
+    """The weight patch this session applied to its ``role`` model (None when none, or the model changed)."""
+    key, patch = st.session_state.get("patches", {}).get(role, (None, None))
+    return patch if key == st.session_state.get("models", {}).get(role) else None
+
+
+def set_session_patch(role: str, patch: Patch | None) -> None:
+    """Apply ``patch`` (checked against the model already) to this session's ``role`` model; None reverts."""
+    patches = st.session_state.setdefault("patches", {})
+    if patch is None:
+        patches.pop(role, None)
+    else:
+        patches[role] = (st.session_state["models"][role], patch)
+
+
+@contextmanager
+def use(role: str, with_patch: bool = True) -> Iterator[LoadedModel]:
+    """The session's ``role`` model for a block of work: other sessions wait, and this session's patch
+    (unless ``with_patch`` is False) is written in for the block only."""
+    with model_or_stop(role).use(session_patch(role) if with_patch else None) as lm:
+        yield lm
+
+
+@st.cache_resource(show_spinner="Comparing the weights…", max_entries=8)
+def compatibility(donor: ModelKey, target: ModelKey) -> Compatibility:
+    """Donor ↔ target compatibility of two loaded models (as loaded, without session patches)."""
+    with model_store().get(donor).use() as d, model_store().get(target).use() as t:
+        return check_compatibility(d, t)
 
 
 # ---- page furniture ---------------------------------------------------------------------------
@@ -135,80 +163,7 @@ def save_set_form(neurons: NeuronSet, default_name: str, key: str) -> None:
         st.success(f"Saved neuron set **{name}** ({len(neurons)} neurons); use it on *Intervene & chat*.")
 
 
-def sets_json(sets: dict[str, NeuronSet]) -> str:
-    """{"sets": {name: set}}: the layout of a scan's neurons.json, readable as ``FILE#name``."""
-    return json.dumps({"sets": {name: s.to_json() for name, s in sets.items()}}, indent=1)
-
-
-def read_sets(content: bytes, filename: str) -> dict[str, NeuronSet]:
-    """Neuron sets from an uploaded JSON file: one set, or {"sets": {name: set}}. Raises NeuronSetError."""
-    try:
-        data = json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NeuronSetError(f"{filename}: not valid JSON ({e})") from None
-    if isinstance(data, dict) and isinstance(data.get("sets"), dict) and "neurons" not in data:
-        return {name: NeuronSet.from_json(s, name=name) for name, s in data["sets"].items()}
-    one = NeuronSet.from_json(data, name=Path(filename).stem)
-    return {one.name or Path(filename).stem: one}
-
-
-def _span(token: str, size: int) -> range:
-    if token == "*":
-        return range(size)
-    low, _, high = token.partition("-")
-    return range(int(low), int(high or low) + 1)
-
-
-def parse_neurons(text: str, arch: Architecture) -> NeuronSet:
-    """Typed neurons: ``LAYER SITE INDEX`` entries split by ';' or new lines; LAYER and INDEX may be a
-    range ``a-b`` or ``*`` (all), e.g. ``20 mlp 5; 0-1 mlp *``. Raises NeuronSetError."""
-    items = []
-    for entry in filter(str.strip, re.split(r"[;\n]", text)):
-        parts = entry.replace(",", " ").split()
-        if len(parts) != 3 or parts[1] not in arch.sites:
-            raise NeuronSetError(f"{entry.strip()!r}: write LAYER SITE INDEX with SITE one of "
-                                 f"{', '.join(arch.sites)}, e.g. '20 mlp 5' or '0-1 mlp *'")
-        layer, site, index = parts
-        try:
-            items += [(lay, site, i) for lay in _span(layer, arch.n_layers) for i in _span(index, arch.sites[site].size)]
-        except ValueError:
-            raise NeuronSetError(f"{entry.strip()!r}: layer and index are numbers, ranges a-b or *") from None
-    return NeuronSet(items).validate(arch)
-
-
 # ---- prompts and scans ------------------------------------------------------------------------
-def first_per_label(prompts: PromptSet, limit: int | None) -> PromptSet:
-    """At most ``limit`` prompts per (language, label, split), in file order (all when limit is None)."""
-    if not limit:
-        return prompts
-    seen: Counter = Counter()
-    kept = []
-    for p in prompts:
-        seen[p.lang, p.label, p.split] += 1
-        if seen[p.lang, p.label, p.split] <= limit:
-            kept.append(p)
-    return PromptSet(kept)
-
-
-def scores_table(result: ScanResult, lang: str) -> pd.DataFrame:
-    """One row per neuron of a scanned language: layer, site, index, both importances, contrast."""
-    frames = []
-    for site in result.sites:
-        harmful = result.importance[lang]["harmful"][site].float().numpy()  # [layers, neurons]
-        layers, width = harmful.shape
-        frames.append(pd.DataFrame({
-            "layer": np.repeat(np.arange(layers), width), "site": site, "index": np.tile(np.arange(width), layers),
-            "importance harmful": harmful.ravel(),
-            "importance harmless": result.importance[lang]["harmless"][site].float().numpy().ravel(),
-            "contrast": result.contrast[lang][site].float().numpy().ravel()}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def n_layers(result: ScanResult) -> int:
-    lang = result.languages[0]
-    return next(iter(result.contrast[lang].values())).shape[0]
-
-
 def scan_json(result: ScanResult, safety: SafetyNeurons) -> bytes:
     """The scan's neurons.json (sets, parameters, stats), exactly as ``write_scan`` writes it."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,46 +1,52 @@
 """Intervene & chat: switch neurons off or scale them up and chat with the patched model beside the plain one."""
+from contextlib import closing
+
 import streamlit as st
 
 import ui_common as ui
-from neuronlab import Intervention, LoadedModel, NeuronSet, NeuronSetError
-from neuronlab.generation import Sampling, stream
+from neuronlab import Intervention, NeuronSet, NeuronSetError
+from neuronlab.generation import Sampling
+from neuronlab.neurons import neuron_sets_json, parse_neurons, read_neuron_sets
+from neuronlab.patches import Patch
+from neuronlab.shared import SharedModel
 
 KEEP = {"persist_state": "session"}
 TYPED = "typed neurons"
 SIDES = {"patched": "🧪 patched", "plain": "unpatched"}
 
 
-def set_files(lm: LoadedModel) -> None:
+def set_files(shared: SharedModel) -> None:
     """Upload neuron sets (checked against the model) and download the session's sets."""
     with st.expander("Neuron set files (JSON)"):
         upload = st.file_uploader("Upload neuron sets: one set, or a neurons.json of several", type=["json"],
                                   key="iv_upload")
         if upload is not None:
             try:
-                sets = ui.read_sets(upload.getvalue(), upload.name)
+                sets = read_neuron_sets(upload.getvalue(), upload.name)
                 for neurons in sets.values():
-                    neurons.validate(lm.arch)
+                    neurons.validate(shared.arch)
             except NeuronSetError as e:
                 st.error(f"{upload.name}: {e}")
             else:
                 ui.neuron_sets().update(sets)
                 st.success(f"Loaded {', '.join(sets)} from {upload.name}.")
         mine = ui.available_sets()
-        st.download_button("Download all sets (JSON)", lambda: ui.sets_json(mine), "neuron_sets.json",
+        st.download_button("Download all sets (JSON)", lambda: neuron_sets_json(mine), "neuron_sets.json",
                            "application/json", key="iv_download", disabled=not mine, on_click="ignore")
 
 
-def chosen_sets(lm: LoadedModel) -> dict[str, NeuronSet]:
+def chosen_sets(shared: SharedModel) -> dict[str, NeuronSet]:
     """The picked and typed neuron sets that fit the model (the others are reported)."""
     sets = ui.available_sets()
     names = st.multiselect("Neuron sets", list(sets), key="iv_sets", **KEEP,
                            help="Sets you saved on the other pages, uploaded, and the last scan's (scan#…).")
     typed = st.text_input("Single neurons", key="iv_typed", placeholder="20 mlp 5; 20 mlp 17; 0-1 mlp *", **KEEP,
-                          help="LAYER SITE INDEX entries split by ';'; LAYER and INDEX take a range a-b or * (all).")
+                          help="LAYERS SITE INDICES entries split by ';'; LAYERS and INDICES are comma lists of numbers, ranges a-b "
+                               "and * (all), e.g. 3 mlp 17,20.")
     chosen = {}
     for name in names + ([TYPED] if typed.strip() else []):
         try:
-            chosen[name] = ui.parse_neurons(typed, lm.arch) if name == TYPED else sets[name].validate(lm.arch)
+            chosen[name] = parse_neurons(typed, shared.arch) if name == TYPED else sets[name].validate(shared.arch)
         except NeuronSetError as e:
             st.error(f"{name}: {e}")
     return chosen
@@ -64,17 +70,24 @@ def describe(interventions: list[Intervention]) -> str:
                       + (f", ×{iv.value:g})" if iv.mode == "activate" else ")") for iv in interventions)
 
 
+def patch_label(patch: Patch) -> str:
+    return f"weight patch of {len(patch.neurons):,} neurons from {patch.meta.get('source', 'a donor')}"
+
+
 def reset() -> None:
     st.session_state["iv_sets"], st.session_state["iv_typed"] = [], ""
 
 
-def badge(interventions: list[Intervention]) -> None:
+def badge(interventions: list[Intervention], patch: Patch | None) -> None:
     left, right = st.columns([5, 1], vertical_alignment="center")
     with left:
         if interventions:
             st.badge("intervention on", icon="⚡", color="red")
             st.markdown(describe(interventions))
-        else:
+        if patch is not None:
+            st.badge("weight patch on", icon="🩹", color="orange")
+            st.markdown(f"{patch_label(patch)}, applied on *Transfer*")
+        if not interventions and patch is None:
             st.badge("no intervention: the model runs unchanged", color="gray")
     right.button("Reset", key="iv_reset", on_click=reset, disabled=not interventions, width="stretch")
 
@@ -96,32 +109,39 @@ def exchange(user: str, replies: dict, active: str) -> dict:
         with column, st.chat_message("assistant"):
             st.caption(f"{title}: {active}" if side == "patched" else title)
             reply = replies[side]
-            out[side] = reply if isinstance(reply, str) else st.write_stream(reply)
+            if isinstance(reply, str):
+                out[side] = reply
+            else:
+                with closing(reply) as chunks:  # ends the reply (and frees the model) even if the run stops
+                    out[side] = st.write_stream(chunks)
     return out
 
 
-def chat(lm: LoadedModel, interventions: list[Intervention], role: str) -> None:
+def chat(shared: SharedModel, interventions: list[Intervention], patch: Patch | None, role: str) -> None:
     history = st.session_state.setdefault(f"chat_{role}", [])
     for turn in history:
         exchange(turn["user"], turn, turn["active"])
     prompt = st.chat_input("Message the model", key="chat_input")
     if prompt:
         sampling = Sampling(max_new_tokens=st.session_state["iv_max_new_tokens"])
-        active = describe(interventions) or "no intervention"
-        replies = exchange(prompt, {"patched": stream(lm, messages(history, "patched", prompt), interventions, sampling),
-                                    "plain": stream(lm, messages(history, "plain", prompt), [], sampling)}, active)
+        active = " · ".join(filter(None, [describe(interventions), patch and patch_label(patch)])) or "no intervention"
+        replies = exchange(prompt, {
+            "patched": shared.stream(messages(history, "patched", prompt), interventions, sampling, patch),
+            "plain": shared.stream(messages(history, "plain", prompt), [], sampling)}, active)
         history.append({"user": prompt, "active": active, **replies})
 
 
 ui.header("Intervene & chat", "Switch chosen neurons off (suppress) or scale them up (activate), then chat: the "
                               "patched model answers on the left, the unchanged model on the right.")
 role = st.radio("Model", ui.ROLES, key="iv_model", horizontal=True, **KEEP)
-lm = ui.model_or_stop(role)
-set_files(lm)
-interventions = interventions_for(chosen_sets(lm))
-badge(interventions)
+shared = ui.model_or_stop(role)
+set_files(shared)
+interventions = interventions_for(chosen_sets(shared))
+st.session_state.setdefault("interventions", {})[role] = interventions  # for the Evaluate page
+patch = ui.session_patch(role)
+badge(interventions, patch)
 left, right = st.columns([5, 1], vertical_alignment="bottom")
 left.slider("max new tokens", 8, 512, 96, 8, key="iv_max_new_tokens", **KEEP)
 if right.button("Clear chat", key="iv_clear", width="stretch"):
     st.session_state[f"chat_{role}"] = []
-chat(lm, interventions, role)
+chat(shared, interventions, patch, role)

@@ -3,17 +3,12 @@ import pandas as pd
 import streamlit as st
 
 import ui_common as ui
-from neuronlab import LoadedModel
-from neuronlab.compat import Compatibility, check_compatibility
+from neuronlab.compat import Compatibility
+from neuronlab.shared import SharedModel
 
 
-@st.cache_resource(show_spinner="Comparing the weights…", max_entries=8)
-def compatibility(donor: ui.ModelKey, target: ui.ModelKey) -> Compatibility:
-    return check_compatibility(ui.model_store().get(donor), ui.model_store().get(target))
-
-
-def info_card(role: str, lm: LoadedModel) -> None:
-    info = lm.info
+def info_card(role: str, shared: SharedModel) -> None:
+    info = shared.info
     with st.container(border=True):
         st.subheader(f"{role.title()}: {info.spec}")
         left, middle, right = st.columns(3)
@@ -50,6 +45,6 @@ for column, role in zip(st.columns(2), ui.ROLES):
 st.subheader("Donor ↔ target compatibility")
 keys = st.session_state.get("models", {})
 if all(models.values()):
-    verdict(compatibility(keys["donor"], keys["target"]))
+    verdict(ui.compatibility(keys["donor"], keys["target"]))
 else:
     st.caption("Load both models to compare them.")

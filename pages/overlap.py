@@ -59,7 +59,7 @@ if safety is None:
     st.info("No scan yet: run one on the **Safety neurons** page first.")
     st.page_link("pages/safety_neurons.py", label="Go to Safety neurons", icon="🔥")
     st.stop()
-layers = ui.n_layers(st.session_state["scan"])
+layers = st.session_state["scan"].n_layers
 names = list(safety.ms)
 langs = st.multiselect("Languages (MS sets)", names, default=names[:3], key="overlap_langs", persist_state="session")
 if len(langs) < 2:

@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui_common as ui
-from neuronlab import LoadedModel, NeuronSet
+from neuronlab import NeuronSet
 from neuronlab.plots import score_heatmap
 from neuronlab.prompts import BUNDLED_LANGUAGES, FORMATS, PromptFileError, PromptSet, bundled_prompts, parse_prompts
 from neuronlab.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, ScanResult, SafetyNeurons, run_scan, select_sets
@@ -29,7 +29,8 @@ def prompt_source() -> PromptSet:
         st.stop()
 
 
-def scan_form(lm: LoadedModel) -> None:
+def scan_form(role: str) -> None:
+    shared = ui.model_or_stop(role)
     prompts = prompt_source()
     source = st.session_state["scan_source"]
     default = ["en", "zh"] if source == "bundled" else prompts.languages
@@ -43,13 +44,15 @@ def scan_form(lm: LoadedModel) -> None:
     layers = []
     if method == "ablation":
         layers = st.multiselect("Layers to ablate (one forward pass per neuron and prompt)",
-                                range(lm.arch.n_layers), key="scan_layers", **KEEP)
+                                range(shared.arch.n_layers), key="scan_layers", **KEEP)
     per_label = left.number_input("Prompts per label", min_value=1, value=None, placeholder="all",
                                   key="scan_per_label", **KEEP)
+    if ui.session_patch(role):
+        st.caption("Scans read the model as loaded: this session's weight patch is left out.")
     ready = bool(langs) and (method != "ablation" or bool(layers))
     if st.button("Run scan", type="primary", key="scan_run", disabled=not ready):
-        chosen = ui.first_per_label(prompts, per_label)
-        with ui.progress("Scanning…") as report:
+        chosen = prompts.head(per_label)
+        with ui.progress("Scanning…") as report, ui.use(role, with_patch=False) as lm:
             try:
                 st.session_state["scan"] = run_scan(lm, chosen, langs, method, site, layers=layers or None,
                                                     progress=report)
@@ -76,7 +79,7 @@ def heatmap(result: ScanResult) -> str:
 
 def top_neurons(result: ScanResult, safety: SafetyNeurons, lang: str) -> None:
     st.subheader("Top neurons")
-    table = ui.scores_table(result, lang)
+    table = result.table(lang)
     rows = st.number_input("Rows", 10, 1000, 50, 10, key="scan_rows", **KEEP)
     top = table.nlargest(rows, "contrast").reset_index(drop=True)
     top.insert(3, f"MS {lang}", [n in safety.ms[lang] for n in zip(top["layer"], top["site"], top["index"])])
@@ -114,6 +117,6 @@ def results(result: ScanResult) -> None:
 ui.header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "
                             "harmful but not on harmless prompts are that language's safety neurons.")
 role = st.radio("Model to scan", ui.ROLES, key="scan_model", horizontal=True, **KEEP)
-scan_form(ui.model_or_stop(role))
+scan_form(role)
 if "scan" in st.session_state:
     results(st.session_state["scan"])

@@ -29,9 +29,8 @@ def show_neurons() -> None:
 
 
 def scan() -> None:
-    lm = ui.load(DEMO)
-    prompts = ui.first_per_label(bundled_prompts(LANGS, split="scan"), PER_LABEL)
-    with ui.progress("Scanning en and zh…") as report:
+    prompts = bundled_prompts(LANGS, split="scan").head(PER_LABEL)
+    with ui.progress("Scanning en and zh…") as report, ui.load(DEMO).use() as lm:
         result = run_scan(lm, prompts, LANGS, progress=report)
     state["scan"], state["safety"] = result, select_sets(result)
 
@@ -56,9 +55,9 @@ def show_overlap() -> None:
 def suppress() -> None:
     if "safety" not in state:
         scan()
-    lm, sampling = ui.load(DEMO), Sampling(max_new_tokens=48)
+    sampling = Sampling(max_new_tokens=48)
     off = [Intervention(state["safety"].ms["en"], "suppress", label="en")]
-    with ui.progress("Asking the unpatched model…") as report:
+    with ui.progress("Asking the unpatched model…") as report, ui.load(DEMO).use() as lm:
         plain = generate(lm, QUESTION, [], sampling)
         report(0.5, "Asking with the English safety neurons switched off…")
         state["replies"] = {"unpatched": plain, "English safety neurons off": generate(lm, QUESTION, off, sampling)}
