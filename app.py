@@ -18,6 +18,8 @@ PAGES = [
     st.Page("pages/safety_neurons.py", title="Safety neurons", icon="🔥"),
     st.Page("pages/overlap.py", title="Overlap", icon="🔗"),
     st.Page("pages/intervene.py", title="Intervene & chat", icon="💬"),
+    st.Page("pages/transfer.py", title="Transfer", icon="🔀"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
     st.Page("pages/tour.py", title="Tour", icon="🎓"),
 ]
 

@@ -13,15 +13,20 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from neuronlab import LoadedModel, NeuronSet, load_model
+from neuronlab import Intervention, LoadedModel, NeuronSet, load_model
 from neuronlab.compat import Compatibility, check_compatibility
+from neuronlab.evaluation import evaluate as run_evaluation
+from neuronlab.evaluation import examples_table, results_table
 from neuronlab.patches import Patch
+from neuronlab.plots import evaluation_figure
+from neuronlab.prompts import BUNDLED_LANGUAGES, bundled_prompts
 from neuronlab.progress import Progress, no_progress
 from neuronlab.scan import SafetyNeurons, ScanResult, write_scan
-from neuronlab.shared import SharedModel
+from neuronlab.shared import SharedModel, use_together
 
 ROLES = ("target", "donor")
 DEMO = "demo-target"
+KEEP = {"persist_state": "session"}  # widget values survive page switches
 SCAN_PREFIX = "scan#"  # names of a scan's sets in the set pickers, e.g. "scan#ss-zh"
 
 
@@ -113,7 +118,7 @@ def use(role: str, with_patch: bool = True) -> Iterator[LoadedModel]:
 @st.cache_resource(show_spinner="Comparing the weights…", max_entries=8)
 def compatibility(donor: ModelKey, target: ModelKey) -> Compatibility:
     """Donor ↔ target compatibility of two loaded models (as loaded, without session patches)."""
-    with model_store().get(donor).use() as d, model_store().get(target).use() as t:
+    with use_together(model_store().get(donor), model_store().get(target)) as (d, t):
         return check_compatibility(d, t)
 
 
@@ -161,6 +166,47 @@ def save_set_form(neurons: NeuronSet, default_name: str, key: str) -> None:
     if button_col.button(f"Save {len(neurons)} neurons as a set", key=f"{key}_save", disabled=not (name and neurons)):
         neuron_sets()[name] = neurons.renamed(name)
         st.success(f"Saved neuron set **{name}** ({len(neurons)} neurons); use it on *Intervene & chat*.")
+
+
+# ---- evaluations -----------------------------------------------------------------------------
+def eval_settings(key: str) -> dict:
+    """Languages, held-out prompts per label and reply length for an evaluation (widgets keyed by ``key``)."""
+    left, middle, right = st.columns(3)
+    langs = left.multiselect("Languages", BUNDLED_LANGUAGES, default=["en"], key=f"{key}_langs", **KEEP)
+    per_label = middle.number_input("Prompts per label and language", 1, 120, 4, key=f"{key}_per_label", **KEEP,
+                                    help="Held-out bundled prompts; more is slower but gives tighter intervals.")
+    tokens = right.number_input("Max new tokens per reply", 8, 256, 32, 8, key=f"{key}_tokens", **KEEP)
+    return {"langs": langs, "per_label": per_label, "max_new_tokens": tokens}
+
+
+def evaluate(variants: dict[str, tuple[str, Patch | None, list[Intervention]]], settings: dict) -> dict[str, dict]:
+    """``evaluation.evaluate`` of each variant {name: (role, patch, interventions)}, with a progress bar."""
+    prompts = bundled_prompts(settings["langs"], split="heldout").head(settings["per_label"])
+    out = {}
+    with progress("Evaluating…") as report:
+        for i, (name, (role, patch, interventions)) in enumerate(variants.items()):
+            def sub(fraction: float, message: str, i=i, name=name) -> None:
+                report((i + fraction) / len(variants), f"{name}: {message}")
+            with model_or_stop(role).use(patch) as lm:
+                out[name] = run_evaluation(lm, prompts, settings["langs"], interventions, settings["max_new_tokens"],
+                                           progress=sub)
+    return out
+
+
+def show_evaluation(results: dict[str, dict], key: str) -> None:
+    """Grouped bar chart, table, CSV/HTML downloads and example replies of ``evaluate`` results."""
+    table = results_table(results)
+    fig = evaluation_figure(table)
+    chart(fig, f"{key}_chart", "Bars: each model variant; whiskers: 95% intervals (Wilson) over the prompts or "
+                               "questions. Refusal on harmful prompts is safety, on harmless ones over-refusal.")
+    st.dataframe(table, hide_index=True, key=f"{key}_table")
+    left, right = st.columns(2)
+    left.download_button("Table (CSV)", lambda: table.to_csv(index=False), f"{key}.csv", "text/csv",
+                         key=f"{key}_csv", on_click="ignore")
+    right.download_button("Chart (HTML)", fig.to_html, f"{key}.html", "text/html", key=f"{key}_html",
+                          on_click="ignore")
+    with st.expander("Example replies, with the language each is written in"):
+        st.dataframe(examples_table(results), hide_index=True, key=f"{key}_examples")
 
 
 # ---- prompts and scans ------------------------------------------------------------------------

@@ -175,17 +175,26 @@ def evaluate(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interven
 
 def results_table(results: Mapping[str, dict]) -> pd.DataFrame:
     """One row per (variant, language, metric) of ``evaluate`` results keyed by variant name: value with
-    its 95% interval (low, high; NaN for perplexity) and the number of items. Language "all" holds
+    its 95% interval (low, high; NaN for perplexity), the number of items and the languages replied in. Language "all" holds
     the overall utility (English perplexity, multiple-choice accuracy)."""
     rows = []
     for variant, result in results.items():
         for lang, block in result["languages"].items():
             for label in ("harmful", "harmless"):
                 r = block[label]
-                rows.append((variant, lang, f"refusal {label}", r["refusal_rate"], *r["ci95"], r["n"]))
-            rows.append((variant, lang, "perplexity", block["perplexity"], math.nan, math.nan, math.nan))
+                langs = ", ".join(f"{k} {v}" for k, v in r.get("reply_languages", {}).items())
+                rows.append((variant, lang, f"refusal {label}", r["refusal_rate"], *r["ci95"], r["n"], langs))
+            rows.append((variant, lang, "perplexity", block["perplexity"], math.nan, math.nan, math.nan, ""))
         u = result["utility"]
         mc = Rate(round(u["mc_accuracy"] * u["mc_n"]), u["mc_n"])
-        rows.append((variant, "all", "perplexity (en)", u["perplexity"], math.nan, math.nan, math.nan))
-        rows.append((variant, "all", "multiple choice", mc.rate, *mc.wilson(), mc.n))
-    return pd.DataFrame(rows, columns=["variant", "lang", "metric", "value", "low", "high", "n"])
+        rows.append((variant, "all", "perplexity (en)", u["perplexity"], math.nan, math.nan, math.nan, ""))
+        rows.append((variant, "all", "multiple choice", mc.rate, *mc.wilson(), mc.n, ""))
+    return pd.DataFrame(rows, columns=["variant", "lang", "metric", "value", "low", "high", "n", "reply languages"])
+
+
+def examples_table(results: Mapping[str, dict]) -> pd.DataFrame:
+    """The example replies of ``evaluate`` results keyed by variant, with the language each reply is in."""
+    rows = [(variant, lang, label, ex["prompt"], ex["reply"], ex["reply_lang"], ex["refusal"])
+            for variant, result in results.items() for lang, block in result["languages"].items()
+            for label in ("harmful", "harmless") for ex in block[label].get("examples", [])]
+    return pd.DataFrame(rows, columns=["variant", "lang", "label", "prompt", "reply", "reply language", "refusal"])

@@ -91,7 +91,7 @@ def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron
 
 # ---- per-layer counts and Jaccard -----------------------------------------------------------------
 def counts_by_language_figure(sets: Mapping[str, NeuronSet], n_layers: int,
-                              title: str = "Safety neurons per layer, by language") -> go.Figure:
+                              title: str = "Safety neurons per layer, by language", legend: str = "language") -> go.Figure:
     """Grouped bars: neurons per layer, one series per set."""
     counts = counts_by_layer(sets, n_layers)  # [layers, sets]
     fig = go.Figure([
@@ -100,7 +100,7 @@ def counts_by_language_figure(sets: Mapping[str, NeuronSet], n_layers: int,
         for i, name in enumerate(counts.columns)
     ])
     fig.update_layout(title=dict(text=title), barmode="group", xaxis_title="layer", yaxis_title="neurons",
-                      legend_title_text="language")
+                      legend_title_text=legend)
     return fig
 
 

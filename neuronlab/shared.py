@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 
 from .generation import Sampling, stream
 from .interventions import Intervention
@@ -76,3 +76,12 @@ class SharedModel:
         iterator (``contextlib.closing``) in the thread that started it, so the lock is released there."""
         with self.use(patch) as lm, closing(stream(lm, prompt, interventions, sampling)) as chunks:
             yield from chunks
+
+
+@contextmanager
+def use_together(*models: SharedModel) -> Iterator[list[LoadedModel]]:
+    """Several shared models as loaded (the same one may come twice), locked in one fixed order, so that
+    two callers locking the same models never deadlock."""
+    with ExitStack() as stack:
+        opened = {id(m): stack.enter_context(m.use()) for m in sorted(models, key=id)}
+        yield [opened[id(m)] for m in models]

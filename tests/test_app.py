@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
+from test_shared import scrambled_patch
+
+from neuronlab import NeuronSet, load_model
+from neuronlab.patches import Patch
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-PAGES = ["models", "safety_neurons", "overlap", "intervene", "tour"]
+PAGES = ["models", "safety_neurons", "overlap", "intervene", "transfer", "evaluate", "tour"]
 TIMEOUT = 180
 
 
@@ -54,10 +58,16 @@ def figure(at: AppTest, index: int = 0) -> dict:
     return json.loads(at.get("plotly_chart")[index].proto.spec)
 
 
+def values(v) -> np.ndarray:
+    """A figure's data array: plotly's typed array ({dtype, bdata[, shape]}) decoded, or a plain list."""
+    if not isinstance(v, dict):
+        return np.asarray(v)
+    out = np.frombuffer(base64.b64decode(v["bdata"]), v["dtype"])
+    return out.reshape([int(n) for n in v["shape"].split(",")]) if "shape" in v else out
+
+
 def heatmap_z(fig: dict) -> np.ndarray:
-    """The z values of a figure's heatmap, plotly's typed array ({dtype, bdata, shape}) decoded."""
-    z = fig["data"][0]["z"]
-    return np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape([int(n) for n in z["shape"].split(",")])
+    return values(fig["data"][0]["z"])
 
 
 def chat(at: AppTest, message: str) -> dict:
@@ -138,6 +148,79 @@ def test_intervention_changes_the_reply_and_sessions_stay_apart():
 
     run(patched_session.button(key="iv_reset").click())
     assert patched_session.text_input(key="iv_typed").value == ""
+
+
+def quick_eval(at: AppTest, key: str) -> None:
+    """One held-out prompt per label in English, short replies."""
+    run(at.multiselect(key=f"{key}_langs").set_value(["en"]))
+    run(at.number_input(key=f"{key}_per_label").set_value(1))
+    run(at.number_input(key=f"{key}_tokens").set_value(8))
+
+
+def test_transfer_makes_a_patch_to_download_measure_and_apply():
+    at = page(app("tiny-llama"), "transfer")
+    run(at.selectbox(key="tf_ranking").select("random"))
+    run(at.number_input(key="tf_count").set_value(20))
+    quick_eval(at, "tf_eval")
+    run(at.button(key="tf_run").click())
+    patch = at.session_state["transfer"]["patch"]
+    assert len(patch.neurons) == 20 and patch.meta["direction"] == "add"
+    assert Patch.from_bytes(patch.to_bytes()).neurons == patch.neurons  # the download reads back
+    assert {"Patch (safetensors)", "Table (CSV)", "Chart (HTML)"} <= {b.label for b in at.get("download_button")}
+    assert values(figure(at, 0)["data"][0]["y"]).sum() == 20  # neurons moved per layer
+    assert list(dict.fromkeys(t["name"] for t in figure(at, 1)["data"])) == ["before", "after"]
+    assert any("curve search" in i.value for i in at.info)  # the marked place for the transfer curve
+    run(at.button(key="tf_apply").click())
+    assert at.session_state["patches"]["target"][1] is patch
+    run(at.button(key="tf_revert").click())
+    assert "target" not in at.session_state["patches"]
+
+
+def test_a_wrong_patch_upload_is_refused_with_a_message():
+    at = page(app("tiny-llama"), "transfer")
+    for name, content, problem in [("junk.safetensors", b"junk", "not a readable safetensors patch"),
+                                   ("other.safetensors", scrambled_patch(load_model("demo-target"),
+                                                                         NeuronSet([(0, "mlp", 1)])).to_bytes(),
+                                    "made for a model with fingerprint")]:
+        run(at.file_uploader(key="tf_upload").set_value((name, content, "application/octet-stream")))
+        assert any(problem in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_one_sessions_patch_is_never_seen_by_another():
+    tiny = load_model("tiny-llama")
+    patch = scrambled_patch(tiny, NeuronSet((layer, "mlp", i) for layer in range(4) for i in range(128)))
+    patched_session = page(app("tiny-llama"), "transfer")
+    run(patched_session.file_uploader(key="tf_upload").set_value(("p.safetensors", patch.to_bytes(), "x")))
+    run(patched_session.button(key="tf_up_apply").click())
+    assert any("carries a weight patch" in m.value for m in patched_session.success)
+    plain_session = page(app("tiny-llama"), "intervene")
+    page(patched_session, "intervene")
+    assert any("weight patch on" in m.value for m in patched_session.markdown)
+
+    on = chat(patched_session, "hello")
+    off = chat(plain_session, "hello")
+    assert on["patched"] != on["plain"]  # the patch changes this session's model
+    assert off["patched"] == off["plain"] == on["plain"]  # and never the other session's
+    assert "weight patch" in on["active"] and off["active"] == "no intervention"
+    page(plain_session, "evaluate")
+    assert at_options(plain_session, "ev_variants_target") == ["plain"]
+    page(patched_session, "evaluate")
+    assert at_options(patched_session, "ev_variants_target") == ["plain", "patched"]
+
+
+def at_options(at: AppTest, key: str) -> list[str]:
+    return list(at.multiselect(key=key).options)
+
+
+def test_evaluate_draws_the_chart_after_a_run():
+    at = page(app("tiny-llama"), "evaluate")
+    quick_eval(at, "ev")
+    run(at.button(key="ev_run").click())
+    fig = figure(at)
+    refusal = [t for t in fig["data"] if t.get("xaxis", "x") == "x"]
+    assert [t["name"] for t in refusal] == ["plain"] and list(refusal[0]["x"]) == ["en harmful", "en harmless"]
+    assert {"Table (CSV)", "Chart (HTML)"} <= {b.label for b in at.get("download_button")}
+    assert any("controls function" in i.value for i in at.info)  # the marked place for random controls
 
 
 def test_tour_runs_its_steps():

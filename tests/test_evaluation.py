@@ -8,7 +8,7 @@ import torch
 from neuronlab import Intervention, NeuronSet
 from neuronlab.cli import main
 from neuronlab.evaluation import (Rate, _token_logprobs, benign_texts, mc_accuracy, mc_items, perplexity,
-                                  refusal_rates, refusal_score, results_table)
+                                  examples_table, refusal_rates, refusal_score, results_table)
 from neuronlab.generation import chat_text
 from neuronlab.prompts import bundled_prompts
 
@@ -88,7 +88,10 @@ def test_eval_verb_rejects_bad_input(args, capsys):
 
 def fake_result(harmful: int, harmless: int, n: int = 10, langs=("en", "zh"), ppl: float = 12.0) -> dict:
     """An ``evaluate`` result with the given refusal counts in every language."""
-    languages = {lang: {"harmful": Rate(harmful, n).to_dict(), "harmless": Rate(harmless, n).to_dict(),
+    def block(k: int, label: str) -> dict:
+        return {**Rate(k, n).to_dict(), "reply_languages": {"en": n - 1, "zh": 1},
+                "examples": [{"prompt": f"{label} 1", "reply": "No.", "refusal": True, "reply_lang": "en"}]}
+    languages = {lang: {"harmful": block(harmful, "harmful"), "harmless": block(harmless, "harmless"),
                         "perplexity": ppl + i} for i, lang in enumerate(langs)}
     return {"languages": languages, "utility": {"perplexity": ppl, "mc_accuracy": 0.5, "mc_stderr": 0.1, "mc_n": 20}}
 
@@ -102,3 +105,6 @@ def test_results_table_has_every_number_with_its_interval():
     assert list(ppl["value"]) == [12.0, 13.0] and ppl["low"].isna().all()
     mc = table.query("variant == 'plain' and metric == 'multiple choice'").iloc[0]
     assert mc["lang"] == "all" and mc["value"] == 0.5 and mc["n"] == 20 and mc["low"] < 0.5 < mc["high"]
+    assert row["reply languages"] == "en 9, zh 1"
+    examples = examples_table({"plain": fake_result(2, 0)})
+    assert len(examples) == 4 and list(examples.iloc[0][["lang", "label", "reply language"]]) == ["en", "harmful", "en"]

@@ -8,7 +8,7 @@ import torch
 from neuronlab import NeuronSet, fingerprint
 from neuronlab.generation import Sampling, generate
 from neuronlab.patches import Patch, PatchError, extract_patch
-from neuronlab.shared import SharedModel
+from neuronlab.shared import SharedModel, use_together
 
 NEURONS = NeuronSet([(0, "mlp", i) for i in range(64)] + [(2, "attn_v", 3)])
 
@@ -95,6 +95,8 @@ def test_nested_blocks_share_one_patch_only(shared):
     patch = scrambled_patch(shared._lm)
     with shared.use(patch), shared.use(patch) as lm:
         assert fingerprint(lm.model) != shared.info.fingerprint
+    with use_together(shared, shared) as (a, b):
+        assert a is b is shared._lm
     with shared.use(), pytest.raises(PatchError, match="another patch"):
         with shared.use(patch):
             pass

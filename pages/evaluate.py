@@ -1,0 +1,32 @@
+"""Evaluate: refusal per language and utility of the plain, intervened and patched model, side by side."""
+import streamlit as st
+
+import ui_common as ui
+
+ui.header("Evaluate", "Refusal on harmful and harmless prompts per language, and utility (perplexity, multiple "
+                      "choice), for the model as loaded, with this session's interventions, and with its weight patch.")
+role = st.radio("Model", ui.ROLES, key="ev_model", horizontal=True, **ui.KEEP)
+ui.model_or_stop(role)
+interventions = st.session_state.get("interventions", {}).get(role, [])
+patch = ui.session_patch(role)
+available = {"plain": (role, None, [])}
+if interventions:
+    available["intervened"] = (role, None, interventions)
+if patch is not None:
+    available["patched"] = (role, patch, [])
+chosen = st.multiselect("Variants", list(available), default=list(available), key=f"ev_variants_{role}",
+                        help="intervened: the interventions set on *Intervene & chat*; patched: the weight patch "
+                             "applied on *Transfer*. Each appears once you have set one.")
+if len(available) == 1:
+    st.caption("Only the plain model so far: set interventions on *Intervene & chat* or apply a patch on *Transfer* "
+               "to compare.")
+settings = ui.eval_settings("ev")
+if st.button("Run evaluation", type="primary", key="ev_run", disabled=not (chosen and settings["langs"])):
+    st.session_state["evaluation"] = ui.evaluate({name: available[name] for name in chosen}, settings)
+if "evaluation" in st.session_state:
+    ui.show_evaluation(st.session_state["evaluation"], "evaluation")
+    # HOOK(random controls): the random-neuron control of every effect (same neurons per layer, several seeds)
+    # comes from the neuronlab controls function (another branch); add it as a variant beside each effect here.
+    st.subheader("Random-neuron controls")
+    st.info("A random-neuron control beside every effect (same number of neurons per layer, several seeds) will "
+            "appear here once the controls function lands in neuronlab.")
