@@ -10,7 +10,7 @@ from neuronlab.neurons import neuron_sets_json, parse_neurons, read_neuron_sets
 from neuronlab.patches import Patch
 from neuronlab.shared import SharedModel
 
-KEEP = {"persist_state": "session"}
+KEEP = ui.KEEP
 TYPED = "typed neurons"
 SIDES = {"patched": "🧪 patched", "plain": "unpatched"}
 

@@ -9,7 +9,7 @@ from neuronlab.plots import score_heatmap
 from neuronlab.prompts import BUNDLED_LANGUAGES, FORMATS, PromptFileError, PromptSet, bundled_prompts, parse_prompts
 from neuronlab.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, ScanResult, SafetyNeurons, run_scan, select_sets
 
-KEEP = {"persist_state": "session"}
+KEEP = ui.KEEP
 
 
 def prompt_source() -> PromptSet:

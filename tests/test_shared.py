@@ -33,8 +33,8 @@ def shared(tiny):
     assert fingerprint(tiny.model) == before  # every block reverted, bit for bit
 
 
-def test_two_threads_each_see_only_their_own_patch(shared):
-    patch = scrambled_patch(shared._lm)
+def test_two_threads_each_see_only_their_own_patch(shared, tiny):
+    patch = scrambled_patch(tiny)
     with shared.use() as lm:
         plain = logits(lm)
     with shared.use(patch) as lm:
@@ -68,8 +68,8 @@ def test_two_threads_each_see_only_their_own_patch(shared):
     assert seen == {"patched": [True] * 20, "plain": [True] * 20}
 
 
-def test_streamed_reply_holds_the_patch_for_the_whole_reply(shared):
-    patch, sampling = scrambled_patch(shared._lm), Sampling(max_new_tokens=12, min_new_tokens=12)
+def test_streamed_reply_holds_the_patch_for_the_whole_reply(shared, tiny):
+    patch, sampling = scrambled_patch(tiny), Sampling(max_new_tokens=12, min_new_tokens=12)
     with shared.use(patch) as lm:
         expected = generate(lm, "hello", [], sampling)
     with shared.use() as lm:
@@ -91,19 +91,19 @@ def _plain_logits(shared, plain, out):
         out.append(torch.equal(logits(lm), plain))
 
 
-def test_nested_blocks_share_one_patch_only(shared):
-    patch = scrambled_patch(shared._lm)
+def test_nested_blocks_share_one_patch_only(shared, tiny):
+    patch = scrambled_patch(tiny)
     with shared.use(patch), shared.use(patch) as lm:
         assert fingerprint(lm.model) != shared.info.fingerprint
     with use_together(shared, shared) as (a, b):
-        assert a is b is shared._lm
+        assert a is b is tiny
     with shared.use(), pytest.raises(PatchError, match="another patch"):
         with shared.use(patch):
             pass
 
 
-def test_check_rejects_a_patch_for_another_model_or_shape(shared):
-    patch = scrambled_patch(shared._lm)
+def test_check_rejects_a_patch_for_another_model_or_shape(shared, tiny):
+    patch = scrambled_patch(tiny)
     assert shared.check(patch) is patch
     other = Patch(patch.neurons, patch.tensors, {**patch.meta, "target_fingerprint": "0" * 16})
     with pytest.raises(PatchError, match="made for a model with fingerprint"):
@@ -116,8 +116,8 @@ def test_check_rejects_a_patch_for_another_model_or_shape(shared):
         shared.check(Patch(NeuronSet([(9, "mlp", 0)]), {}, patch.meta))
 
 
-def test_patch_bytes_round_trip_and_junk(shared):
-    patch = scrambled_patch(shared._lm)
+def test_patch_bytes_round_trip_and_junk(tiny):
+    patch = scrambled_patch(tiny)
     back = Patch.from_bytes(patch.to_bytes())
     assert back.neurons == patch.neurons and back.meta == patch.meta
     assert all(torch.equal(back.tensors[k], v) for k, v in patch.tensors.items())
