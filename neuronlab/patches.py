@@ -60,10 +60,14 @@ class Patch:
             raise PatchError(f"{source}: not a readable safetensors patch ({e})") from None
         if header.get("format") != FORMAT:
             raise PatchError(f"{source}: not a NeuronLab patch (format {header.get('format')!r}, expected {FORMAT})")
-        neurons = NeuronSet.from_tensors({k: v for k, v in tensors.items() if k.startswith(NEURON_PREFIX)},
-                                         prefix=NEURON_PREFIX)
+        try:
+            neurons = NeuronSet.from_tensors({k: v for k, v in tensors.items() if k.startswith(NEURON_PREFIX)},
+                                             prefix=NEURON_PREFIX)
+            meta = json.loads(header.get("meta", "{}"))
+        except (RuntimeError, ValueError) as e:  # NeuronSetError is a ValueError
+            raise PatchError(f"{source}: a damaged NeuronLab patch ({e})") from None
         weights = {k: v for k, v in tensors.items() if not k.startswith(NEURON_PREFIX)}
-        return cls(neurons, weights, json.loads(header.get("meta", "{}")))
+        return cls(neurons, weights, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "Patch":

@@ -54,16 +54,15 @@ def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, se
         source, into = (d, t) if direction == "add" else (t, d)
         patch = transfer_patch(source, into, neurons, check=False, direction=direction, ranking=ranking)
     results = ui.evaluate({"before": (dest, None, []), "after": (dest, patch, [])}, settings) if settings else None
-    st.session_state["transfer"] = {"patch": patch, "dest": dest, "results": results}
+    st.session_state["transfer"] = {"patch": patch, "dest": dest, "layers": into.arch.n_layers, "results": results}
 
 
-def outcome(patch: Patch, dest: str, results: dict | None) -> None:
+def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
     st.subheader("Result")
     left, middle, right = st.columns(3)
     left.metric("neurons moved", f"{len(patch.neurons):,}")
     middle.metric("weights written", f"{patch.meta['values']:,}")
     right.metric("share of parameters", f"{patch.meta['share_of_parameters']:.4%}")
-    layers = ui.model_or_stop(dest).arch.n_layers
     ui.chart(counts_by_language_figure({"moved": patch.neurons}, layers, title="Neurons moved per layer",
                                        legend="set"),
              "tf_layers", "How many of the moved neurons sit in each layer (all sites together).")

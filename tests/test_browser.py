@@ -29,7 +29,7 @@ LOAD_TIMEOUT = 240_000  # ms: the first load of demo-target converts its GGUF (~
 WORK_TIMEOUT = 180_000  # ms: a scan or a streamed reply on a 2-core CPU
 UI_TIMEOUT = 30_000  # ms: a plain rerun
 PAGES = {"models": "Models", "safety_neurons": "Safety neurons", "overlap": "Overlap",
-         "intervene": "Intervene & chat", "tour": "Tour"}
+         "intervene": "Intervene & chat", "transfer": "Transfer", "evaluate": "Evaluate", "tour": "Tour"}
 
 
 @pytest.fixture

@@ -124,3 +124,6 @@ def test_patch_bytes_round_trip_and_junk(tiny):
     for junk in (b"", b"not a patch at all", b"\x10" + b"\x00" * 7 + b"[1, 2, 3]       "):
         with pytest.raises(PatchError, match="not a readable safetensors patch"):
             Patch.from_bytes(junk, "junk")
+    damaged = Patch(NeuronSet(), {**patch.tensors, "neurons.mlp": torch.zeros(3, dtype=torch.int64)}, patch.meta)
+    with pytest.raises(PatchError, match="damaged"):
+        Patch.from_bytes(damaged.to_bytes(), "damaged")
