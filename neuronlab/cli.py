@@ -8,7 +8,7 @@ import sys
 from .builtins import BUILTINS
 from .errors import ModelSpecError
 from .interventions import DEFAULT_SCALE, Intervention
-from .loading import DEVICES, DTYPES, load_model
+from .loading import DEVICES, DTYPES, fingerprint, load_model
 from .neurons import NeuronSetError, load_neuron_set
 from .progress import text_bar
 from .patches import PatchError
@@ -105,9 +105,43 @@ def cmd_transfer(args) -> None:
     print(f"wrote {path}")
 
 
+def _eval_effects(args, lm) -> tuple[list, str]:
+    """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
+    from .compat import require_compatible
+    from .effects import Effect, copy_from, fixed
+    from .patches import Patch
+
+    if args.remove_diff and not args.neurons:
+        raise ValueError("--remove-diff needs --neurons REF (the neurons whose difference is removed)")
+    effects, no_controls = [], ""
+    if args.patch:
+        patch = Patch.load(args.patch)
+        source = patch.meta.get("source")
+        if source and "target" in patch.meta:  # a transfer: controls copy random neurons from its source
+            src = _load(args, source)
+            if fingerprint(src.model) != patch.meta.get("source_fingerprint"):
+                raise ValueError(f"the patch's source model {source} has changed since the patch was made; "
+                                 "run with --controls 0")
+            copy = copy_from(src)
+
+            def make(neurons):
+                return patch if neurons == patch.neurons else copy(neurons)
+        else:
+            make, no_controls = fixed(patch), f"{args.patch} was not copied from a model that can be reloaded"
+        effects.append(Effect("patch", patch.neurons, make_patch=make, label=f"patch {args.patch}"))
+    if args.remove_diff:
+        target = _load(args, args.remove_diff)
+        require_compatible(lm, target)
+        effects.append(Effect("patch", load_neuron_set(args.neurons), make_patch=copy_from(target),
+                              label=f"remove-diff {args.remove_diff}"))
+    effects += ([Effect("suppress", load_neuron_set(r), label=r) for r in args.suppress]
+                + [Effect("activate", load_neuron_set(r), args.scale, label=r) for r in args.activate]
+                + [Effect("mean", load_neuron_set(r), label=r) for r in args.mean])
+    return effects, no_controls
+
+
 def cmd_eval(args) -> None:
-    from .evaluation import evaluate
-    from .patches import Patch, apply_patch
+    from .effects import evaluate_effects
     from .prompts import bundled_prompts, load_prompts
 
     langs = _csv(args.langs)
@@ -116,14 +150,20 @@ def cmd_eval(args) -> None:
         prompts = prompts.filter(split=args.split)
     if args.limit:
         prompts = type(prompts)(p for p in prompts if p.id in _first_ids(prompts, args.limit))
-    interventions = _interventions(args)
-    patch = Patch.load(args.patch) if args.patch else None
     lm = _load(args, args.model)
-    if patch is not None:
-        apply_patch(lm, patch)
-    result = evaluate(lm, prompts, langs, interventions, args.max_new_tokens, args.batch_size, progress=text_bar())
+    effects, no_controls = _eval_effects(args, lm)
+    controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
+    if controls and no_controls:
+        raise ValueError(f"no random controls: {no_controls}; run with --controls 0")
+    if no_controls and args.controls is None:
+        print(f"note: no random controls ({no_controls})", file=sys.stderr)
+    reference = bundled_prompts(langs, split="scan").filter(label="harmless").texts if args.mean else ()
+    result = evaluate_effects(lm, prompts, langs, effects, seeds=range(controls), reference=reference,
+                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=text_bar())
     result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
-                  interventions=[{"mode": iv.mode, "neurons": len(iv.neurons), "value": iv.value} for iv in interventions])
+                  interventions=[{"mode": e.kind, "neurons": len(e.neurons),
+                                  "value": e.scale if e.kind == "activate" else None}
+                                 for e in effects if e.kind != "patch"])
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return
@@ -134,6 +174,18 @@ def cmd_eval(args) -> None:
               f"{block['perplexity']:>12.1f}")
     u = result["utility"]
     print(f"utility: perplexity (en) {u['perplexity']:.2f}, multiple choice {u['mc_accuracy']:.0%} ± {u['mc_stderr']:.0%}")
+    if controls:
+        _print_effect(result["effect"], controls)
+
+
+def _print_effect(effect: dict, seeds: int) -> None:
+    """The change vs the plain model, real set beside the random controls."""
+    print(f"change vs the plain model: real set | random sets of the same shape (mean ± sd over {seeds} seeds)")
+    for lang, block in effect["languages"].items():
+        cells = [f"{label} {block[label]['real']:+.0%} ± {block[label]['real_stderr']:.0%} | "
+                 f"{block[label]['controls']:+.0%} ± {block[label]['controls_sd']:.0%}" for label in ("harmful", "harmless")]
+        ppl = block["perplexity"]
+        print(f"{lang:<6}" + "   ".join(cells) + f"   perplexity {ppl['real']:+.1%} | {ppl['controls']:+.1%}")
 
 
 def _first_ids(prompts, limit: int) -> set[str]:
@@ -257,7 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars")
     _model_args(p)
     _intervention_args(p)
-    p.add_argument("--patch", help="a transfer patch (.safetensors) to apply to the model first")
+    p.add_argument("--patch", help="a patch (.safetensors) to apply to the model first")
+    p.add_argument("--mean", action="append", default=[], metavar="REF",
+                   help="neuron set to mean-ablate: each neuron held at its mean activation (last prompt token) "
+                        "on the harmless scan prompts of --langs (repeatable)")
+    p.add_argument("--remove-diff", metavar="MODEL",
+                   help="remove the difference between --model (a donor) and MODEL (its target) on --neurons: "
+                        "copy MODEL's weights for those neurons into --model")
+    p.add_argument("--neurons", metavar="REF", help="the neurons of --remove-diff")
+    p.add_argument("--controls", type=int, metavar="N",
+                   help="also run every effect with random neuron sets of the same size and per-layer "
+                        "distribution, over N seeds; adds baseline, controls and effect blocks to the JSON "
+                        "(default 3 when an effect is given; 0 turns them off)")
     p.add_argument("--langs", default="en", help="comma-separated language codes (default en)")
     p.add_argument("--prompts", help="JSONL or CSV prompt file; default: the bundled sets")
     p.add_argument("--split", default="heldout", help="prompt split (default heldout; '' for all)")
