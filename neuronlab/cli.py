@@ -216,6 +216,33 @@ def cmd_train_donor(args) -> None:
           f"for {patch.meta['steps']} steps; wrote {path}")
 
 
+def cmd_finetune(args) -> None:
+    from .expansion import expand, hold_out
+    from .finetune import TrainConfig
+    from .prompts import bundled_prompts
+
+    langs = _csv(args.langs)
+    neurons = load_neuron_set(args.neurons)
+    scan = bundled_prompts(list(dict.fromkeys(langs + (["en"] if args.replay_en else []))), split="scan")
+    train, validation = hold_out(scan, args.validation)
+    if args.limit:
+        train = type(train)(p for p in train if p.id in _first_ids(train, args.limit))
+    lm = _load(args, args.model)
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         eval_every=args.eval_every)
+    patch = expand(lm, neurons, train, langs, validation, config, args.replay_en, args.max_false_refusal,
+                   args.harmless_repeat, progress=text_bar())
+    path = patch.save(args.out)
+    meta = patch.meta
+    print(f"trained {len(neurons)} neurons ({meta['share_of_parameters']:.4%} of parameters) of {lm.spec} on "
+          f"{meta['examples']} examples in {', '.join(meta['langs'])} for {meta['steps']} steps")
+    for h in meta["history"]:
+        print(f"  step {h['step']:>4}: held-out false refusals {h['false_refusal']:.0%}")
+    if meta.get("early_stopped"):
+        print(f"stopped early: false refusals above {args.max_false_refusal:.0%}; kept the weights of step {meta['kept_step']}")
+    print(f"wrote {path}")
+
+
 def cmd_bench(args) -> None:
     from .bench import run_bench
 
@@ -341,6 +368,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harmless-repeat", type=int, default=2, help="times each harmless example is seen per epoch")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     p.set_defaults(run=cmd_train_donor)
+
+    p = verbs.add_parser("finetune", help="SS-Neuron Expansion: train only chosen neurons on a parallel "
+                         "multilingual safety set; writes a patch")
+    _model_args(p)
+    p.add_argument("--neurons", required=True, metavar="REF", help="neurons to train, e.g. DIR/neurons.json#ss")
+    p.add_argument("--langs", default="zh,ko,th,bn,sw,ne",
+                   help="languages of the safety set (default: the paper's NHR languages zh,ko,th,bn,sw,ne)")
+    p.add_argument("--replay-en", action="store_true", help="train on the English examples too")
+    p.add_argument("--validation", type=int, default=8,
+                   help="harmless scan prompts per language held out for early stopping (default 8; 0: none)")
+    p.add_argument("--max-false-refusal", type=float, default=0.15,
+                   help="stop once held-out false refusals exceed this; keep the last weights within it (default 0.15)")
+    p.add_argument("--eval-every", type=int, default=10, help="steps between early-stopping checks (default 10)")
+    p.add_argument("--limit", type=int, help="train on only the first N scan prompts of each label")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
+    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+    p.set_defaults(run=cmd_finetune)
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     _model_args(p)
