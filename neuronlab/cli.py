@@ -8,7 +8,7 @@ import sys
 from .builtins import BUILTINS
 from .errors import ModelSpecError
 from .interventions import DEFAULT_SCALE, Intervention
-from .loading import DEVICES, DTYPES, fingerprint, load_model
+from .loading import DEVICES, DTYPES, load_model
 from .neurons import NeuronSetError, load_neuron_set
 from .progress import text_bar
 from .patches import PatchError
@@ -109,6 +109,7 @@ def _eval_effects(args, lm) -> tuple[list, str]:
     """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
     from .compat import require_compatible
     from .effects import Effect, copy_from, fixed
+    from .expansion import RECIPE, retrainer
     from .patches import Patch
 
     if args.remove_diff and not args.neurons:
@@ -119,15 +120,18 @@ def _eval_effects(args, lm) -> tuple[list, str]:
         source = patch.meta.get("source")
         if source and "target" in patch.meta:  # a transfer: controls copy random neurons from its source
             src = _load(args, source)
-            if fingerprint(src.model) != patch.meta.get("source_fingerprint"):
+            if src.info.fingerprint != patch.meta.get("source_fingerprint"):
                 raise ValueError(f"the patch's source model {source} has changed since the patch was made; "
                                  "run with --controls 0")
-            copy = copy_from(src)
-
-            def make(neurons):
-                return patch if neurons == patch.neurons else copy(neurons)
+            other = copy_from(src)
+        elif patch.meta.get("recipe") == RECIPE:  # SS-Neuron Expansion: controls train random masks
+            other = retrainer(lm, patch.meta)
         else:
-            make, no_controls = fixed(patch), f"{args.patch} was not copied from a model that can be reloaded"
+            other = fixed(patch)
+            no_controls = f"{args.patch} was neither copied from a model nor trained by the finetune verb"
+
+        def make(neurons):
+            return patch if neurons == patch.neurons else other(neurons)
         effects.append(Effect("patch", patch.neurons, make_patch=make, label=f"patch {args.patch}"))
     if args.remove_diff:
         target = _load(args, args.remove_diff)
@@ -183,7 +187,8 @@ def _print_effect(effect: dict, seeds: int) -> None:
     print(f"change vs the plain model: real set | random sets of the same shape (mean ± sd over {seeds} seeds)")
     for lang, block in effect["languages"].items():
         cells = [f"{label} {block[label]['real']:+.0%} ± {block[label]['real_stderr']:.0%} | "
-                 f"{block[label]['controls']:+.0%} ± {block[label]['controls_sd']:.0%}" for label in ("harmful", "harmless")]
+                 f"{block[label]['controls']:+.0%} ± {block[label]['controls_sd']:.0%}"
+                 for label in ("harmful", "harmless")]
         ppl = block["perplexity"]
         print(f"{lang:<6}" + "   ".join(cells) + f"   perplexity {ppl['real']:+.1%} | {ppl['controls']:+.1%}")
 
@@ -217,21 +222,15 @@ def cmd_train_donor(args) -> None:
 
 
 def cmd_finetune(args) -> None:
-    from .expansion import expand, hold_out
+    from .expansion import expand
     from .finetune import TrainConfig
-    from .prompts import bundled_prompts
 
-    langs = _csv(args.langs)
     neurons = load_neuron_set(args.neurons)
-    scan = bundled_prompts(list(dict.fromkeys(langs + (["en"] if args.replay_en else []))), split="scan")
-    train, validation = hold_out(scan, args.validation)
-    if args.limit:
-        train = type(train)(p for p in train if p.id in _first_ids(train, args.limit))
     lm = _load(args, args.model)
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          eval_every=args.eval_every)
-    patch = expand(lm, neurons, train, langs, validation, config, args.replay_en, args.max_false_refusal,
-                   args.harmless_repeat, progress=text_bar())
+    patch = expand(lm, neurons, _csv(args.langs), config, args.replay_en, args.validation, args.limit,
+                   args.max_false_refusal, args.harmless_repeat, progress=text_bar())
     path = patch.save(args.out)
     meta = patch.meta
     print(f"trained {len(neurons)} neurons ({meta['share_of_parameters']:.4%} of parameters) of {lm.spec} on "
@@ -239,7 +238,8 @@ def cmd_finetune(args) -> None:
     for h in meta["history"]:
         print(f"  step {h['step']:>4}: held-out false refusals {h['false_refusal']:.0%}")
     if meta.get("early_stopped"):
-        print(f"stopped early: false refusals above {args.max_false_refusal:.0%}; kept the weights of step {meta['kept_step']}")
+        print(f"stopped early: false refusals above {args.max_false_refusal:.0%}; "
+              f"kept the weights of step {meta['kept_step']}")
     print(f"wrote {path}")
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from .finetune import TrainConfig, finetune_neurons
@@ -22,8 +23,9 @@ from .loading import LoadedModel
 from .neurons import NeuronSet
 from .patches import Patch, extract_patch
 from .progress import Progress, no_progress
-from .prompts import PromptSet
+from .prompts import PromptSet, bundled_prompts
 
+RECIPE = "ss-neuron-expansion"
 REFUSALS_FILE = Path(__file__).resolve().parent.parent / "assets" / "refusals.json"
 
 
@@ -41,11 +43,14 @@ def refusals(lang: str) -> tuple[str, ...]:
     return table[lang]
 
 
-def hold_out(prompts: PromptSet, n: int) -> tuple[PromptSet, PromptSet]:
-    """(train, validation): the last ``n`` harmless ids (in every language) go to validation."""
-    ids = sorted({p.id for p in prompts.filter(label="harmless")})
-    held = set(ids[len(ids) - n:]) if n else set()
-    return (PromptSet(p for p in prompts if p.id not in held), PromptSet(p for p in prompts if p.id in held))
+def safety_split(langs: Sequence[str], validation: int = 8, limit: int | None = None) -> tuple[PromptSet, PromptSet]:
+    """(train, validation) from the bundled *scan* prompts of ``langs``: the last ``validation`` harmless
+    ids go to validation; training keeps the first ``limit`` (default all) remaining ids of each label."""
+    scan = bundled_prompts(langs, split="scan")
+    harmful, harmless = (sorted({p.id for p in scan.filter(label=label)}) for label in ("harmful", "harmless"))
+    held = set(harmless[len(harmless) - validation:]) if validation else set()
+    train = set(harmful[:limit] + [i for i in harmless if i not in held][:limit])
+    return PromptSet(p for p in scan if p.id in train), PromptSet(p for p in scan if p.id in held)
 
 
 def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], seed: int = 0,
@@ -94,23 +99,32 @@ class FalseRefusalStop:
         return False
 
 
-def expand(lm: LoadedModel, neurons: NeuronSet, train: PromptSet, langs: Sequence[str],
-           validation: PromptSet = PromptSet(), config: TrainConfig = TrainConfig(), replay_en: bool = False,
-           max_false_refusal: float = 0.15, harmless_repeat: int = 1, own_tokens: int = 48,
-           progress: Progress = no_progress) -> Patch:
-    """A patch over ``lm`` whose ``neurons`` were trained on the parallel safety set of ``train`` in
-    ``langs`` (plus English with ``replay_en``), stopped early on ``validation`` false refusals."""
+def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: TrainConfig = TrainConfig(),
+           replay_en: bool = False, validation: int = 8, limit: int | None = None, max_false_refusal: float = 0.15,
+           harmless_repeat: int = 1, own_tokens: int = 48, progress: Progress = no_progress) -> Patch:
+    """A patch over ``lm`` whose ``neurons`` were trained on the parallel safety set in ``langs`` (plus
+    English with ``replay_en``; see ``safety_split`` for ``validation`` and ``limit``), stopped early on
+    held-out false refusals. The patch's metadata holds the whole recipe (``retrainer`` replays it)."""
     langs = list(dict.fromkeys(list(langs) + (["en"] if replay_en else [])))
+    train, held = safety_split(langs, validation, limit)
     examples = parallel_examples(lm, train, langs, config.seed, harmless_repeat, own_tokens,
                                  progress=lambda f, m: progress(0.2 * f, m))
-    val = validation.filter(lang=langs, label="harmless")
-    stop = FalseRefusalStop(neurons, val, max_false_refusal, config.eval_every) if len(val) else None
+    stop = FalseRefusalStop(neurons, held, max_false_refusal, config.eval_every) if validation else None
     start = extract_patch(lm, neurons)
-    patch = finetune_neurons(lm, neurons, examples, config, check=stop, progress=lambda f, m: progress(0.2 + 0.8 * f, m),
-                             recipe="ss-neuron-expansion", langs=langs, replay_en=replay_en,
-                             harmless_repeat=harmless_repeat, max_false_refusal=max_false_refusal,
-                             validation_prompts=len(val), history=stop.history if stop else [])
+    patch = finetune_neurons(lm, neurons, examples, config, check=stop,
+                             progress=lambda f, m: progress(0.2 + 0.8 * f, m), recipe=RECIPE, langs=langs,
+                             train_config=asdict(config), validation=validation, limit=limit,
+                             max_false_refusal=max_false_refusal, harmless_repeat=harmless_repeat,
+                             own_tokens=own_tokens, history=stop.history if stop else [])
     if stop and stop.history and stop.history[-1]["false_refusal"] > max_false_refusal:
         kept = stop.kept or start
         patch = Patch(patch.neurons, kept.tensors, {**patch.meta, "early_stopped": True, "kept_step": stop.kept_step})
     return patch
+
+
+def retrainer(lm: LoadedModel, meta: dict) -> Callable[[NeuronSet], Patch]:
+    """Train any neuron set of ``lm`` with the recipe recorded in an expansion patch's ``meta`` (so a
+    fine-tuned set can be compared with random masks of the same shape)."""
+    keys = ("validation", "limit", "max_false_refusal", "harmless_repeat", "own_tokens")
+    return lambda neurons: expand(lm, neurons, meta["langs"], TrainConfig(**meta["train_config"]),
+                                  **{k: meta[k] for k in keys})

@@ -114,3 +114,16 @@ def test_eval_verb_reports_controls_and_removes_a_difference(tmp_path, capsys):
     assert out["effect"]["languages"]["en"]["perplexity"] == {"real": 0.0, "controls": 0.0, "controls_sd": 0.0}
     assert main(common + ["--remove-diff", "tiny-llama"]) == 2
     assert "--neurons" in capsys.readouterr().err
+
+
+def test_eval_verb_controls_for_patch_files(tiny, tmp_path, capsys):
+    from neuronlab.transfer import transfer_patch
+
+    common = ["eval", "--model", "tiny-llama", "--langs", "en", "--limit", "1", "--max-new-tokens", "2", "--json"]
+    transfer = transfer_patch(tiny, tiny, NEURONS).save(tmp_path / "transfer.safetensors")
+    assert main(common + ["--patch", str(transfer), "--controls", "1"]) == 0  # controls copy from its source
+    out = json.loads(capsys.readouterr().out)
+    assert out["controls"]["seeds"] == [0] and out["effects"][0]["kind"] == "patch"
+    trained = extract_patch(tiny, NEURONS).save(tmp_path / "trained.safetensors")  # no source to copy from
+    assert main(common + ["--patch", str(trained), "--controls", "1"]) == 2
+    assert "no random controls" in capsys.readouterr().err

@@ -3,22 +3,15 @@ import torch
 
 from neuronlab import NeuronSet
 from neuronlab.cli import main
-from neuronlab.expansion import FalseRefusalStop, expand, hold_out, parallel_examples, refusals
+from neuronlab.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
 from neuronlab.finetune import TrainConfig
 from neuronlab.judge import judge
 from neuronlab.langid import LANGUAGES
 from neuronlab.loading import fingerprint
 from neuronlab.patches import Patch, patched
-from neuronlab.prompts import BUNDLED_LANGUAGES, bundled_prompts
+from neuronlab.prompts import BUNDLED_LANGUAGES
 
 NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 3) for i in range(0, 128, 8)] + [(2, "attn_o", 4)])
-
-
-def few(langs, n=2):
-    """The scan prompts of the first ``n`` harmful and ``n`` harmless ids."""
-    scan = bundled_prompts(langs, split="scan")
-    keep = {i for label in ("harmful", "harmless") for i in sorted({p.id for p in scan.filter(label=label)})[:n]}
-    return type(scan)(p for p in scan if p.id in keep)
 
 
 def test_refusals_are_parallel_and_judged_refusals_in_every_bundled_language():
@@ -32,7 +25,7 @@ def test_refusals_are_parallel_and_judged_refusals_in_every_bundled_language():
 
 
 def test_parallel_set_pairs_an_id_with_the_same_refusal_in_every_language(tiny):
-    prompts = few(["en", "zh"])
+    prompts, _ = safety_split(["en", "zh"], validation=0, limit=2)
     examples = dict(parallel_examples(tiny, prompts, ["en", "zh"], harmless_repeat=2, max_new_tokens=2))
     for p in prompts.filter(lang="en", label="harmful"):
         k = refusals("en").index(examples[p.text])
@@ -42,24 +35,25 @@ def test_parallel_set_pairs_an_id_with_the_same_refusal_in_every_language(tiny):
     assert len(pairs) == 2 + 2 * 2 and all(q in prompts.filter(lang="zh").texts for q, _ in pairs)
 
 
-def test_hold_out_keeps_validation_ids_out_of_training():
-    train, val = hold_out(bundled_prompts(["en", "zh"], split="scan"), 3)
+def test_safety_split_keeps_validation_ids_out_of_training():
+    train, val = safety_split(["en", "zh"], validation=3, limit=5)
     assert {p.label for p in val} == {"harmless"} and len(val) == 6
     assert not {p.id for p in val} & {p.id for p in train}
+    assert len(train.filter(lang="zh", label="harmful")) == len(train.filter(lang="zh", label="harmless")) == 5
+    assert {p.split for p in train} | {p.split for p in val} == {"scan"}  # the held-out split is the test set
 
 
 def test_early_stop_keeps_the_last_weights_within_budget(tiny):
     fp = fingerprint(tiny.model)
-    train, val = hold_out(few(["en"]), 1)
     config = TrainConfig(steps=6, lr=3e-2, batch_size=2, eval_every=2)
     # a budget below zero is always exceeded: stop at the first check and keep the starting weights
-    patch = expand(tiny, NEURONS, train, ["en"], val, config, max_false_refusal=-1.0, own_tokens=2)
+    patch = expand(tiny, NEURONS, ["en"], config, validation=1, limit=2, max_false_refusal=-1.0, own_tokens=2)
     assert patch.meta["early_stopped"] and patch.meta["kept_step"] == 0 and patch.meta["steps"] == 2
     with patched(tiny, patch):
         assert fingerprint(tiny.model) == fp
     assert fingerprint(tiny.model) == fp
 
-    stop = FalseRefusalStop(NEURONS, val, budget=0.5, every=2, max_new_tokens=2)
+    stop = FalseRefusalStop(NEURONS, safety_split(["en"], 1)[1], budget=0.5, every=2, max_new_tokens=2)
     stop.false_refusals = lambda lm: [0.0, 0.0, 1.0][len(stop.history)]  # within, within, over
     assert [stop(tiny), stop(tiny), stop(tiny)] == [False, False, True]
     assert stop.kept_step == 4 and [h["step"] for h in stop.history] == [2, 4, 6]
@@ -87,3 +81,6 @@ def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny,
             assert torch.equal(value[~allowed[key]], before[key][~allowed[key]]), key  # bit-identical outside
         changed = {k for k, v in after.items() if not torch.equal(v, before[k])}
     assert changed >= {"model.layers.1.mlp.gate_proj.weight", "model.layers.3.mlp.down_proj.weight"}
+    # the recipe in the metadata replays the training (how eval trains random-mask controls)
+    again = retrainer(tiny, patch.meta)(NEURONS)
+    assert all(torch.equal(again.tensors[k], v) for k, v in patch.tensors.items())
