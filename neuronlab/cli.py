@@ -97,9 +97,47 @@ def cmd_transfer(args) -> None:
     print(f"wrote {path}")
 
 
+def _eval_effects(args, lm) -> tuple[list, str]:
+    """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
+    from .compat import require_compatible
+    from .effects import Effect, copy_from, fixed
+    from .expansion import RECIPE, retrainer
+    from .patches import Patch
+
+    if args.remove_diff and not args.neurons:
+        raise ValueError("--remove-diff needs --neurons REF (the neurons whose difference is removed)")
+    effects, no_controls = [], ""
+    if args.patch:
+        patch = Patch.load(args.patch)
+        source = patch.meta.get("source")
+        if source and "target" in patch.meta:  # a transfer: controls copy random neurons from its source
+            src = _load(args, source)
+            if src.info.fingerprint != patch.meta.get("source_fingerprint"):
+                raise ValueError(f"the patch's source model {source} has changed since the patch was made; "
+                                 "run with --controls 0")
+            other = copy_from(src)
+        elif patch.meta.get("recipe") == RECIPE:  # SS-Neuron Expansion: controls train random masks
+            other = retrainer(lm, patch.meta)
+        else:
+            other = fixed(patch)
+            no_controls = f"{args.patch} was neither copied from a model nor trained by the finetune verb"
+
+        def make(neurons):
+            return patch if neurons == patch.neurons else other(neurons)
+        effects.append(Effect("patch", patch.neurons, make_patch=make, label=f"patch {args.patch}"))
+    if args.remove_diff:
+        target = _load(args, args.remove_diff)
+        require_compatible(lm, target)
+        effects.append(Effect("patch", load_neuron_set(args.neurons), make_patch=copy_from(target),
+                              label=f"remove-diff {args.remove_diff}"))
+    effects += ([Effect("suppress", load_neuron_set(r), label=r) for r in args.suppress]
+                + [Effect("activate", load_neuron_set(r), args.scale, label=r) for r in args.activate]
+                + [Effect("mean", load_neuron_set(r), label=r) for r in args.mean])
+    return effects, no_controls
+
+
 def cmd_eval(args) -> None:
-    from .evaluation import evaluate
-    from .patches import Patch, apply_patch
+    from .effects import evaluate_effects
     from .prompts import bundled_prompts, load_prompts
 
     langs = _csv(args.langs)
@@ -108,14 +146,20 @@ def cmd_eval(args) -> None:
         prompts = prompts.filter(split=args.split)
     if args.limit:
         prompts = type(prompts)(p for p in prompts if p.id in _first_ids(prompts, args.limit))
-    interventions = _interventions(args)
-    patch = Patch.load(args.patch) if args.patch else None
     lm = _load(args, args.model)
-    if patch is not None:
-        apply_patch(lm, patch)
-    result = evaluate(lm, prompts, langs, interventions, args.max_new_tokens, args.batch_size, progress=text_bar())
+    effects, no_controls = _eval_effects(args, lm)
+    controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
+    if controls and no_controls:
+        raise ValueError(f"no random controls: {no_controls}; run with --controls 0")
+    if no_controls and args.controls is None:
+        print(f"note: no random controls ({no_controls})", file=sys.stderr)
+    reference = bundled_prompts(langs, split="scan").filter(label="harmless").texts if args.mean else ()
+    result = evaluate_effects(lm, prompts, langs, effects, seeds=range(controls), reference=reference,
+                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=text_bar())
     result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
-                  interventions=[{"mode": iv.mode, "neurons": len(iv.neurons), "value": iv.value} for iv in interventions])
+                  interventions=[{"mode": e.kind, "neurons": len(e.neurons),
+                                  "value": e.scale if e.kind == "activate" else None}
+                                 for e in effects if e.kind != "patch"])
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return
@@ -126,6 +170,19 @@ def cmd_eval(args) -> None:
               f"{block['perplexity']:>12.1f}")
     u = result["utility"]
     print(f"utility: perplexity (en) {u['perplexity']:.2f}, multiple choice {u['mc_accuracy']:.0%} ± {u['mc_stderr']:.0%}")
+    if controls:
+        _print_effect(result["effect"], controls)
+
+
+def _print_effect(effect: dict, seeds: int) -> None:
+    """The change vs the plain model, real set beside the random controls."""
+    print(f"change vs the plain model: real set | random sets of the same shape (mean ± sd over {seeds} seeds)")
+    for lang, block in effect["languages"].items():
+        cells = [f"{label} {block[label]['real']:+.0%} ± {block[label]['real_stderr']:.0%} | "
+                 f"{block[label]['controls']:+.0%} ± {block[label]['controls_sd']:.0%}"
+                 for label in ("harmful", "harmless")]
+        ppl = block["perplexity"]
+        print(f"{lang:<6}" + "   ".join(cells) + f"   perplexity {ppl['real']:+.1%} | {ppl['controls']:+.1%}")
 
 
 def _first_ids(prompts, limit: int) -> set[str]:
@@ -154,6 +211,28 @@ def cmd_train_donor(args) -> None:
     path = patch.save(args.out)
     print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} "
           f"for {patch.meta['steps']} steps; wrote {path}")
+
+
+def cmd_finetune(args) -> None:
+    from .expansion import expand
+    from .finetune import TrainConfig
+
+    neurons = load_neuron_set(args.neurons)
+    lm = _load(args, args.model)
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         eval_every=args.eval_every)
+    patch = expand(lm, neurons, _csv(args.langs), config, args.replay_en, args.validation, args.limit,
+                   args.max_false_refusal, args.harmless_repeat, progress=text_bar())
+    path = patch.save(args.out)
+    meta = patch.meta
+    print(f"trained {len(neurons)} neurons ({meta['share_of_parameters']:.4%} of parameters) of {lm.spec} on "
+          f"{meta['examples']} examples in {', '.join(meta['langs'])} for {meta['steps']} steps")
+    for h in meta["history"]:
+        print(f"  step {h['step']:>4}: held-out false refusals {h['false_refusal']:.0%}")
+    if meta.get("early_stopped"):
+        print(f"stopped early: false refusals above {args.max_false_refusal:.0%}; "
+              f"kept the weights of step {meta['kept_step']}")
+    print(f"wrote {path}")
 
 
 def cmd_bench(args) -> None:
@@ -249,7 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars")
     _model_args(p)
     _intervention_args(p)
-    p.add_argument("--patch", help="a transfer patch (.safetensors) to apply to the model first")
+    p.add_argument("--patch", help="a patch (.safetensors) to apply to the model first")
+    p.add_argument("--mean", action="append", default=[], metavar="REF",
+                   help="neuron set to mean-ablate: each neuron held at its mean activation (last prompt token) "
+                        "on the harmless scan prompts of --langs (repeatable)")
+    p.add_argument("--remove-diff", metavar="MODEL",
+                   help="remove the difference between --model (a donor) and MODEL (its target) on --neurons: "
+                        "copy MODEL's weights for those neurons into --model")
+    p.add_argument("--neurons", metavar="REF", help="the neurons of --remove-diff")
+    p.add_argument("--controls", type=int, metavar="N",
+                   help="also run every effect with random neuron sets of the same size and per-layer "
+                        "distribution, over N seeds; adds baseline, controls and effect blocks to the JSON "
+                        "(default 3 when an effect is given; 0 turns them off)")
     p.add_argument("--langs", default="en", help="comma-separated language codes (default en)")
     p.add_argument("--prompts", help="JSONL or CSV prompt file; default: the bundled sets")
     p.add_argument("--split", default="heldout", help="prompt split (default heldout; '' for all)")
@@ -270,6 +360,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harmless-repeat", type=int, default=2, help="times each harmless example is seen per epoch")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     p.set_defaults(run=cmd_train_donor)
+
+    p = verbs.add_parser("finetune", help="SS-Neuron Expansion: train only chosen neurons on a parallel "
+                         "multilingual safety set; writes a patch")
+    _model_args(p)
+    p.add_argument("--neurons", required=True, metavar="REF", help="neurons to train, e.g. DIR/neurons.json#ss")
+    p.add_argument("--langs", default="zh,ko,th,bn,sw,ne",
+                   help="languages of the safety set (default: the paper's NHR languages zh,ko,th,bn,sw,ne)")
+    p.add_argument("--replay-en", action="store_true", help="train on the English examples too")
+    p.add_argument("--validation", type=int, default=8,
+                   help="harmless scan prompts per language held out for early stopping (default 8; 0: none)")
+    p.add_argument("--max-false-refusal", type=float, default=0.15,
+                   help="stop once held-out false refusals exceed this; keep the last weights within it (default 0.15)")
+    p.add_argument("--eval-every", type=int, default=10, help="steps between early-stopping checks (default 10)")
+    p.add_argument("--limit", type=int, help="train on only the first N scan prompts of each label")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
+    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+    p.set_defaults(run=cmd_finetune)
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     _model_args(p)

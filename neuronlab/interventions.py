@@ -20,7 +20,7 @@ from torch import nn
 from .neurons import Neuron, NeuronSet
 from .sites import architecture_of
 
-MODES = ("suppress", "activate", "set")
+MODES = ("suppress", "activate", "set", "mean")
 DEFAULT_SCALE = 2.0
 
 # The intervention keys active in the current context; hooks of other contexts pass through.
@@ -30,8 +30,9 @@ _ACTIVE: contextvars.ContextVar[frozenset] = contextvars.ContextVar("neuronlab_a
 @dataclass(frozen=True)
 class Intervention:
     """(neurons, mode, value): ``suppress`` sets activations to 0, ``activate`` multiplies them by
-    ``value`` (default 2), ``set`` replaces them by ``value`` (a number, or {Neuron: number} per neuron,
-    e.g. mean activations for mean-ablation)."""
+    ``value`` (default 2), ``set`` replaces them by ``value`` (a number, or {Neuron: number} per neuron);
+    ``mean`` is ``set`` with each neuron's mean activation on reference prompts ({Neuron: number}, see
+    ``effects.mean_ablation``)."""
 
     neurons: NeuronSet
     mode: str = "suppress"
@@ -43,6 +44,8 @@ class Intervention:
             raise ValueError(f"unknown intervention mode {self.mode!r}; use one of {', '.join(MODES)}")
         if self.mode == "set" and self.value is None:
             raise ValueError("mode 'set' needs a value")
+        if self.mode == "mean" and not isinstance(self.value, Mapping):
+            raise ValueError("mode 'mean' needs {neuron: mean activation}; effects.mean_ablation computes it")
         if self.mode == "activate" and isinstance(self.value, Mapping):
             raise ValueError("mode 'activate' takes one scale factor")
 

@@ -1,0 +1,130 @@
+"""SS-Neuron Expansion (Who Transfers Safety?, arXiv 2602.01283): fine-tune only a chosen neuron set
+(usually the shared safety neurons) on a parallel multilingual safety set.
+
+The set: harmful *scan* prompts in each language paired with a refusal in that language (the same
+refusal for an id in every language: ``assets/refusals.json`` is parallel), harmless scan prompts paired
+with the model's own greedy reply, so that harmless behaviour is what it was; optionally English replayed
+beside the other languages. A few harmless scan prompts per language are held out of training for early
+stopping on false refusals (the held-out *split* is the test set and is never touched).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from .finetune import TrainConfig, finetune_neurons
+from .generation import Sampling, generate_batch
+from .judge import judge
+from .loading import LoadedModel
+from .neurons import NeuronSet
+from .patches import Patch, extract_patch
+from .progress import Progress, no_progress
+from .prompts import PromptSet, bundled_prompts
+
+RECIPE = "ss-neuron-expansion"
+REFUSALS_FILE = Path(__file__).resolve().parent.parent / "assets" / "refusals.json"
+
+
+@functools.cache
+def _refusal_table() -> dict[str, tuple[str, ...]]:
+    data = json.loads(REFUSALS_FILE.read_text(encoding="utf-8"))["refusals"]
+    return {lang: tuple(items) for lang, items in data.items()}
+
+
+def refusals(lang: str) -> tuple[str, ...]:
+    """The bundled refusals of ``lang``; item i means the same in every language."""
+    table = _refusal_table()
+    if lang not in table:
+        raise ValueError(f"no bundled refusals in {lang!r} (have: {', '.join(table)})")
+    return table[lang]
+
+
+def safety_split(langs: Sequence[str], validation: int = 8, limit: int | None = None) -> tuple[PromptSet, PromptSet]:
+    """(train, validation) from the bundled *scan* prompts of ``langs``: the last ``validation`` harmless
+    ids go to validation; training keeps the first ``limit`` (default all) remaining ids of each label."""
+    scan = bundled_prompts(langs, split="scan")
+    harmful, harmless = (sorted({p.id for p in scan.filter(label=label)}) for label in ("harmful", "harmless"))
+    held = set(harmless[len(harmless) - validation:]) if validation else set()
+    train = set(harmful[:limit] + [i for i in harmless if i not in held][:limit])
+    return PromptSet(p for p in scan if p.id in train), PromptSet(p for p in scan if p.id in held)
+
+
+def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], seed: int = 0,
+                      harmless_repeat: int = 1, max_new_tokens: int = 48, batch_size: int = 8,
+                      progress: Progress = no_progress) -> list[tuple[str, str]]:
+    """(prompt, reply) pairs per language: harmful → the id's refusal in that language, harmless → the
+    model's own greedy reply (``harmless_repeat`` times)."""
+    rng = random.Random(seed)
+    harmful_ids = sorted({p.id for p in prompts.filter(label="harmful")})
+    pick = {i: rng.randrange(len(refusals("en"))) for i in harmful_ids}
+    out = []
+    for j, lang in enumerate(langs):
+        part = prompts.filter(lang=lang)
+        out += [(p.text, refusals(lang)[pick[p.id]]) for p in part.filter(label="harmful")]
+        harmless = part.filter(label="harmless").texts
+        progress(j / len(langs), f"own replies: {lang} ({len(harmless)} harmless prompts)")
+        own = generate_batch(lm, harmless, sampling=Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size)
+        out += list(zip(harmless, own)) * harmless_repeat
+    progress(1.0, f"{len(out)} examples")
+    return out
+
+
+class FalseRefusalStop:
+    """Early stopping: each check judges greedy replies to held-out harmless prompts; training stops once
+    their false-refusal rate exceeds ``budget``, keeping the neurons' weights of the last check within it."""
+
+    def __init__(self, neurons: NeuronSet, validation: PromptSet, budget: float, every: int,
+                 max_new_tokens: int = 24, batch_size: int = 8):
+        self.neurons, self.validation, self.budget, self.every = neurons, validation, budget, every
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.history: list[dict] = []
+        self.kept: Patch | None = None  # weights of the last check within budget (None: the starting weights)
+        self.kept_step = 0
+
+    def false_refusals(self, lm: LoadedModel) -> float:
+        replies = generate_batch(lm, self.validation.texts, sampling=Sampling(max_new_tokens=self.max_new_tokens),
+                                 batch_size=self.batch_size)
+        return sum(judge(r, p.lang).refusal for p, r in zip(self.validation, replies)) / len(replies)
+
+    def __call__(self, lm: LoadedModel) -> bool:
+        step, rate = self.every * (len(self.history) + 1), self.false_refusals(lm)
+        self.history.append({"step": step, "false_refusal": rate})
+        if rate > self.budget:
+            return True
+        self.kept, self.kept_step = extract_patch(lm, self.neurons), step
+        return False
+
+
+def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: TrainConfig = TrainConfig(),
+           replay_en: bool = False, validation: int = 8, limit: int | None = None, max_false_refusal: float = 0.15,
+           harmless_repeat: int = 1, own_tokens: int = 48, progress: Progress = no_progress) -> Patch:
+    """A patch over ``lm`` whose ``neurons`` were trained on the parallel safety set in ``langs`` (plus
+    English with ``replay_en``; see ``safety_split`` for ``validation`` and ``limit``), stopped early on
+    held-out false refusals. The patch's metadata holds the whole recipe (``retrainer`` replays it)."""
+    langs = list(dict.fromkeys(list(langs) + (["en"] if replay_en else [])))
+    train, held = safety_split(langs, validation, limit)
+    examples = parallel_examples(lm, train, langs, config.seed, harmless_repeat, own_tokens,
+                                 progress=lambda f, m: progress(0.2 * f, m))
+    stop = FalseRefusalStop(neurons, held, max_false_refusal, config.eval_every) if validation else None
+    start = extract_patch(lm, neurons)
+    patch = finetune_neurons(lm, neurons, examples, config, check=stop,
+                             progress=lambda f, m: progress(0.2 + 0.8 * f, m), recipe=RECIPE, langs=langs,
+                             train_config=asdict(config), validation=validation, limit=limit,
+                             max_false_refusal=max_false_refusal, harmless_repeat=harmless_repeat,
+                             own_tokens=own_tokens, history=stop.history if stop else [])
+    if stop and stop.history and stop.history[-1]["false_refusal"] > max_false_refusal:
+        kept = stop.kept or start
+        patch = Patch(patch.neurons, kept.tensors, {**patch.meta, "early_stopped": True, "kept_step": stop.kept_step})
+    return patch
+
+
+def retrainer(lm: LoadedModel, meta: dict) -> Callable[[NeuronSet], Patch]:
+    """Train any neuron set of ``lm`` with the recipe recorded in an expansion patch's ``meta`` (so a
+    fine-tuned set can be compared with random masks of the same shape)."""
+    keys = ("validation", "limit", "max_false_refusal", "harmless_repeat", "own_tokens")
+    return lambda neurons: expand(lm, neurons, meta["langs"], TrainConfig(**meta["train_config"]),
+                                  **{k: meta[k] for k in keys})

@@ -1,0 +1,86 @@
+"""SS-Neuron Expansion: the parallel refusals, the parallel safety set, early stopping and the finetune verb."""
+import torch
+
+from neuronlab import NeuronSet
+from neuronlab.cli import main
+from neuronlab.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
+from neuronlab.finetune import TrainConfig
+from neuronlab.judge import judge
+from neuronlab.langid import LANGUAGES
+from neuronlab.loading import fingerprint
+from neuronlab.patches import Patch, patched
+from neuronlab.prompts import BUNDLED_LANGUAGES
+
+NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 3) for i in range(0, 128, 8)] + [(2, "attn_o", 4)])
+
+
+def test_refusals_are_parallel_and_judged_refusals_in_every_bundled_language():
+    assert set(BUNDLED_LANGUAGES) <= set(LANGUAGES)
+    counts = {len(refusals(lang)) for lang in BUNDLED_LANGUAGES}
+    assert counts == {len(refusals("en"))} and len(refusals("en")) >= 5
+    for lang in BUNDLED_LANGUAGES:
+        for text in refusals(lang):
+            verdict = judge(text, lang)
+            assert verdict.refusal and verdict.reply_lang == lang, (lang, text)
+
+
+def test_parallel_set_pairs_an_id_with_the_same_refusal_in_every_language(tiny):
+    prompts, _ = safety_split(["en", "zh"], validation=0, limit=2)
+    examples = dict(parallel_examples(tiny, prompts, ["en", "zh"], harmless_repeat=2, max_new_tokens=2))
+    for p in prompts.filter(lang="en", label="harmful"):
+        k = refusals("en").index(examples[p.text])
+        zh = next(q for q in prompts.filter(lang="zh") if q.id == p.id)
+        assert examples[zh.text] == refusals("zh")[k]
+    pairs = parallel_examples(tiny, prompts, ["zh"], harmless_repeat=2, max_new_tokens=2)
+    assert len(pairs) == 2 + 2 * 2 and all(q in prompts.filter(lang="zh").texts for q, _ in pairs)
+
+
+def test_safety_split_keeps_validation_ids_out_of_training():
+    train, val = safety_split(["en", "zh"], validation=3, limit=5)
+    assert {p.label for p in val} == {"harmless"} and len(val) == 6
+    assert not {p.id for p in val} & {p.id for p in train}
+    assert len(train.filter(lang="zh", label="harmful")) == len(train.filter(lang="zh", label="harmless")) == 5
+    assert {p.split for p in train} | {p.split for p in val} == {"scan"}  # the held-out split is the test set
+
+
+def test_early_stop_keeps_the_last_weights_within_budget(tiny):
+    fp = fingerprint(tiny.model)
+    config = TrainConfig(steps=6, lr=3e-2, batch_size=2, eval_every=2)
+    # a budget below zero is always exceeded: stop at the first check and keep the starting weights
+    patch = expand(tiny, NEURONS, ["en"], config, validation=1, limit=2, max_false_refusal=-1.0, own_tokens=2)
+    assert patch.meta["early_stopped"] and patch.meta["kept_step"] == 0 and patch.meta["steps"] == 2
+    with patched(tiny, patch):
+        assert fingerprint(tiny.model) == fp
+    assert fingerprint(tiny.model) == fp
+
+    stop = FalseRefusalStop(NEURONS, safety_split(["en"], 1)[1], budget=0.5, every=2, max_new_tokens=2)
+    stop.false_refusals = lambda lm: [0.0, 0.0, 1.0][len(stop.history)]  # within, within, over
+    assert [stop(tiny), stop(tiny), stop(tiny)] == [False, False, True]
+    assert stop.kept_step == 4 and [h["step"] for h in stop.history] == [2, 4, 6]
+
+
+def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny, tmp_path, capsys):
+    ref = NEURONS.save(tmp_path / "ss.json")
+    out = tmp_path / "ss.safetensors"
+    assert main(["finetune", "--model", "tiny-llama", "--neurons", str(ref), "--langs", "zh", "--replay-en",
+                 "--limit", "2", "--validation", "1", "--eval-every", "2", "--max-false-refusal", "1",
+                 "--steps", "4", "--lr", "3e-2", "--batch-size", "2", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    patch = Patch.load(out)
+    assert patch.neurons == NEURONS and patch.meta["langs"] == ["zh", "en"] and patch.meta["steps"] == 4
+    assert [h["step"] for h in patch.meta["history"]] == [2, 4]
+
+    before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    allowed = {k: torch.zeros_like(v, dtype=torch.bool) for k, v in before.items()}
+    for (layer, site), idx in NEURONS.grouped().items():
+        for ws in tiny.arch.sites[site].weights:
+            allowed[f"model.layers.{layer}.{ws.param}"].index_fill_(ws.dim, torch.as_tensor(idx + ws.offset), True)
+    with patched(tiny, patch):
+        after = tiny.model.state_dict()
+        for key, value in after.items():
+            assert torch.equal(value[~allowed[key]], before[key][~allowed[key]]), key  # bit-identical outside
+        changed = {k for k, v in after.items() if not torch.equal(v, before[k])}
+    assert changed >= {"model.layers.1.mlp.gate_proj.weight", "model.layers.3.mlp.down_proj.weight"}
+    # the recipe in the metadata replays the training (how eval trains random-mask controls)
+    again = retrainer(tiny, patch.meta)(NEURONS)
+    assert all(torch.equal(again.tensors[k], v) for k, v in patch.tensors.items())
