@@ -28,6 +28,21 @@ class TrainConfig:
     seed: int = 0
     max_tokens: int = 128  # per example, prompt and reply together
     eval_every: int = 10  # steps between early-stopping checks (when a check is given)
+    opening_weight: float = 1.0  # loss weight of each reply's first ``opening_tokens`` tokens (the decision)
+    opening_tokens: int = 3
+
+
+def reply_loss(logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Next-token cross-entropy averaged per example, then over the batch, so that a short refusal
+    counts as much as a long answer; the reply's opening tokens weigh ``opening_weight`` times more.
+
+    logits [batch, seq, vocab]; labels [batch, seq] with -100 outside the reply."""
+    logits, labels = logits[:, :-1], labels[:, 1:]  # predict token t+1 from position t
+    valid = labels != -100  # [batch, seq-1]
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+    position = valid.cumsum(1) - 1  # index of each label within its reply
+    weight = valid * (1 + (config.opening_weight - 1) * (position < config.opening_tokens))
+    return ((nll * weight).sum(1) / weight.sum(1).clamp(min=1)).mean()
 
 
 def _masks(lm: LoadedModel, neurons: NeuronSet) -> dict[torch.nn.Parameter, torch.Tensor]:
@@ -87,7 +102,9 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[tup
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             for step in range(config.steps):
-                loss = lm.model(**_batch(lm, next(batches), config.max_tokens)).loss
+                batch = _batch(lm, next(batches), config.max_tokens)
+                logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                loss = reply_loss(logits.float(), batch["labels"], config)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
@@ -99,7 +116,8 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[tup
                         break
                     lm.model.train()
         patch = extract_patch(lm, neurons, target_fingerprint=original_fp, method="masked-finetune",
-                              steps=steps_run, lr=config.lr, seed=config.seed, examples=len(examples), **meta)
+                              steps=steps_run, lr=config.lr, seed=config.seed, examples=len(examples),
+                              opening_weight=config.opening_weight, **meta)
     finally:
         for h in handles:
             h.remove()

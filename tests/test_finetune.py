@@ -64,3 +64,18 @@ def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
     assert examples[2] == examples[3] and examples[2][0] == few.filter(label="harmless").texts[0]
     patch = train_donor(tiny, NEURONS, few, TrainConfig(steps=2, batch_size=2))
     assert patch.meta["recipe"] == "donor" and patch.meta["harmless_repeat"] == 2 and len(patch.neurons) == len(NEURONS)
+
+
+def test_reply_loss_weighs_examples_and_openings():
+    """Each example's mean counts once however long its reply, and opening tokens weigh more."""
+    from neuronlab.finetune import reply_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 5)  # [batch, seq, vocab]
+    labels = torch.tensor([[-100, -100, 1, 2, 3, 4], [-100, -100, -100, -100, 0, -100]])
+    nll = -logits.log_softmax(-1)[:, :-1].gather(2, labels[:, 1:].clamp(min=0)[..., None])[..., 0]  # [batch, seq-1]
+    plain = (nll[0, 1:5].mean() + nll[1, 3]) / 2
+    assert torch.allclose(reply_loss(logits, labels, TrainConfig()), plain)
+    weights = torch.tensor([3.0, 3.0, 1.0, 1.0])  # opening_tokens=2, opening_weight=3
+    opened = ((nll[0, 1:5] * weights).sum() / weights.sum() + nll[1, 3]) / 2
+    assert torch.allclose(reply_loss(logits, labels, TrainConfig(opening_weight=3.0, opening_tokens=2)), opened)
