@@ -9,6 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import NamedTuple
 
 import streamlit as st
@@ -17,12 +18,14 @@ from neuronlab import Intervention, LoadedModel, NeuronSet, load_model
 from neuronlab.compat import Compatibility, check_compatibility
 from neuronlab.evaluation import evaluate as run_evaluation
 from neuronlab.evaluation import examples_table, results_table
+from neuronlab.neurons import random_like
 from neuronlab.patches import Patch
 from neuronlab.plots import evaluation_figure
 from neuronlab.prompts import BUNDLED_LANGUAGES, bundled_prompts
 from neuronlab.progress import Progress, no_progress
 from neuronlab.scan import SafetyNeurons, ScanResult, write_scan
 from neuronlab.shared import SharedModel, use_together
+from neuronlab.transfer import transfer_patch
 
 ROLES = ("target", "donor")
 DEMO = "demo-target"
@@ -190,6 +193,27 @@ def evaluate(variants: dict[str, tuple[str, Patch | None, list[Intervention]]], 
             with model_or_stop(role).use(patch) as lm:
                 out[name] = run_evaluation(lm, prompts, settings["langs"], interventions, settings["max_new_tokens"],
                                            progress=sub)
+    return out
+
+
+def control_variants(role: str, interventions: list[Intervention], patch: Patch | None,
+                     seeds: int) -> dict[str, tuple[str, Patch | None, list[Intervention]]]:
+    """Random-neuron controls of the session's effects, as more ``evaluate`` variants: each intervention, and
+    a transfer patch whose source model is loaded here, redone on ``random_like`` neurons (same count per
+    layer and site) for seeds 0..seeds-1."""
+    shared = model_or_stop(role)
+    out = {}
+    other = model(next(r for r in ROLES if r != role))
+    source = other if patch is not None and other is not None and \
+        patch.meta.get("source_fingerprint") == other.info.fingerprint else None
+    for seed in range(seeds):
+        if interventions:
+            out[f"intervened · random {seed}"] = (role, None, [
+                replace(iv, neurons=random_like(iv.neurons, shared.arch, seed)) for iv in interventions])
+        if source is not None:
+            with use_together(source, shared) as (s, t):
+                control = transfer_patch(s, t, random_like(patch.neurons, shared.arch, seed), check=False)
+            out[f"patched · random {seed}"] = (role, control, [])
     return out
 
 

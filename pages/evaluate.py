@@ -21,12 +21,14 @@ if len(available) == 1:
     st.caption("Only the plain model so far: set interventions on *Intervene & chat* or apply a patch on *Transfer* "
                "to compare.")
 settings = ui.eval_settings("ev")
+seeds = st.number_input("Random-neuron controls (seeds)", 0, 5, 3, key="ev_seeds", **ui.KEEP,
+                        help="Each effect is also run on random neurons with the same count per layer and site, once "
+                             "per seed, so that an effect can be told apart from what any neurons would do. A "
+                             "patch gets controls when the model it was taken from is loaded as the other role.")
 if st.button("Run evaluation", type="primary", key="ev_run", disabled=not (chosen and settings["langs"])):
-    st.session_state["evaluation"] = ui.evaluate({name: available[name] for name in chosen}, settings)
+    variants = {name: available[name] for name in chosen}
+    variants.update(ui.control_variants(role, interventions if "intervened" in chosen else [],
+                                        patch if "patched" in chosen else None, seeds))
+    st.session_state["evaluation"] = ui.evaluate(variants, settings)
 if "evaluation" in st.session_state:
     ui.show_evaluation(st.session_state["evaluation"], "evaluation")
-    # HOOK(random controls): the random-neuron control of every effect (same neurons per layer, several seeds)
-    # comes from the neuronlab controls function (another branch); add it as a variant beside each effect here.
-    st.subheader("Random-neuron controls")
-    st.info("A random-neuron control beside every effect (same number of neurons per layer, several seeds) will "
-            "appear here once the controls function lands in neuronlab.")

@@ -10,7 +10,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from test_shared import scrambled_patch
 
-from neuronlab import NeuronSet, load_model
+from neuronlab import Intervention, NeuronSet, load_model
 from neuronlab.patches import Patch
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -212,15 +212,18 @@ def at_options(at: AppTest, key: str) -> list[str]:
     return list(at.multiselect(key=key).options)
 
 
-def test_evaluate_draws_the_chart_after_a_run():
-    at = page(app("tiny-llama"), "evaluate")
+def test_evaluate_draws_the_chart_with_random_controls():
+    at = app("tiny-llama")
+    at.session_state["interventions"] = {"target": [Intervention(NeuronSet((1, "mlp", i) for i in range(8)), "suppress")]}
+    page(at, "evaluate")
     quick_eval(at, "ev")
+    at.number_input(key="ev_seeds").set_value(2)
     run(at.button(key="ev_run").click())
     fig = figure(at)
     refusal = [t for t in fig["data"] if t.get("xaxis", "x") == "x"]
-    assert [t["name"] for t in refusal] == ["plain"] and list(refusal[0]["x"]) == ["en harmful", "en harmless"]
+    assert [t["name"] for t in refusal] == ["plain", "intervened", "intervened · random 0", "intervened · random 1"]
+    assert list(refusal[0]["x"]) == ["en harmful", "en harmless"]
     assert {"Table (CSV)", "Chart (HTML)"} <= {b.label for b in at.get("download_button")}
-    assert any("controls function" in i.value for i in at.info)  # the marked place for random controls
 
 
 def test_tour_runs_its_steps():
