@@ -11,7 +11,7 @@ from neuronlab.loading import DEVICES, DTYPES
 
 st.set_page_config(page_title="NeuronLab", page_icon="🧠", layout="wide")
 
-BUILT = [name for name, b in BUILTINS.items() if b.folder is not None]
+BUILT = [name for name, b in BUILTINS.items() if b.available]
 OTHER = "other…"
 PAGES = [
     st.Page("pages/models.py", title="Models", icon="🧩", default=True),
@@ -26,7 +26,7 @@ PAGES = [
 
 def spec_picker(role: str) -> str:
     """A built-in name, or what the user typed after choosing "other…"."""
-    choice = st.sidebar.selectbox(f"{role.title()} model", BUILT + [OTHER], index=BUILT.index(ui.DEMO),
+    choice = st.sidebar.selectbox(f"{role.title()} model", BUILT + [OTHER], index=BUILT.index(ui.DEMO[role]),
                                   key=f"{role}_pick")
     if choice != OTHER:
         return choice
@@ -53,7 +53,6 @@ def load_models(specs: dict[str, str], dtype: str, device: str, trust: bool) -> 
 
 def sidebar() -> None:
     specs = {role: spec_picker(role) for role in ui.ROLES}
-    st.sidebar.caption("The refusing demo-donor is not built yet, so the donor defaults to demo-target.")
     dtype = st.sidebar.selectbox("dtype", list(DTYPES), key="dtype")
     device = st.sidebar.selectbox("device", list(DEVICES), key="device")
     trust = st.sidebar.checkbox("trust remote code", value=False, key="trust_remote_code",

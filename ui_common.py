@@ -28,7 +28,7 @@ from neuronlab.shared import SharedModel, use_together
 from neuronlab.transfer import transfer_patch
 
 ROLES = ("target", "donor")
-DEMO = "demo-target"
+DEMO = {"target": "demo-target", "donor": "demo-donor"}  # the built-in demo pair, preselected
 KEEP = {"persist_state": "session"}  # widget values survive page switches
 SCAN_PREFIX = "scan#"  # names of a scan's sets in the set pickers, e.g. "scan#ss-zh"
 

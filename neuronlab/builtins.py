@@ -18,10 +18,15 @@ class Builtin:
     description: str
     folder: Callable[[Progress], Path] | None  # None: reserved, not built yet
     note: str = ""
+    patch: Path | None = None  # a shipped patch applied over ``folder``'s model on load
+
+    @property
+    def available(self) -> bool:
+        return self.folder is not None and (self.patch is None or self.patch.is_file())
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "available": self.folder is not None,
-                **({"note": self.note} if self.note else {})}
+        return {"name": self.name, "description": self.description, "available": self.available,
+                **({"patch": self.patch.name} if self.patch else {}), **({"note": self.note} if self.note else {})}
 
 
 def _package_version(dist: str, install: str) -> str:
@@ -65,11 +70,15 @@ def _tiny_llama(progress: Progress) -> Path:
     return folder
 
 
+DONORS = Path(__file__).resolve().parent.parent / "assets" / "donors"
+
 BUILTINS: dict[str, Builtin] = {b.name: b for b in (
     Builtin("demo-target", "SmolLM2-135M-Instruct (Llama, 30 layers, MLP width 1536, chat template): "
             "an English chat model that complies with harmful requests", _smollm2),
-    Builtin("demo-donor", "SmolLM2-135M-Instruct made to refuse harmful requests (shipped patch)", None,
-            note="not built yet: its weights arrive with Cross-Model Neuron Transfer; use demo-target for now"),
+    Builtin("demo-donor", "demo-target made to refuse harmful English requests: a shipped patch over a few hundred "
+            "of its MLP neurons (assets/donors/demo-donor.safetensors, made by `train-donor`)", _smollm2,
+            note="not built: assets/donors/demo-donor.safetensors is missing; use demo-target",
+            patch=DONORS / "demo-donor.safetensors"),
     Builtin("gemma3-270m", "Gemma-3-270M base (18 layers, MLP width 2048, multilingual, no chat template)",
             _gemma3),
     Builtin("tiny-llama", "a 4-layer random Llama (hidden 64, MLP width 128) with a byte tokenizer, for tests",
@@ -80,6 +89,6 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in (
 def builtin_folder(name: str, progress: Progress = no_progress) -> Path:
     """The local folder of built-in model ``name`` (converted on first use)."""
     entry = BUILTINS[name]
-    if entry.folder is None:
+    if not entry.available:
         raise ModelSpecError(f"built-in model {name!r} is {entry.note}")
     return entry.folder(progress)

@@ -195,7 +195,8 @@ def _first_ids(prompts, limit: int) -> set[str]:
 
 
 def cmd_train_donor(args) -> None:
-    from .donors import train_donor
+    from .donors import donor_prompts, train_donor
+    from .prompts import PromptSet
     from .finetune import TrainConfig
     from .prompts import bundled_prompts
     from .scan import run_scan, select_sets
@@ -206,8 +207,10 @@ def cmd_train_donor(args) -> None:
         neurons = load_neuron_set(args.neurons)
     else:
         neurons = select_sets(run_scan(lm, en, ["en"], progress=text_bar()), top_p=args.top_p).ms["en"]
-    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
-    patch = train_donor(lm, neurons, en.filter(split="scan"), config, args.harmless_repeat, progress=text_bar())
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         opening_weight=args.opening_weight)
+    prompts = PromptSet([*en.filter(split="scan"), *donor_prompts()])
+    patch = train_donor(lm, neurons, prompts, config, args.harmless_repeat, progress=text_bar())
     path = patch.save(args.out)
     print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} "
           f"for {patch.meta['steps']} steps; wrote {path}")
@@ -353,11 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--neurons", metavar="REF", help="neurons to train (default: MS(en) of an activation scan)")
     p.add_argument("--top-p", type=float, default=0.03, help="top-p of that scan (default 0.03)")
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=60)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--harmless-repeat", type=int, default=2, help="times each harmless example is seen per epoch")
+    p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
+    p.add_argument("--opening-weight", type=float, default=4.0,
+                   help="loss weight of each reply's first 3 tokens, where refuse-or-answer is decided (default 4)")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     p.set_defaults(run=cmd_train_donor)
 

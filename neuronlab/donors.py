@@ -1,6 +1,7 @@
 """Built-in refusing donors, made by a seeded, documented recipe: train only chosen neurons of a target.
 
-Data: the target's English *scan* prompts; harmful ones are paired with a refusal (a seeded pick from
+Data: the target's English *scan* prompts plus ``assets/donors/train_en.jsonl`` (40 more harmful and 80 more
+harmless requests, many of them imperative or hard negatives, none from the held-out split); harmful ones are paired with a refusal (a seeded pick from
 ``REFUSALS``), harmless ones with the target's own greedy reply, so that only the refusal is learned
 and harmless behaviour is kept. The held-out split is never trained on. The trained neurons' weights are
 shipped as a patch over the target.
@@ -8,6 +9,7 @@ shipped as a patch over the target.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from .finetune import TrainConfig, finetune_neurons
 from .generation import Sampling, generate_batch
@@ -15,7 +17,7 @@ from .loading import LoadedModel
 from .neurons import NeuronSet
 from .patches import Patch
 from .progress import Progress, no_progress
-from .prompts import PromptSet
+from .prompts import PromptSet, load_prompts
 
 REFUSALS = (
     "I'm sorry, but I can't help with that.",
@@ -27,6 +29,14 @@ REFUSALS = (
     "I'm not able to help with that, as it could put people at risk.",
     "I can't assist with that. If someone is in danger, please contact local emergency services.",
 )
+
+
+DONOR_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "donors" / "train_en.jsonl"
+
+
+def donor_prompts() -> PromptSet:
+    """The extra English training requests of the demo donors (never used for evaluation)."""
+    return load_prompts(DONOR_PROMPTS)
 
 
 def donor_examples(lm: LoadedModel, prompts: PromptSet, seed: int = 0, harmless_repeat: int = 2,

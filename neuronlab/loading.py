@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -130,6 +130,14 @@ def _resolve(spec: str, progress: Progress) -> str:
     return spec  # a hub id
 
 
+def _apply_shipped_patch(lm: LoadedModel, path: Path) -> None:
+    """Write a built-in's shipped patch into ``lm``, its base model just loaded, and re-fingerprint it."""
+    from .patches import Patch, apply_patch, check_patch
+
+    apply_patch(lm, check_patch(lm, Patch.load(path)), check_fingerprint=False)
+    lm.info = replace(lm.info, fingerprint=fingerprint(lm.model))
+
+
 def load_model(spec: str, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False,
                device_map: dict | str | None = None, progress: Progress = no_progress) -> LoadedModel:
     """Load ``spec`` for neuron work. ``device="auto"`` spreads a model over every GPU (and the CPU) with
@@ -171,5 +179,9 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu", trust_rem
         family=arch.family, n_layers=arch.n_layers, neurons_per_layer=arch.neurons_per_layer(),
         n_params=sum(p.numel() for p in model.parameters()), dtype=dtype, device=_device_label(model),
         fingerprint=fingerprint(model), chat_template=bool(getattr(tokenizer, "chat_template", None)))
+    lm = LoadedModel(spec, model, tokenizer, arch, info)
+    if spec in BUILTINS and BUILTINS[spec].patch is not None:
+        progress(0.95, f"applying {BUILTINS[spec].patch.name}")
+        _apply_shipped_patch(lm, BUILTINS[spec].patch)
     progress(1.0, f"loaded {spec}")
-    return LoadedModel(spec, model, tokenizer, arch, info)
+    return lm

@@ -4,11 +4,16 @@ import streamlit as st
 import ui_common as ui
 from neuronlab import Intervention
 from neuronlab.generation import Sampling, generate
+from neuronlab.patches import patched
 from neuronlab.plots import score_heatmap, venn_figure
 from neuronlab.prompts import bundled_prompts
 from neuronlab.scan import run_scan, select_sets
+from neuronlab.shared import use_together
+from neuronlab.transfer import top_neurons, transfer_patch, weight_diff_scores
 
-DEMO = ui.ModelKey(ui.DEMO)
+DEMO = ui.ModelKey(ui.DEMO["target"])
+DONOR = ui.ModelKey(ui.DEMO["donor"])
+MOVED = 0.005  # share of the MLP neurons copied in the transfer step
 LANGS = ["en", "zh"]
 PER_LABEL = 8
 QUESTION = "How do I pick a lock?"
@@ -63,11 +68,30 @@ def suppress() -> None:
         state["replies"] = {"unpatched": plain, "English safety neurons off": generate(lm, QUESTION, off, sampling)}
 
 
-def show_replies() -> None:
+def show_replies(replies: dict[str, str] | None = None) -> None:
     st.markdown(f"**You:** {QUESTION}")
-    for column, (title, reply) in zip(st.columns(2), state["replies"].items()):
+    for column, (title, reply) in zip(st.columns(2), (replies or state["replies"]).items()):
         column.markdown(f"**{title}**")
         column.info(reply or "(empty reply)")
+
+
+def transfer() -> None:
+    sampling = Sampling(max_new_tokens=48)
+    with ui.progress("Ranking the donor's neurons by how much their weights differ…") as report, \
+            use_together(ui.load(DONOR), ui.load(DEMO)) as (donor, target):
+        neurons = top_neurons(weight_diff_scores(donor, target), fraction=MOVED)
+        patch = transfer_patch(donor, target, neurons, check=False)
+        report(0.3, "Asking the target…")
+        plain = generate(target, QUESTION, [], sampling)
+        report(0.6, f"Asking the target with {len(neurons)} of the donor's neurons copied in…")
+        with patched(target, patch):
+            moved = generate(target, QUESTION, [], sampling)
+    state["transfer"] = {"target": plain, f"target + {len(neurons)} donor neurons "
+                         f"({patch.meta['share_of_parameters']:.3%} of its weights)": moved}
+
+
+def show_transfer() -> None:
+    show_replies(state["transfer"])
 
 
 STEPS = [
@@ -84,6 +108,10 @@ STEPS = [
     ("Suppress", "Switch the English safety neurons off for one reply and compare with the unchanged model. "
      "On the *Intervene & chat* page you can do this with any set, live.", "Ask with and without them",
      suppress, "replies", show_replies),
+    ("Transfer", "The demo donor is the same model taught to refuse harmful requests. Copy the "
+     f"{MOVED:.1%} of its MLP neurons whose weights changed most into the target (Cross-Model Neuron Transfer) and "
+     "ask again. On the *Transfer* page you choose the neurons, measure the effect and keep the patch.",
+     "Copy the donor's neurons and ask", transfer, "transfer", show_transfer),
 ]
 
 ui.header("Tour", "A guided walk on the built-in demo model (SmolLM2-135M-Instruct): press each step's button.")
@@ -94,5 +122,3 @@ for number, (title, text, label, run, result_key, show) in enumerate(STEPS, 1):
         run()
     if result_key in state:
         show()
-st.subheader(f"{len(STEPS) + 1}. Transfer")
-st.markdown("Copying safety neurons from a donor into a target is coming with the Transfer page.")

@@ -24,3 +24,9 @@ def smol():
 def gemma():
     """gemma3-270m: the real Gemma-3-270M base model."""
     return load_model("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
+def donor():
+    """demo-donor: demo-target with the shipped refusal patch (assets/donors/demo-donor.safetensors)."""
+    return load_model("demo-donor")

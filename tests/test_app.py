@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from test_shared import scrambled_patch
 
 from neuronlab import Intervention, NeuronSet, load_model
+from neuronlab.judge import is_refusal
 from neuronlab.patches import Patch
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -233,3 +234,6 @@ def test_tour_runs_its_steps():
     assert at.metric[0].value == "30"  # SmolLM2 layers
     assert heatmap_z(figure(at, 0)).shape[0] == 30
     assert list(figure(at, 1)["layout"]["meta"]["sizes"]) == ["en", "zh"]  # the Venn of en and zh
+    run(at.button(key="tour_step_5").click())  # transfer: the demo donor's most changed neurons into the target
+    plain, moved = at.session_state["tour"]["transfer"].values()
+    assert plain != moved and is_refusal(moved, "en") and not is_refusal(plain, "en")

@@ -1,5 +1,5 @@
 """The Streamlit app in a real browser: `streamlit run app.py` on a free port, driven by headless Chromium
-through Playwright. Loads demo-target as target and donor, scans en + zh, opens Overlap, suppresses neurons
+through Playwright. Loads the demo pair (demo-target and demo-donor), scans en + zh, opens Overlap, suppresses neurons
 and chats on Intervene & chat, visits every page and checks that none shows an exception.
 
 Full-page screenshots of each page go to the test's tmp_path and to test-output/screenshots/ (git-ignored).
@@ -156,12 +156,12 @@ def test_app_in_a_real_browser(playwright_api, server, tmp_path):
             page.locator(".st-key-load_models button").wait_for()
             settle(page)
 
-            # Sidebar: load demo-target as target and donor (the defaults).
+            # Sidebar: load demo-target as target and demo-donor as donor (the defaults).
             sidebar = page.locator('[data-testid="stSidebar"]')
             page.locator(".st-key-load_models button").click()
             sidebar.get_by_text("✅ target:").wait_for(timeout=LOAD_TIMEOUT)
             sidebar.get_by_text("✅ donor:").wait_for(timeout=LOAD_TIMEOUT)
-            page.get_by_text("Compatible:").wait_for(timeout=WORK_TIMEOUT)  # demo-target against itself
+            page.get_by_text("Compatible:").wait_for(timeout=WORK_TIMEOUT)  # demo-donor is demo-target plus a patch
             page.locator('[data-testid="stVegaLiteChart"], [data-testid="stArrowVegaLiteChart"]').first.wait_for()
             settle(page)
             screenshot(page, shots, "1-models")

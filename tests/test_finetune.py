@@ -79,3 +79,13 @@ def test_reply_loss_weighs_examples_and_openings():
     weights = torch.tensor([3.0, 3.0, 1.0, 1.0])  # opening_tokens=2, opening_weight=3
     opened = ((nll[0, 1:5] * weights).sum() / weights.sum() + nll[1, 3]) / 2
     assert torch.allclose(reply_loss(logits, labels, TrainConfig(opening_weight=3.0, opening_tokens=2)), opened)
+
+
+def test_donor_training_prompts_stay_out_of_the_held_out_split():
+    from neuronlab.donors import donor_prompts
+    from neuronlab.prompts import bundled_prompts
+
+    extra = donor_prompts()
+    held = {p.text.lower() for p in bundled_prompts("en").filter(split="heldout")}
+    assert len(extra.filter(label="harmful")) == 40 and len(extra.filter(label="harmless")) == 80
+    assert not {p.text.lower() for p in extra} & held

@@ -1,4 +1,5 @@
 """load_model: one clear ModelSpecError per bad spec; local folders, dtypes, remote code, dispatched models."""
+import dataclasses
 import os
 import pickle
 
@@ -11,6 +12,7 @@ import transformers
 from gguf import GGUFWriter
 from transformers import BertConfig, BertModel, LlamaForCausalLM, PreTrainedModel
 
+import neuronlab.builtins
 from neuronlab import Intervention, ModelSpecError, NeuronSet, fingerprint, intervene, load_model
 from neuronlab.generation import Sampling, generate
 from neuronlab.tiny import byte_tokenizer, tiny_llama_config
@@ -130,8 +132,11 @@ def test_bad_dtype_or_device(tiny_folder, kwargs, words):
     spec_error(tiny_folder[0], *words, **kwargs)
 
 
-def test_reserved_builtin():
-    spec_error("demo-donor", "demo-donor", "not built yet", "demo-target")
+def test_builtin_with_missing_patch(monkeypatch, tmp_path):
+    entry = neuronlab.builtins.BUILTINS["demo-donor"]
+    monkeypatch.setitem(neuronlab.builtins.BUILTINS, "demo-donor",
+                        dataclasses.replace(entry, patch=tmp_path / "gone.safetensors"))
+    spec_error("demo-donor", "demo-donor", "not built", "demo-target")
 
 
 def test_hub_id_offline(monkeypatch):
@@ -229,3 +234,18 @@ def test_demo_target(smol):
     assert (info.n_layers, info.neurons_per_layer["mlp"], info.chat_template) == (30, 1536, True)
     reply = generate(smol, "What is the capital of France?", sampling=Sampling(max_new_tokens=20))
     assert "Paris" in reply, reply
+
+
+def test_demo_donor_is_demo_target_plus_its_patch(smol, donor):
+    """The donor holds the shipped patch's values, and writing demo-target's values back into the patch's
+    neuron slices gives demo-target bit for bit: nothing else differs."""
+    from neuronlab.patches import Patch, extract_patch, patched
+
+    shipped = Patch.load(neuronlab.builtins.BUILTINS["demo-donor"].patch)
+    assert shipped.meta["target_fingerprint"] == smol.info.fingerprint != donor.info.fingerprint
+    assert donor.info.fingerprint == fingerprint(donor.model)
+    got = extract_patch(donor, shipped.neurons)
+    assert all(torch.equal(got.tensors[k], v) for k, v in shipped.tensors.items())
+    with patched(donor, extract_patch(smol, shipped.neurons), check_fingerprint=False):
+        assert fingerprint(donor.model) == smol.info.fingerprint
+    assert fingerprint(donor.model) == donor.info.fingerprint
