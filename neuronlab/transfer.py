@@ -119,7 +119,8 @@ def _swap_terms(scope: torch.nn.Module, module: torch.nn.Module, site: Site, par
     """Σ over tokens of each neuron's first-order share of <G, module output> when ``scope`` runs on
     ``x`` with ``params`` [N] (see the module docstring)."""
     seen: dict[str, torch.Tensor] = {}
-    with scoped_hooks([(module, "input", _recorder(seen, "input")), (module, "output", _recorder(seen, "output"))]):
+    hooks = [(module, "input", _recorder(seen, "input")), (module, "output", _recorder(seen, "output"))]
+    with scoped_hooks(hooks), torch.set_grad_enabled(site.port == "input"):  # a graph only for W^T G
         functional_call(scope, params, (x,))
     if site.port == "input":
         a = seen["input"]  # [rows, seq, width]
