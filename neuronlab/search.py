@@ -4,9 +4,11 @@ the destination's refusal reaches a goal within a utility budget; a random contr
 Each step k copies the top-k ranked neurons from the source into the destination (``patched``: applied
 for the measurement and reverted exactly), and measures, with the fast ``refusal_score``:
 - an approximate refusal rate per label: the share of prompts whose probability of opening the reply
-  with a refusal (``refusal_score``, the language's and English openings) is at least ``threshold``
-  (default ½: a single opening that likely is what greedy decoding writes); the mean log-probability is
-  kept beside it;
+  with one of the listed refusals (``refusal_score``: the language's and English openings) is at least
+  ``threshold``; the mean log-probability is kept beside it. The default 0.1 comes from SmolLM2-135M:
+  the target puts < 0.01 on the openings for every prompt, while a donor trained on varied refusals
+  put 0.04–0.52 (median ~0.2) on harmful prompts and ≤ 0.13 on harmless ones; refusals phrased
+  otherwise are missed, so calibrate ``threshold`` against judged replies for a new donor;
 - perplexity on the bundled benign text of the language.
 The same is measured for ``seeds`` random neuron sets with the top-k set's per-layer counts
 (``random_like``). The search stops at the first k that meets the goal: addition, harmful rate ≥ goal;
@@ -108,7 +110,7 @@ def search_steps(start: int, cap: int) -> list[int]:
 
 
 def measure(lm: LoadedModel, harmful: Sequence[str], harmless: Sequence[str], benign: Sequence[str],
-            lang: str = "en", threshold: float = 0.5) -> Measure:
+            lang: str = "en", threshold: float = 0.1) -> Measure:
     """``lm``'s approximate refusal rates, mean refusal scores and perplexity as it is now."""
     floor = math.log(threshold)
     h, b = refusal_score(lm, harmful, lang), refusal_score(lm, harmless, lang)  # [n] each
@@ -120,7 +122,7 @@ def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: dict[str, tor
                    harmful: Sequence[str], harmless: Sequence[str], benign: Sequence[str], lang: str = "en",
                    direction: str = "add", goal: float = 0.7, max_ppl_change: float = 0.01,
                    max_false_refusal: float = 0.1, max_fraction: float = 0.01, start: int = 8, seeds: int = 1,
-                   threshold: float = 0.5, within: NeuronSet | None = None,
+                   threshold: float = 0.1, within: NeuronSet | None = None,
                    progress: Progress = no_progress) -> SearchResult:
     """Grow the set of top-ranked neurons (by ``scores``, highest first, optionally only among
     ``within``) copied from ``source`` into ``dest`` until the goal is met or ``max_fraction`` of the
