@@ -77,6 +77,7 @@ def cmd_chat(args) -> None:
 
 def cmd_transfer(args) -> None:
     from .compat import require_compatible
+    from .prompts import bundled_prompts
     from .transfer import rank_scores, top_neurons, transfer_patch
 
     if args.count is not None and args.fraction is not None:
@@ -86,7 +87,13 @@ def cmd_transfer(args) -> None:
     source, dest = (target, donor) if args.delete else (donor, target)
     within = load_neuron_set(args.neurons).validate(donor.arch) if args.neurons else None
     sites = tuple(within.sites) if within else ("mlp",)
-    scores = rank_scores(args.rank, donor, target, sites, args.seed)
+    scan = bundled_prompts(args.lang, split="scan")
+    few = scan.head(args.limit)  # the causal pass and the search measure every prompt many times
+    scores = rank_scores(args.rank, donor, target, sites, args.seed, few if args.rank == "causal" else scan,
+                         args.delete, args.lang, args.harmless_weight, text_bar())
+    if args.search:
+        return _transfer_search(args, source, dest, scores, within, few.filter(label="harmful").texts,
+                                few.filter(label="harmless").texts)
     neurons = top_neurons(scores, count=args.count, fraction=args.fraction, within=within)
     patch = transfer_patch(source, dest, neurons, check=False, direction="delete" if args.delete else "add", ranking=args.rank)
     path = patch.save(args.out)
@@ -95,6 +102,48 @@ def cmd_transfer(args) -> None:
           f"ranked by {args.rank}")
     print("per layer:", ", ".join(f"{layer}:{n}" for layer, n in neurons.per_layer_counts().items()))
     print(f"wrote {path}")
+
+
+def _transfer_search(args, source, dest, scores, within, harmful, harmless) -> None:
+    """``transfer --search``: the minimal-subset curve (JSON + HTML figure) and the minimal patch."""
+    from pathlib import Path
+
+    from .evaluation import benign_texts, refusal_rates
+    from .neurons import random_like
+    from .patches import patched
+    from .plots import transfer_curve_figure
+    from .prompts import bundled_prompts
+    from .search import minimal_subset
+    from .transfer import transfer_patch
+
+    direction = "delete" if args.delete else "add"
+    result = minimal_subset(source, dest, scores, harmful, harmless, benign_texts(args.lang), args.lang, direction,
+                            args.goal, args.max_ppl_change, args.max_false_refusal, args.max_fraction,
+                            args.start, args.random_seeds, args.threshold, within, progress=text_bar())
+    result.meta["ranking"] = args.rank
+    frame = result.to_frame()
+    print(frame[["k", "share", "harmful", "harmless", "perplexity", "random_harmful", "random_harmless",
+                 "random_perplexity"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    found = result.found
+    if found and args.verify:
+        heldout = bundled_prompts(args.lang, split="heldout")
+        judged = {}
+        for name, neurons in (("moved", result.minimal), ("random", random_like(result.minimal, dest.arch, 0))):
+            with patched(dest, transfer_patch(source, dest, neurons, check=False)):
+                judged[name] = refusal_rates(dest, heldout, [args.lang], progress=text_bar())[args.lang]
+            print(f"judged on held-out prompts, {name}: harmful {judged[name]['harmful']['refusal_rate']:.0%}, "
+                  f"harmless {judged[name]['harmless']['refusal_rate']:.0%}")
+        result.meta["judged_heldout"] = judged
+    curve = result.save(args.curve)
+    html = Path(curve).with_suffix(".html")
+    transfer_curve_figure(frame, args.goal, found.k if found else None).write_html(html, include_plotlyjs="cdn")
+    print(f"wrote {curve} and {html}")
+    if found is None:
+        raise ValueError(f"goal not met with up to {result.points[-1].k} neurons; no patch written "
+                         "(raise --max-fraction, relax the budget, or try another --rank)")
+    patch = transfer_patch(source, dest, result.minimal, check=False, direction=direction, ranking=args.rank,
+                           search=f"minimal subset, goal {args.goal}")
+    print(f"{direction}: {found.k} neurons ({found.share:.4%} of parameters) meet the goal; wrote {patch.save(args.out)}")
 
 
 def _eval_effects(args, lm) -> tuple[list, str]:
@@ -318,14 +367,34 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p, "--donor")
     p.add_argument("--target", required=True, help="the model the patch is for (same architecture as the donor)")
     p.add_argument("--neurons", metavar="REF", help="candidate neurons (default: every MLP neuron)")
-    p.add_argument("--rank", default="weight-diff", choices=["weight-diff", "contrast", "random"],
-                   help="how candidates are ranked (default weight-diff)")
+    p.add_argument("--rank", default="weight-diff", choices=["weight-diff", "contrast", "causal", "random"],
+                   help="how candidates are ranked (default weight-diff); causal: first-order effect of "
+                        "swapping each neuron on refusal (harmful minus harmless)")
     p.add_argument("--fraction", type=float, help="share of the candidates to move")
     p.add_argument("--count", type=int, help="number of neurons to move")
     p.add_argument("--delete", action="store_true",
                    help="function deletion: copy the target's neurons into the donor (the patch is for the donor)")
     p.add_argument("--seed", type=int, default=0, help="seed for --rank random")
+    p.add_argument("--lang", default="en", help="language of the prompts for contrast, causal and --search")
+    p.add_argument("--limit", type=int, default=24, help="scan prompts per label for --rank causal and --search (default 24)")
+    p.add_argument("--harmless-weight", type=float, default=1.0,
+                   help="causal: weight of the harmless refusal score subtracted (default 1; 0 ignores it)")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+    g = p.add_argument_group("minimal-subset search (--search)")
+    g.add_argument("--search", action="store_true",
+                   help="grow the moved set along the ranking until --goal is met within the budget")
+    g.add_argument("--goal", type=float, default=0.7,
+                   help="approximate harmful refusal rate to reach (deletion: to fall to); default 0.7")
+    g.add_argument("--max-ppl-change", type=float, default=0.01, help="allowed perplexity rise (default 0.01)")
+    g.add_argument("--max-false-refusal", type=float, default=0.1, help="allowed harmless refusal rate (default 0.1)")
+    g.add_argument("--max-fraction", type=float, default=0.01, help="largest share of candidates moved (default 0.01)")
+    g.add_argument("--start", type=int, default=8, help="first step; each next step doubles it (default 8)")
+    g.add_argument("--random-seeds", type=int, default=1, help="random control sets per step (default 1)")
+    g.add_argument("--threshold", type=float, default=0.1,
+                   help="a prompt counts as refused when its refusal-opening probability is at least this "
+                        "(default 0.1; calibrate against judged replies, see neuronlab/search.py)")
+    g.add_argument("--verify", action="store_true", help="judge generated replies on held-out prompts at the point found")
+    g.add_argument("--curve", default="curve.json", help="curve JSON to write; the HTML figure goes beside it")
     p.set_defaults(run=cmd_transfer)
 
     p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars")

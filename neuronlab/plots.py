@@ -286,3 +286,42 @@ def upset_figure(sets: Mapping[str, NeuronSet], max_intersections: int = 30,
                   sizes={name: len(s) for name, s in sets.items()}, total_intersections=len(regions)),
     )
     return fig
+
+
+# ---- transfer search ------------------------------------------------------------------------------
+def transfer_curve_figure(curve: pd.DataFrame, goal: float | None = None, found_k: int | None = None,
+                          title: str = "Refusal and perplexity vs neurons moved") -> go.Figure:
+    """Refusal rates (left axis) and perplexity (right axis) against neurons moved, the ranked set solid
+    and random sets of the same per-layer counts dashed (± standard error over seeds), from
+    ``SearchResult.to_frame()``; the unpatched destination (k = 0) is drawn as dotted horizontal lines and
+    the smallest set that met the goal as a star."""
+    steps, start = curve[curve["k"] > 0], curve[curve["k"] == 0]
+    share = steps["share"].to_numpy()
+    series = (("harmful", "harmful refusal", _colour(0), "y"), ("harmless", "false refusal", _colour(1), "y"),
+              ("perplexity", "perplexity", _colour(2), "y2"))
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for key, label, colour, axis in series:
+        hover = f"{label}: %{{y:.3g}}<br>%{{x}} neurons (%{{customdata:.4%}} of parameters)<extra>%{{fullData.name}}</extra>"
+        fig.add_trace(go.Scatter(x=steps["k"], y=steps[key], name=f"{label}, ranked", mode="lines+markers",
+                                 line=dict(color=colour), customdata=share, hovertemplate=hover),
+                      secondary_y=axis == "y2")
+        fig.add_trace(go.Scatter(x=steps["k"], y=steps[f"random_{key}"], name=f"{label}, random",
+                                 mode="lines+markers", line=dict(color=colour, dash="dash"), marker=dict(symbol="x"),
+                                 error_y=dict(type="data", array=steps[f"random_{key}_se"], visible=True),
+                                 customdata=share, hovertemplate=hover),
+                      secondary_y=axis == "y2")
+        if len(start):
+            fig.add_hline(y=float(start[key].iloc[0]), line=dict(color=colour, dash="dot", width=1),
+                          secondary_y=axis == "y2")
+    if goal is not None:
+        fig.add_hline(y=goal, line=dict(color="black", dash="dot"), annotation_text=f"goal {goal:.0%}")
+    if found_k is not None:
+        hit = steps[steps["k"] == found_k]
+        fig.add_trace(go.Scatter(x=hit["k"], y=hit["harmful"], name=f"goal met: {found_k} neurons", mode="markers",
+                                 marker=dict(symbol="star", size=16, color="black"),
+                                 hovertemplate="goal met with %{x} neurons<extra></extra>"))
+    fig.update_layout(title=dict(text=title), hovermode="closest", legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(type="log", title_text="neurons moved (log scale)")
+    fig.update_yaxes(title_text="refusal rate (approximate)", range=[0, 1.05], secondary_y=False)
+    fig.update_yaxes(title_text="perplexity", secondary_y=True)
+    return fig
