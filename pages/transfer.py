@@ -4,8 +4,11 @@ import streamlit as st
 import ui_common as ui
 from neuronlab import NeuronSetError
 from neuronlab.patches import Patch, PatchError
-from neuronlab.plots import counts_by_language_figure
+from neuronlab.evaluation import benign_texts
+from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
+from neuronlab.prompts import bundled_prompts
 from neuronlab.scan import SITE_GROUPS
+from neuronlab.search import minimal_subset
 from neuronlab.shared import use_together
 from neuronlab.transfer import RANKINGS, rank_scores, top_neurons, transfer_patch
 
@@ -14,7 +17,10 @@ EVERY = "every neuron of a site"
 DIRECTIONS = {"add": "addition: the donor's neurons into the target",
               "delete": "deletion: the target's neurons into the donor"}
 RANK_HELP = ("weight-diff: how much each neuron's weights differ between donor and target; contrast: how differently "
-             "it fires on harmful vs harmless prompts in the donor; random: a seeded control")
+             "it fires on harmful vs harmless prompts in the donor; causal: a first-order estimate of how much copying "
+             "it moves the refusal score (harmful minus harmless; slow on CPU, uses 24 prompts per label); "
+             "random: a seeded control")
+CAUSAL_PROMPTS = 24  # per label: the causal pass and the curve search run every prompt many times
 
 
 def pool(arch) -> tuple[tuple[str, ...], object]:
@@ -44,11 +50,18 @@ def amount() -> dict:
     return {"fraction": percent / 100}
 
 
+def ranked(d, t, direction: str, ranking: str, sites, seed: int, report) -> dict:
+    """{site: [L, N]} scores of ``ranking`` for the transfer's direction."""
+    few = bundled_prompts("en", split="scan").head(CAUSAL_PROMPTS) if ranking == "causal" else None
+    return rank_scores(ranking, d, t, sites, seed, few, delete=direction == "delete",
+                       progress=lambda f, m: report(0.8 * f, m))
+
+
 def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, seed: int, settings: dict | None) -> None:
     donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
     dest = "target" if direction == "add" else "donor"
     with ui.progress("Ranking neurons…") as report, use_together(donor, target) as (d, t):
-        scores = rank_scores(ranking, d, t, sites, seed)
+        scores = ranked(d, t, direction, ranking, sites, seed, report)
         neurons = top_neurons(scores, within=within, **how_many)
         report(0.8, f"copying {len(neurons):,} neurons")
         source, into = (d, t) if direction == "add" else (t, d)
@@ -69,14 +82,49 @@ def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
     if results:
         st.markdown(f"**Before and after, on the {dest}**")
         ui.show_evaluation(results, "transfer")
-    # HOOK(transfer curve): refusal and perplexity vs neurons moved, with a random-neuron baseline beside it,
-    # comes from the neuronlab curve search (another branch); draw it here once it lands.
-    st.subheader("Transfer curve")
-    st.info("Refusal and perplexity against the number of neurons moved (with a random baseline) will appear "
-            "here once the curve search lands in neuronlab.")
     apply_buttons(patch, dest, "tf")
     st.download_button("Patch (safetensors)", patch.to_bytes, "transfer-patch.safetensors",
                        "application/octet-stream", key="tf_download", on_click="ignore")
+
+
+def curve(direction: str, ranking: str, sites, within, seed: int) -> None:
+    """The minimal-subset search: refusal and perplexity vs neurons moved, random sets beside, as a chart."""
+    st.subheader("Transfer curve")
+    st.caption("Grow the moved set along the ranking (8, 16, 32, … neurons) until English refusal reaches the goal "
+               "within the budget (perplexity +1%, false refusals 10%), from the fast refusal score on "
+               f"{CAUSAL_PROMPTS} scan prompts per label, with random neurons of the same per-layer counts beside it.")
+    left, middle, right = st.columns(3)
+    goal = left.slider("Refusal goal", 0.1, 1.0, 0.7, 0.05, key="tf_goal", **KEEP)
+    cap = middle.number_input("Largest set (% of the pool)", 0.01, 10.0, 1.0, 0.1, key="tf_cap", **KEEP)
+    seeds = right.number_input("Random sets per step", 1, 5, 1, key="tf_curve_seeds", **KEEP)
+    if st.button("Search the minimal set", key="tf_search"):
+        prompts = bundled_prompts("en", split="scan").head(CAUSAL_PROMPTS)
+        donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
+        with ui.progress("Ranking neurons…") as report, use_together(donor, target) as (d, t):
+            scores = ranked(d, t, direction, ranking, sites, seed, report)
+            source, dest = (d, t) if direction == "add" else (t, d)
+            st.session_state["tf_curve"] = minimal_subset(
+                source, dest, scores, prompts.filter(label="harmful").texts, prompts.filter(label="harmless").texts,
+                benign_texts("en"), direction=direction, goal=goal, max_fraction=cap / 100, seeds=seeds, within=within,
+                progress=lambda f, m: report(0.8 + 0.2 * f, m))
+    result = st.session_state.get("tf_curve")
+    if result is None:
+        return
+    frame = result.to_frame()
+    fig = transfer_curve_figure(frame, result.goal, result.found.k if result.found else None)
+    ui.chart(fig, "tf_curve_chart", "Solid: the ranked neurons; dashed: random neurons (± standard error); dotted: "
+                                    "the model before; right axis: perplexity. The star marks the smallest set "
+                                    "that met the goal.")
+    if result.found:
+        st.success(f"{result.found.k:,} neurons ({result.found.share:.4%} of the parameters) meet the goal; run "
+                   f"the transfer above with a count of {result.found.k} to keep them as a patch.")
+    else:
+        st.warning("No set up to the cap met the goal within the budget.")
+    left, right = st.columns(2)
+    left.download_button("Curve (CSV)", lambda: frame.to_csv(index=False), "transfer-curve.csv", "text/csv",
+                         key="tf_curve_csv", on_click="ignore")
+    right.download_button("Curve (HTML)", fig.to_html, "transfer-curve.html", "text/html", key="tf_curve_html",
+                          on_click="ignore")
 
 
 def apply_buttons(patch: Patch, role: str, key: str) -> None:
@@ -142,4 +190,5 @@ if st.button("Run transfer", type="primary", key="tf_run", disabled=bool(setting
     run_transfer(direction, ranking, sites, within, how_many, seed, settings)
 if "transfer" in st.session_state:
     outcome(**st.session_state["transfer"])
+curve(direction, ranking, sites, within, seed)
 upload()

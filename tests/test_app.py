@@ -170,11 +170,23 @@ def test_transfer_makes_a_patch_to_download_measure_and_apply():
     assert {"Patch (safetensors)", "Table (CSV)", "Chart (HTML)"} <= {b.label for b in at.get("download_button")}
     assert values(figure(at, 0)["data"][0]["y"]).sum() == 20  # neurons moved per layer
     assert list(dict.fromkeys(t["name"] for t in figure(at, 1)["data"])) == ["before", "after"]
-    assert any("curve search" in i.value for i in at.info)  # the marked place for the transfer curve
     run(at.button(key="tf_apply").click())
     assert at.session_state["patches"]["target"][1] is patch
     run(at.button(key="tf_revert").click())
     assert "target" not in at.session_state["patches"]
+
+
+def test_transfer_curve_is_drawn_with_its_random_baseline():
+    at = page(app("tiny-llama"), "transfer")
+    run(at.selectbox(key="tf_ranking").select("random"))
+    run(at.number_input(key="tf_cap").set_value(5.0))  # 5% of 512 MLP neurons: steps 8, 16, 26
+    run(at.button(key="tf_search").click())
+    frame = at.session_state["tf_curve"].to_frame()
+    assert list(frame["k"]) == [0, 8, 16, 26]
+    names = {t["name"] for t in figure(at, 0)["data"]}
+    assert any("random" in n for n in names) and any("perplexity" in n for n in names)
+    assert any("No set up to the cap" in w.value for w in at.warning)  # a random tiny model never refuses
+    assert {"Curve (CSV)", "Curve (HTML)"} <= {b.label for b in at.get("download_button")}
 
 
 def test_a_wrong_patch_upload_is_refused_with_a_message():
