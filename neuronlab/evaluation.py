@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .generation import Sampling, chat_text, generate_batch
+from .generation import Sampling, chat_text, generate_batch, left_padded
 from .interventions import Intervention, intervene
 from .judge import REFUSAL_OPENINGS, judge
 from .loading import LoadedModel
@@ -63,30 +63,30 @@ def _token_logprobs(lm: LoadedModel, prefixes: Sequence[str], continuations: Seq
     """Sum of log p(continuation tokens | prefix) for each pair [n] (left-padded batches)."""
     tok, out = lm.tokenizer, []
     for start in range(0, len(prefixes), batch_size):
-        rows = []
+        rows, lengths = [], []
         for prefix, cont in zip(prefixes[start:start + batch_size], continuations[start:start + batch_size]):
-            a = tok(prefix, add_special_tokens=add_special)["input_ids"]
             b = tok(cont, add_special_tokens=False)["input_ids"]
-            rows.append((a + b, len(b)))
-        width = max(len(ids) for ids, _ in rows)
-        pad = tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r, _ in rows], device=lm.device)  # [batch, width]
-        mask = (torch.arange(width, device=lm.device) >= torch.tensor([width - len(r) for r, _ in rows],
-                                                                       device=lm.device)[:, None]).long()
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            rows.append(tok(prefix, add_special_tokens=add_special)["input_ids"] + b)
+            lengths.append(len(b))
+        batch = left_padded(lm, rows)
         with torch.inference_mode():
-            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+            logits = lm.model(**batch).logits.float()
+        ids = batch["input_ids"]
         logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # [batch, width-1]
-        for row, (_, n_cont) in enumerate(rows):
-            out.append(logp[row, -n_cont:].sum().item())
+        out += [logp[row, -n:].sum().item() for row, n in enumerate(lengths)]
     return torch.tensor(out)
+
+
+def refusal_openings(lang: str) -> list[str]:
+    """The refusal openings ``refusal_score`` looks for: the language's own, then English."""
+    return list(dict.fromkeys(REFUSAL_OPENINGS.get(lang, []) + REFUSAL_OPENINGS["en"]))
 
 
 def refusal_score(lm: LoadedModel, prompts: Sequence[str], lang: str,
                   interventions: Iterable[Intervention] = (), batch_size: int = 8) -> torch.Tensor:
     """[n] log of the probability that the reply opens with a refusal (logsumexp over the openings of
     ``lang`` and English). Higher means more refusal."""
-    openings = list(dict.fromkeys(REFUSAL_OPENINGS.get(lang, []) + REFUSAL_OPENINGS["en"]))
+    openings = refusal_openings(lang)
     contexts = [chat_text(lm, p) for p in prompts]
     prefixes = [c for c in contexts for _ in openings]
     conts = [o for _ in contexts for o in openings]

@@ -59,6 +59,16 @@ def encode_chat(lm: LoadedModel, prompt: str | Sequence[dict]) -> dict[str, torc
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
+def left_padded(lm: LoadedModel, rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Token-id rows as one left-padded batch: input_ids / attention_mask / position_ids [batch, seq], so that
+    position -1 is every row's last real token and positions count real tokens only."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[lm.tokenizer.pad_token_id] * (width - len(r)) + list(r) for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    batch = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+    return {k: v.to(lm.device) for k, v in batch.items()}
+
+
 def encode_prompts(lm: LoadedModel, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     """A left-padded batch of chat-formatted prompts: input_ids / attention_mask / position_ids
     [batch, seq], so that position -1 is every row's last real token."""

@@ -31,9 +31,9 @@ import torch
 from torch.func import functional_call
 
 from .compat import require_compatible
-from .generation import chat_ids
+from .evaluation import refusal_openings
+from .generation import chat_ids, left_padded
 from .interventions import scoped_hooks
-from .judge import REFUSAL_OPENINGS
 from .loading import LoadedModel, fingerprint
 from .neurons import NeuronSet
 from .patches import Patch, extract_patch
@@ -71,22 +71,12 @@ def contrast_scores(donor: LoadedModel, harmful: list[str], harmless: list[str],
     return {s: (h[s]["mean"] - b[s]["mean"]).abs() for s in sites}
 
 
-def refusal_openings(lang: str) -> list[str]:
-    """The refusal openings ``refusal_score`` looks for: the language's own, then English."""
-    return list(dict.fromkeys(REFUSAL_OPENINGS.get(lang, []) + REFUSAL_OPENINGS["en"]))
-
-
-def _opening_batch(lm: LoadedModel, prompts: Sequence[str], openings: Sequence[str]) -> tuple[dict, int]:
+def _opening_batch(lm: LoadedModel, prompts: Sequence[str], openings: Sequence[str]) -> tuple[dict, torch.Tensor]:
     """Every chat context followed by every opening, left-padded: input_ids / attention_mask /
-    position_ids [prompts*openings, seq], and the longest opening's length."""
+    position_ids [prompts*openings, seq], and each opening's length [prompts*openings]."""
     tok = lm.tokenizer
     rows = [(chat_ids(lm, p), tok(o, add_special_tokens=False)["input_ids"]) for p in prompts for o in openings]
-    width = max(len(a) + len(b) for a, b in rows)
-    ids = torch.tensor([[tok.pad_token_id] * (width - len(a) - len(b)) + a + b for a, b in rows])
-    mask = torch.tensor([[0] * (width - len(a) - len(b)) + [1] * (len(a) + len(b)) for a, b in rows])
-    lengths = torch.tensor([len(b) for _, b in rows])
-    batch = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
-    return {k: v.to(lm.device) for k, v in batch.items()}, lengths
+    return left_padded(lm, [a + b for a, b in rows]), torch.tensor([len(b) for _, b in rows])
 
 
 def _refusal_objective(lm: LoadedModel, prompts: Sequence[str], lang: str) -> torch.Tensor:
