@@ -70,14 +70,8 @@ def left_padded(lm: LoadedModel, rows: Sequence[Sequence[int]]) -> dict[str, tor
 
 
 def encode_prompts(lm: LoadedModel, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-    """A left-padded batch of chat-formatted prompts: input_ids / attention_mask / position_ids
-    [batch, seq], so that position -1 is every row's last real token."""
-    enc = lm.tokenizer([chat_text(lm, p) for p in prompts], return_tensors="pt", padding=True,
-                       padding_side="left", add_special_tokens=not lm.info.chat_template)
-    mask = enc["attention_mask"]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": enc["input_ids"].to(lm.device), "attention_mask": mask.to(lm.device),
-            "position_ids": positions.to(lm.device)}
+    """A left-padded batch of chat-formatted prompts (see ``left_padded``)."""
+    return left_padded(lm, [chat_ids(lm, p) for p in prompts])
 
 
 class _EventStop(StoppingCriteria):
