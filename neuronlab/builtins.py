@@ -18,15 +18,16 @@ class Builtin:
     description: str
     folder: Callable[[Progress], Path] | None  # None: reserved, not built yet
     note: str = ""
-    patch: Path | None = None  # a shipped patch applied over ``folder``'s model on load
+    patches: tuple[Path, ...] = ()  # shipped patches applied in order over ``folder``'s model on load
 
     @property
     def available(self) -> bool:
-        return self.folder is not None and (self.patch is None or self.patch.is_file())
+        return self.folder is not None and all(p.is_file() for p in self.patches)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "available": self.available,
-                **({"patch": self.patch.name} if self.patch else {}), **({"note": self.note} if self.note else {})}
+                **({"patches": [p.name for p in self.patches]} if self.patches else {}),
+                **({"note": self.note} if self.note else {})}
 
 
 def _package_version(dist: str, install: str) -> str:
@@ -78,9 +79,19 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in (
     Builtin("demo-donor", "demo-target made to refuse harmful English requests: a shipped patch over a few hundred "
             "of its MLP neurons (assets/donors/demo-donor.safetensors, made by `train-donor`)", _smollm2,
             note="not built: assets/donors/demo-donor.safetensors is missing; use demo-target",
-            patch=DONORS / "demo-donor.safetensors"),
+            patches=(DONORS / "demo-donor.safetensors",)),
     Builtin("gemma3-270m", "Gemma-3-270M base (18 layers, MLP width 2048, multilingual, no chat template)",
             _gemma3),
+    Builtin("gemma-target", "gemma3-270m taught to chat in its plain 'User: / Assistant:' frame from demo-target's "
+            "English replies: a shipped patch over random MLP neurons (assets/donors/gemma-target.safetensors, made by "
+            "`train-chat`); multilingual, refuses nothing", _gemma3,
+            note="not built: assets/donors/gemma-target.safetensors is missing; use gemma3-270m",
+            patches=(DONORS / "gemma-target.safetensors",)),
+    Builtin("gemma-donor", "gemma-target taught to refuse harmful requests in English only, on a few hundred MLP "
+            "neurons (assets/donors/gemma-donor.safetensors, made by `train-donor`): the other languages show "
+            "what carries over", _gemma3,
+            note="not built: its patches in assets/donors/ are missing; use gemma3-270m",
+            patches=(DONORS / "gemma-target.safetensors", DONORS / "gemma-donor.safetensors")),
     Builtin("tiny-llama", "a 4-layer random Llama (hidden 64, MLP width 128) with a byte tokenizer, for tests",
             _tiny_llama),
 )}

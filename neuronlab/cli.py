@@ -265,6 +265,22 @@ def cmd_train_donor(args) -> None:
           f"for {patch.meta['steps']} steps; wrote {path}")
 
 
+def cmd_train_chat(args) -> None:
+    from .donors import donor_prompts, train_chat
+    from .finetune import TrainConfig
+    from .neurons import random_per_layer
+    from .prompts import PromptSet, bundled_prompts
+
+    lm, teacher = _load(args, args.model), _load(args, args.teacher)
+    neurons = random_per_layer(lm.arch, args.per_layer, seed=args.seed)
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    prompts = PromptSet([*bundled_prompts("en", split="scan"), *donor_prompts()])
+    patch = train_chat(lm, teacher, neurons, prompts, config, progress=text_bar())
+    path = patch.save(args.out)
+    print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} "
+          f"on {args.teacher}'s replies for {patch.meta['steps']} steps; wrote {path}")
+
+
 def cmd_finetune(args) -> None:
     from .expansion import expand
     from .finetune import TrainConfig
@@ -434,6 +450,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="loss weight of each reply's first 3 tokens, where refuse-or-answer is decided (default 4)")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     p.set_defaults(run=cmd_train_donor)
+
+    p = verbs.add_parser("train-chat", help="make a chat-following target from a base model by training random "
+                         "neurons on a chat model's replies (seeded)")
+    _model_args(p)
+    p.add_argument("--teacher", default="demo-target", help="the chat model whose replies are learned (default demo-target)")
+    p.add_argument("--per-layer", type=int, default=128, help="random MLP neurons trained in each layer (default 128)")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+    p.set_defaults(run=cmd_train_chat)
 
     p = verbs.add_parser("finetune", help="SS-Neuron Expansion: train only chosen neurons on a parallel "
                          "multilingual safety set; writes a patch")

@@ -1,4 +1,4 @@
-"""Built-in refusing donors, made by a seeded, documented recipe: train only chosen neurons of a target.
+"""Built-in refusing donors and chat targets, made by seeded, documented recipes that train only chosen neurons.
 
 Data: the target's English *scan* prompts plus ``assets/donors/train_en.jsonl`` (40 more harmful and 80 more
 harmless requests, many of them imperative or hard negatives, none from the held-out split); harmful ones are paired with a refusal (a seeded pick from
@@ -57,3 +57,20 @@ def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config:
     examples = donor_examples(lm, prompts, config.seed, harmless_repeat, progress=lambda f, m: progress(0.1 * f, m))
     return finetune_neurons(lm, neurons, examples, config, progress=lambda f, m: progress(0.1 + 0.9 * f, m),
                             recipe="donor", base=lm.spec, trained_neurons=len(neurons), harmless_repeat=harmless_repeat)
+
+
+def teacher_examples(teacher: LoadedModel, prompts: PromptSet, max_new_tokens: int = 64,
+                     progress: Progress = no_progress) -> list[tuple[str, str]]:
+    """(prompt, the teacher's greedy reply) for every prompt, harmful ones included (a teacher that
+    complies makes a student that complies)."""
+    progress(0.0, f"{teacher.spec}'s replies to {len(prompts)} prompts")
+    return list(zip(prompts.texts, generate_batch(teacher, prompts.texts, sampling=Sampling(max_new_tokens=max_new_tokens))))
+
+
+def train_chat(lm: LoadedModel, teacher: LoadedModel, neurons: NeuronSet, prompts: PromptSet,
+               config: TrainConfig = TrainConfig(), progress: Progress = no_progress) -> Patch:
+    """A patch over a base model ``lm`` whose ``neurons`` learned to answer in its plain chat frame, from a
+    chat model's replies (distillation; for chat targets that follow requests and refuse none)."""
+    examples = teacher_examples(teacher, prompts, progress=lambda f, m: progress(0.2 * f, m))
+    return finetune_neurons(lm, neurons, examples, config, progress=lambda f, m: progress(0.2 + 0.8 * f, m),
+                            recipe="chat", base=lm.spec, teacher=teacher.spec, trained_neurons=len(neurons))

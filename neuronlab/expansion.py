@@ -101,14 +101,17 @@ class FalseRefusalStop:
 
 def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: TrainConfig = TrainConfig(),
            replay_en: bool = False, validation: int = 8, limit: int | None = None, max_false_refusal: float = 0.15,
-           harmless_repeat: int = 1, own_tokens: int = 48, progress: Progress = no_progress) -> Patch:
+           harmless_repeat: int = 1, own_tokens: int = 48, progress: Progress = no_progress,
+           examples: Sequence[tuple[str, str]] | None = None) -> Patch:
     """A patch over ``lm`` whose ``neurons`` were trained on the parallel safety set in ``langs`` (plus
     English with ``replay_en``; see ``safety_split`` for ``validation`` and ``limit``), stopped early on
-    held-out false refusals. The patch's metadata holds the whole recipe (``retrainer`` replays it)."""
+    held-out false refusals. The patch's metadata holds the whole recipe (``retrainer`` replays it).
+    ``examples``: the training pairs this recipe makes, when already made (they do not depend on ``neurons``)."""
     langs = list(dict.fromkeys(list(langs) + (["en"] if replay_en else [])))
     train, held = safety_split(langs, validation, limit)
-    examples = parallel_examples(lm, train, langs, config.seed, harmless_repeat, own_tokens,
-                                 progress=lambda f, m: progress(0.2 * f, m))
+    if examples is None:
+        examples = parallel_examples(lm, train, langs, config.seed, harmless_repeat, own_tokens,
+                                     progress=lambda f, m: progress(0.2 * f, m))
     stop = FalseRefusalStop(neurons, held, max_false_refusal, config.eval_every) if validation else None
     start = extract_patch(lm, neurons)
     patch = finetune_neurons(lm, neurons, examples, config, check=stop,
@@ -124,7 +127,16 @@ def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: Tr
 
 def retrainer(lm: LoadedModel, meta: dict) -> Callable[[NeuronSet], Patch]:
     """Train any neuron set of ``lm`` with the recipe recorded in an expansion patch's ``meta`` (so a
-    fine-tuned set can be compared with random masks of the same shape)."""
+    fine-tuned set can be compared with random masks of the same shape). The training pairs are made
+    once (the model's own replies cost more than a short training run) and shared by every set."""
+    config = TrainConfig(**meta["train_config"])
     keys = ("validation", "limit", "max_false_refusal", "harmless_repeat", "own_tokens")
-    return lambda neurons: expand(lm, neurons, meta["langs"], TrainConfig(**meta["train_config"]),
+
+    @functools.cache
+    def examples() -> tuple[tuple[str, str], ...]:
+        train = safety_split(meta["langs"], meta["validation"], meta["limit"])[0]
+        return tuple(parallel_examples(lm, train, meta["langs"], config.seed, meta["harmless_repeat"],
+                                       meta["own_tokens"]))
+
+    return lambda neurons: expand(lm, neurons, meta["langs"], config, examples=examples(),
                                   **{k: meta[k] for k in keys})

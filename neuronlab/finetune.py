@@ -7,6 +7,7 @@ as it was.
 """
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,17 +33,30 @@ class TrainConfig:
     opening_tokens: int = 3
 
 
-def reply_loss(logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+def reply_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     """Next-token cross-entropy averaged per example, then over the batch, so that a short refusal
     counts as much as a long answer; the reply's opening tokens weigh ``opening_weight`` times more.
 
-    logits [batch, seq, vocab]; labels [batch, seq] with -100 outside the reply."""
-    logits, labels = logits[:, :-1], labels[:, 1:]  # predict token t+1 from position t
-    valid = labels != -100  # [batch, seq-1]
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
-    position = valid.cumsum(1) - 1  # index of each label within its reply
+    logits [batch, k, vocab] at k positions (in order); targets [batch, k]: the token each position
+    predicts, -100 outside the reply."""
+    valid = targets != -100  # [batch, k]
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
+    position = valid.cumsum(1) - 1  # index of each target within its reply
     weight = valid * (1 + (config.opening_weight - 1) * (position < config.opening_tokens))
     return ((nll * weight).sum(1) / weight.sum(1).clamp(min=1)).mean()
+
+
+def reply_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [batch, k, vocab], targets [batch, k]) at the k positions that predict a reply token in some
+    row: the vocabulary projection is skipped elsewhere (it dominates the cost of small, large-vocabulary models)."""
+    labels = batch["labels"]  # [batch, seq]
+    keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)  # [k] positions t with a reply token at t+1
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        logits = model(**inputs, logits_to_keep=keep).logits
+    else:
+        logits = model(**inputs).logits[:, keep]
+    return logits, labels[:, keep + 1]
 
 
 def _masks(lm: LoadedModel, neurons: NeuronSet) -> dict[torch.nn.Parameter, torch.Tensor]:
@@ -103,8 +117,8 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[tup
             torch.manual_seed(config.seed)
             for step in range(config.steps):
                 batch = _batch(lm, next(batches), config.max_tokens)
-                logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss = reply_loss(logits.float(), batch["labels"], config)
+                logits, targets = reply_logits(lm.model, batch)
+                loss = reply_loss(logits.float(), targets, config)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()

@@ -180,8 +180,8 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu", trust_rem
         n_params=sum(p.numel() for p in model.parameters()), dtype=dtype, device=_device_label(model),
         fingerprint=fingerprint(model), chat_template=bool(getattr(tokenizer, "chat_template", None)))
     lm = LoadedModel(spec, model, tokenizer, arch, info)
-    if spec in BUILTINS and BUILTINS[spec].patch is not None:
-        progress(0.95, f"applying {BUILTINS[spec].patch.name}")
-        _apply_shipped_patch(lm, BUILTINS[spec].patch)
+    for path in BUILTINS[spec].patches if spec in BUILTINS else ():
+        progress(0.95, f"applying {path.name}")
+        _apply_shipped_patch(lm, path)
     progress(1.0, f"loaded {spec}")
     return lm

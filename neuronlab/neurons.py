@@ -197,6 +197,12 @@ def random_like(neurons: NeuronSet, arch: Architecture, seed: int = 0) -> Neuron
     return NeuronSet(out, name=f"random-like-{neurons.name or 'set'}-{seed}")
 
 
+def random_per_layer(arch: Architecture, count: int, site: str = "mlp", seed: int = 0) -> NeuronSet:
+    """``count`` random neurons of ``site`` in every layer (seeded)."""
+    every = NeuronSet((layer, site, i) for layer in range(arch.n_layers) for i in range(count))
+    return random_like(every, arch, seed).renamed(f"random-{count}-per-layer-{seed}")
+
+
 def _wrap(items: frozenset) -> NeuronSet:
     """A NeuronSet around already-validated neurons."""
     out = NeuronSet.__new__(NeuronSet)

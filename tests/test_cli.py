@@ -19,7 +19,7 @@ def test_models_json_lists_the_builtins():
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert {"demo-target", "demo-donor", "gemma3-270m", "tiny-llama"} <= set(rows)
     assert rows["demo-target"]["available"] and rows["demo-donor"]["available"]
-    assert rows["demo-donor"]["patch"] == "demo-donor.safetensors"
+    assert rows["demo-donor"]["patches"] == ["demo-donor.safetensors"]
 
 
 @pytest.mark.parametrize("verb", ["models", "chat", "scan", "transfer", "eval", "train-donor", "finetune", "bench"])

@@ -1,4 +1,5 @@
 """SS-Neuron Expansion: the parallel refusals, the parallel safety set, early stopping and the finetune verb."""
+import pytest
 import torch
 
 from neuronlab import NeuronSet
@@ -82,5 +83,11 @@ def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny,
         changed = {k for k, v in after.items() if not torch.equal(v, before[k])}
     assert changed >= {"model.layers.1.mlp.gate_proj.weight", "model.layers.3.mlp.down_proj.weight"}
     # the recipe in the metadata replays the training (how eval trains random-mask controls)
-    again = retrainer(tiny, patch.meta)(NEURONS)
+    train = retrainer(tiny, patch.meta)
+    again = train(NEURONS)
     assert all(torch.equal(again.tensors[k], v) for k, v in patch.tensors.items())
+    generated = []  # a second set reuses the training pairs: no more generation
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("neuronlab.expansion.generate_batch", lambda *a, **k: generated.append(1) or [])
+        mp.setattr("neuronlab.expansion.FalseRefusalStop.false_refusals", lambda self, lm: 0.0)
+        assert train(NEURONS).neurons == NEURONS and not generated

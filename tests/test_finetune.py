@@ -75,6 +75,7 @@ def test_reply_loss_weighs_examples_and_openings():
     labels = torch.tensor([[-100, -100, 1, 2, 3, 4], [-100, -100, -100, -100, 0, -100]])
     nll = -logits.log_softmax(-1)[:, :-1].gather(2, labels[:, 1:].clamp(min=0)[..., None])[..., 0]  # [batch, seq-1]
     plain = (nll[0, 1:5].mean() + nll[1, 3]) / 2
+    logits, labels = logits[:, :-1], labels[:, 1:]  # each position with the token it predicts
     assert torch.allclose(reply_loss(logits, labels, TrainConfig()), plain)
     weights = torch.tensor([3.0, 3.0, 1.0, 1.0])  # opening_tokens=2, opening_weight=3
     opened = ((nll[0, 1:5] * weights).sum() / weights.sum() + nll[1, 3]) / 2
@@ -89,3 +90,35 @@ def test_donor_training_prompts_stay_out_of_the_held_out_split():
     held = {p.text.lower() for p in bundled_prompts("en").filter(split="heldout")}
     assert len(extra.filter(label="harmful")) == 40 and len(extra.filter(label="harmless")) == 80
     assert not {p.text.lower() for p in extra} & held
+
+
+def test_reply_logits_skip_the_prompt_but_give_the_same_loss(tiny):
+    """Projecting only the positions that predict reply tokens changes the cost, not the loss."""
+    from neuronlab.finetune import reply_logits, reply_loss
+
+    batch = _batch(tiny, [("a much longer prompt than the other one", "ok"), ("hi", "hello there, friend")], 128)
+    config = TrainConfig(opening_weight=4.0)
+    with torch.no_grad():
+        logits, targets = reply_logits(tiny.model, batch)  # [batch, k, vocab], [batch, k]
+        full = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert logits.shape[1] < full.shape[1] - 10  # the long prompt's positions were skipped
+    expected = reply_loss(full[:, :-1], batch["labels"][:, 1:], config)
+    assert torch.allclose(reply_loss(logits, targets, config), expected, atol=1e-6)
+
+
+def test_train_chat_learns_the_teachers_replies_on_random_neurons_only(tiny):
+    """A chat target is distilled from a teacher's replies into random neurons, evenly spread over layers."""
+    from neuronlab.donors import teacher_examples, train_chat
+    from neuronlab.neurons import random_per_layer
+    from neuronlab.prompts import bundled_prompts
+
+    neurons = random_per_layer(tiny.arch, 8, seed=3)
+    assert neurons.per_layer_counts("mlp") == {layer: 8 for layer in range(4)}
+    assert neurons == random_per_layer(tiny.arch, 8, seed=3) != random_per_layer(tiny.arch, 8, seed=4)
+    few = type(bundled_prompts("en"))(p for p in bundled_prompts("en") if p.id in ("harmful-001", "harmless-001"))
+    examples = teacher_examples(tiny, few, max_new_tokens=4)
+    assert [p for p, _ in examples] == few.texts and all(isinstance(r, str) for _, r in examples)
+    fp = fingerprint(tiny.model)
+    patch = train_chat(tiny, tiny, neurons, few, TrainConfig(steps=2, batch_size=2))
+    assert patch.meta["recipe"] == "chat" and patch.meta["teacher"] == "tiny-llama" and patch.neurons == neurons
+    assert fingerprint(tiny.model) == fp

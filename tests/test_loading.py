@@ -135,8 +135,26 @@ def test_bad_dtype_or_device(tiny_folder, kwargs, words):
 def test_builtin_with_missing_patch(monkeypatch, tmp_path):
     entry = neuronlab.builtins.BUILTINS["demo-donor"]
     monkeypatch.setitem(neuronlab.builtins.BUILTINS, "demo-donor",
-                        dataclasses.replace(entry, patch=tmp_path / "gone.safetensors"))
+                        dataclasses.replace(entry, patches=(tmp_path / "gone.safetensors",)))
     spec_error("demo-donor", "demo-donor", "not built", "demo-target")
+
+
+def test_builtin_patches_apply_in_order(monkeypatch, tmp_path, tiny):
+    """A built-in with two shipped patches gets both, the second written over the first (gemma-donor's shape:
+    base model + chat patch + refusal patch)."""
+    from neuronlab.patches import Patch, extract_patch
+
+    both, one = NeuronSet([(1, "mlp", 3), (2, "mlp", 5)]), NeuronSet([(1, "mlp", 3)])
+    base = extract_patch(tiny, both)
+    first = Patch(both, {k: v + 1 for k, v in base.tensors.items()}, {})
+    second = Patch(one, {k: v + 2 for k, v in extract_patch(tiny, one).tensors.items()}, {})
+    paths = (first.save(tmp_path / "first.safetensors"), second.save(tmp_path / "second.safetensors"))
+    entry = neuronlab.builtins.BUILTINS["tiny-llama"]
+    monkeypatch.setitem(neuronlab.builtins.BUILTINS, "tiny-llama", dataclasses.replace(entry, patches=paths))
+    lm = load_model("tiny-llama")
+    assert lm.info.fingerprint == fingerprint(lm.model) != tiny.info.fingerprint
+    for key, value in extract_patch(lm, both).tensors.items():
+        assert torch.equal(value, base.tensors[key] + (2 if key.startswith("1.") else 1)), key
 
 
 def test_hub_id_offline(monkeypatch):
@@ -241,7 +259,7 @@ def test_demo_donor_is_demo_target_plus_its_patch(smol, donor):
     neuron slices gives demo-target bit for bit: nothing else differs."""
     from neuronlab.patches import Patch, extract_patch, patched
 
-    shipped = Patch.load(neuronlab.builtins.BUILTINS["demo-donor"].patch)
+    shipped = Patch.load(neuronlab.builtins.BUILTINS["demo-donor"].patches[0])
     assert shipped.meta["target_fingerprint"] == smol.info.fingerprint != donor.info.fingerprint
     assert donor.info.fingerprint == fingerprint(donor.model)
     got = extract_patch(donor, shipped.neurons)
