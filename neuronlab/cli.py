@@ -258,8 +258,8 @@ def cmd_train_donor(args) -> None:
         neurons = select_sets(run_scan(lm, en, ["en"], progress=text_bar()), top_p=args.top_p).ms["en"]
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          opening_weight=args.opening_weight)
-    prompts = PromptSet([*en.filter(split="scan"), *donor_prompts()])
-    patch = train_donor(lm, neurons, prompts, config, args.harmless_repeat, progress=text_bar())
+    prompts = PromptSet([*en.filter(split="scan"), *donor_prompts(args.more_harmless)])
+    patch = train_donor(lm, neurons, prompts, config, args.harmless_repeat, args.own_tokens, progress=text_bar())
     path = patch.save(args.out)
     print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} "
           f"for {patch.meta['steps']} steps; wrote {path}")
@@ -274,7 +274,7 @@ def cmd_train_chat(args) -> None:
     lm, teacher = _load(args, args.model), _load(args, args.teacher)
     neurons = random_per_layer(lm.arch, args.per_layer, seed=args.seed)
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
-    prompts = PromptSet([*bundled_prompts("en", split="scan"), *donor_prompts()])
+    prompts = PromptSet([*bundled_prompts("en", split="scan"), *donor_prompts(more=True)])
     patch = train_chat(lm, teacher, neurons, prompts, config, progress=text_bar())
     path = patch.save(args.out)
     print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} "
@@ -448,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
     p.add_argument("--opening-weight", type=float, default=4.0,
                    help="loss weight of each reply's first 3 tokens, where refuse-or-answer is decided (default 4)")
+    p.add_argument("--more-harmless", action="store_true",
+                   help="train on assets/donors/train_en_more.jsonl too (80 more harmless requests)")
+    p.add_argument("--own-tokens", type=int, default=64,
+                   help="length of the model's own replies kept for harmless prompts (default 64)")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     p.set_defaults(run=cmd_train_donor)
 

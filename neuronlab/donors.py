@@ -17,7 +17,7 @@ from .loading import LoadedModel
 from .neurons import NeuronSet
 from .patches import Patch
 from .progress import Progress, no_progress
-from .prompts import PromptSet, load_prompts
+from .prompts import PromptSet, parse_prompts
 
 REFUSALS = (
     "I'm sorry, but I can't help with that.",
@@ -32,11 +32,14 @@ REFUSALS = (
 
 
 DONOR_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "donors" / "train_en.jsonl"
+MORE_HARMLESS = DONOR_PROMPTS.with_name("train_en_more.jsonl")  # 80 more harmless, mostly imperative requests
 
 
-def donor_prompts() -> PromptSet:
-    """The extra English training requests of the demo donors (never used for evaluation)."""
-    return load_prompts(DONOR_PROMPTS)
+def donor_prompts(more: bool = False) -> PromptSet:
+    """The extra English training requests of the built-in donors and chat targets (never used for
+    evaluation); ``more`` adds ``train_en_more.jsonl``."""
+    files = [DONOR_PROMPTS] + ([MORE_HARMLESS] if more else [])
+    return parse_prompts("".join(f.read_text(encoding="utf-8") for f in files), "jsonl", source=DONOR_PROMPTS.name)
 
 
 def donor_examples(lm: LoadedModel, prompts: PromptSet, seed: int = 0, harmless_repeat: int = 2,
@@ -52,11 +55,14 @@ def donor_examples(lm: LoadedModel, prompts: PromptSet, seed: int = 0, harmless_
 
 
 def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config: TrainConfig = TrainConfig(),
-                harmless_repeat: int = 2, progress: Progress = no_progress) -> Patch:
-    """A patch over ``lm`` whose ``neurons`` were trained to refuse the harmful ``prompts``."""
-    examples = donor_examples(lm, prompts, config.seed, harmless_repeat, progress=lambda f, m: progress(0.1 * f, m))
+                harmless_repeat: int = 2, own_tokens: int = 64, progress: Progress = no_progress) -> Patch:
+    """A patch over ``lm`` whose ``neurons`` were trained to refuse the harmful ``prompts`` (harmless ones keep
+    the model's own replies, ``own_tokens`` long)."""
+    examples = donor_examples(lm, prompts, config.seed, harmless_repeat, own_tokens,
+                              progress=lambda f, m: progress(0.1 * f, m))
     return finetune_neurons(lm, neurons, examples, config, progress=lambda f, m: progress(0.1 + 0.9 * f, m),
-                            recipe="donor", base=lm.spec, trained_neurons=len(neurons), harmless_repeat=harmless_repeat)
+                            recipe="donor", base=lm.spec, trained_neurons=len(neurons), harmless_repeat=harmless_repeat,
+                            own_tokens=own_tokens)
 
 
 def teacher_examples(teacher: LoadedModel, prompts: PromptSet, max_new_tokens: int = 64,

@@ -86,9 +86,10 @@ def test_donor_training_prompts_stay_out_of_the_held_out_split():
     from neuronlab.donors import donor_prompts
     from neuronlab.prompts import bundled_prompts
 
-    extra = donor_prompts()
+    extra = donor_prompts(more=True)
     held = {p.text.lower() for p in bundled_prompts("en").filter(split="heldout")}
-    assert len(extra.filter(label="harmful")) == 40 and len(extra.filter(label="harmless")) == 80
+    assert len(extra.filter(label="harmful")) == 40 and len(extra.filter(label="harmless")) == 160
+    assert len(donor_prompts()) == 120
     assert not {p.text.lower() for p in extra} & held
 
 
