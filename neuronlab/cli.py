@@ -38,6 +38,15 @@ def _interventions(args) -> list[Intervention]:
             + [Intervention(load_neuron_set(r), "activate", args.scale) for r in args.activate])
 
 
+def _training_args(p: argparse.ArgumentParser, steps: int) -> None:
+    """Options of every verb that trains neurons and writes a patch."""
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+
+
 def _load(args, spec: str):
     return load_model(spec, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
                       progress=text_bar())
@@ -441,10 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--neurons", metavar="REF", help="neurons to train (default: MS(en) of an activation scan)")
     p.add_argument("--top-p", type=float, default=0.03, help="top-p of that scan (default 0.03)")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    _training_args(p, steps=60)
     p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
     p.add_argument("--opening-weight", type=float, default=4.0,
                    help="loss weight of each reply's first 3 tokens, where refuse-or-answer is decided (default 4)")
@@ -452,7 +458,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on assets/donors/train_en_more.jsonl too (80 more harmless requests)")
     p.add_argument("--own-tokens", type=int, default=64,
                    help="length of the model's own replies kept for harmless prompts (default 64)")
-    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     p.set_defaults(run=cmd_train_donor)
 
     p = verbs.add_parser("train-chat", help="make a chat-following target from a base model by training random "
@@ -460,11 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--teacher", default="demo-target", help="the chat model whose replies are learned (default demo-target)")
     p.add_argument("--per-layer", type=int, default=128, help="random MLP neurons trained in each layer (default 128)")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+    _training_args(p, steps=60)
     p.set_defaults(run=cmd_train_chat)
 
     p = verbs.add_parser("finetune", help="SS-Neuron Expansion: train only chosen neurons on a parallel "
@@ -480,12 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once held-out false refusals exceed this; keep the last weights within it (default 0.15)")
     p.add_argument("--eval-every", type=int, default=10, help="steps between early-stopping checks (default 10)")
     p.add_argument("--limit", type=int, help="train on only the first N scan prompts of each label")
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    _training_args(p, steps=40)
     p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
-    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     p.set_defaults(run=cmd_finetune)
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
