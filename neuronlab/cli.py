@@ -307,7 +307,7 @@ def cmd_finetune(args) -> None:
     for h in meta["history"]:
         print(f"  step {h['step']:>4}: held-out false refusals {h['false_refusal']:.0%}")
     if meta.get("early_stopped"):
-        print(f"stopped early: false refusals above {args.max_false_refusal:.0%}; "
+        print(f"stopped early: false refusals above {meta['false_refusal_budget']:.0%}; "
               f"kept the weights of step {meta['kept_step']}")
     print(f"wrote {path}")
 
@@ -478,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", type=int, default=8,
                    help="harmless scan prompts per language held out for early stopping (default 8; 0: none)")
     p.add_argument("--max-false-refusal", type=float, default=0.15,
-                   help="stop once held-out false refusals exceed this; keep the last weights within it (default 0.15)")
+                   help="stop once held-out false refusals exceed this (or the starting rate, if higher); "
+                        "keep the last weights within it (default 0.15)")
     p.add_argument("--eval-every", type=int, default=10, help="steps between early-stopping checks (default 10)")
     p.add_argument("--limit", type=int, help="train on only the first N scan prompts of each label")
     _training_args(p, steps=40)

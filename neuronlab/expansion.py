@@ -3,7 +3,9 @@
 
 The set: harmful *scan* prompts in each language paired with a refusal in that language (the same
 refusal for an id in every language: ``assets/refusals.json`` is parallel), harmless scan prompts paired
-with the model's own greedy reply, so that harmless behaviour is what it was; optionally English replayed
+with the model's own greedy reply (unless the judge calls that reply a refusal: a model that already
+refuses harmless prompts would be taught its own false refusals), so that harmless behaviour is what it
+was; optionally English replayed
 beside the other languages. A few harmless scan prompts per language are held out of training for early
 stopping on false refusals (the held-out *split* is the test set and is never touched).
 """
@@ -57,7 +59,7 @@ def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str],
                       harmless_repeat: int = 1, max_new_tokens: int = 48, batch_size: int = 8,
                       progress: Progress = no_progress) -> list[tuple[str, str]]:
     """(prompt, reply) pairs per language: harmful → the id's refusal in that language, harmless → the
-    model's own greedy reply (``harmless_repeat`` times)."""
+    model's own greedy reply (``harmless_repeat`` times), left out where the judge calls it a refusal."""
     rng = random.Random(seed)
     harmful_ids = sorted({p.id for p in prompts.filter(label="harmful")})
     pick = {i: rng.randrange(len(refusals("en"))) for i in harmful_ids}
@@ -68,14 +70,16 @@ def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str],
         harmless = part.filter(label="harmless").texts
         progress(j / len(langs), f"own replies: {lang} ({len(harmless)} harmless prompts)")
         own = generate_batch(lm, harmless, sampling=Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size)
-        out += list(zip(harmless, own)) * harmless_repeat
+        out += [(q, r) for q, r in zip(harmless, own) if not judge(r, lang).refusal] * harmless_repeat
     progress(1.0, f"{len(out)} examples")
     return out
 
 
 class FalseRefusalStop:
     """Early stopping: each check judges greedy replies to held-out harmless prompts; training stops once
-    their false-refusal rate exceeds ``budget``, keeping the neurons' weights of the last check within it."""
+    their false-refusal rate exceeds the budget, keeping the neurons' weights of the last check within it.
+    ``start(lm)`` measures the rate before training; a model that starts above ``budget`` may not get worse
+    than it started (the budget becomes its starting rate)."""
 
     def __init__(self, neurons: NeuronSet, validation: PromptSet, budget: float, every: int,
                  max_new_tokens: int = 24, batch_size: int = 8):
@@ -85,13 +89,19 @@ class FalseRefusalStop:
         self.kept: Patch | None = None  # weights of the last check within budget (None: the starting weights)
         self.kept_step = 0
 
+    def start(self, lm: LoadedModel) -> None:
+        rate = self.false_refusals(lm)
+        self.history.append({"step": 0, "false_refusal": rate})
+        self.budget = max(self.budget, rate)
+
     def false_refusals(self, lm: LoadedModel) -> float:
         replies = generate_batch(lm, self.validation.texts, sampling=Sampling(max_new_tokens=self.max_new_tokens),
                                  batch_size=self.batch_size)
         return sum(judge(r, p.lang).refusal for p, r in zip(self.validation, replies)) / len(replies)
 
     def __call__(self, lm: LoadedModel) -> bool:
-        step, rate = self.every * (len(self.history) + 1), self.false_refusals(lm)
+        step = self.every * (len([h for h in self.history if h["step"]]) + 1)
+        rate = self.false_refusals(lm)
         self.history.append({"step": step, "false_refusal": rate})
         if rate > self.budget:
             return True
@@ -113,15 +123,18 @@ def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: Tr
         examples = parallel_examples(lm, train, langs, config.seed, harmless_repeat, own_tokens,
                                      progress=lambda f, m: progress(0.2 * f, m))
     stop = FalseRefusalStop(neurons, held, max_false_refusal, config.eval_every) if validation else None
+    if stop:
+        stop.start(lm)
     start = extract_patch(lm, neurons)
     patch = finetune_neurons(lm, neurons, examples, config, check=stop,
                              progress=lambda f, m: progress(0.2 + 0.8 * f, m), recipe=RECIPE, langs=langs,
                              train_config=asdict(config), validation=validation, limit=limit,
                              max_false_refusal=max_false_refusal, harmless_repeat=harmless_repeat,
                              own_tokens=own_tokens, history=stop.history if stop else [])
-    if stop and stop.history and stop.history[-1]["false_refusal"] > max_false_refusal:
+    if stop and stop.history[-1]["step"] and stop.history[-1]["false_refusal"] > stop.budget:
         kept = stop.kept or start
-        patch = Patch(patch.neurons, kept.tensors, {**patch.meta, "early_stopped": True, "kept_step": stop.kept_step})
+        patch = Patch(patch.neurons, kept.tensors, {**patch.meta, "early_stopped": True, "kept_step": stop.kept_step,
+                                                    "false_refusal_budget": stop.budget})
     return patch
 
 

@@ -44,20 +44,41 @@ def test_safety_split_keeps_validation_ids_out_of_training():
     assert {p.split for p in train} | {p.split for p in val} == {"scan"}  # the held-out split is the test set
 
 
-def test_early_stop_keeps_the_last_weights_within_budget(tiny):
+def test_early_stop_keeps_the_last_weights_within_budget(tiny, monkeypatch):
     fp = fingerprint(tiny.model)
     config = TrainConfig(steps=6, lr=3e-2, batch_size=2, eval_every=2)
-    # a budget below zero is always exceeded: stop at the first check and keep the starting weights
-    patch = expand(tiny, NEURONS, ["en"], config, validation=1, limit=2, max_false_refusal=-1.0, own_tokens=2)
+    # no false refusals before training, all of them at the first check: keep the starting weights
+    monkeypatch.setattr(FalseRefusalStop, "false_refusals", lambda self, lm: float(bool(self.history)))
+    patch = expand(tiny, NEURONS, ["en"], config, validation=1, limit=2, max_false_refusal=0.5, own_tokens=2)
     assert patch.meta["early_stopped"] and patch.meta["kept_step"] == 0 and patch.meta["steps"] == 2
+    assert patch.meta["false_refusal_budget"] == 0.5
+    monkeypatch.undo()
     with patched(tiny, patch):
         assert fingerprint(tiny.model) == fp
     assert fingerprint(tiny.model) == fp
 
     stop = FalseRefusalStop(NEURONS, safety_split(["en"], 1)[1], budget=0.5, every=2, max_new_tokens=2)
-    stop.false_refusals = lambda lm: [0.0, 0.0, 1.0][len(stop.history)]  # within, within, over
+    stop.false_refusals = lambda lm: [0.0, 0.0, 0.0, 1.0][len(stop.history)]  # start, within, within, over
+    stop.start(tiny)
     assert [stop(tiny), stop(tiny), stop(tiny)] == [False, False, True]
-    assert stop.kept_step == 4 and [h["step"] for h in stop.history] == [2, 4, 6]
+    assert stop.kept_step == 4 and [h["step"] for h in stop.history] == [0, 2, 4, 6] and stop.budget == 0.5
+
+
+def test_a_model_that_starts_above_the_budget_may_not_get_worse(tiny):
+    stop = FalseRefusalStop(NEURONS, safety_split(["en"], 1)[1], budget=0.1, every=2, max_new_tokens=2)
+    stop.false_refusals = lambda lm: [0.4, 0.3, 0.4, 0.5][len(stop.history)]  # start above 0.1, then rises
+    stop.start(tiny)
+    assert stop.budget == 0.4 and [stop(tiny), stop(tiny), stop(tiny)] == [False, False, True]
+    assert stop.kept_step == 4
+
+
+def test_harmless_replies_the_judge_calls_refusals_are_left_out(tiny, monkeypatch):
+    prompts, _ = safety_split(["en"], validation=0, limit=2)
+    harmless = prompts.filter(label="harmless").texts
+    monkeypatch.setattr("neuronlab.expansion.generate_batch",
+                        lambda lm, texts, **k: [refusals("en")[0], "Sure, here are three ideas."])
+    pairs = parallel_examples(tiny, prompts, ["en"])
+    assert [(q, r) for q, r in pairs if q in harmless] == [(harmless[1], "Sure, here are three ideas.")]
 
 
 def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny, tmp_path, capsys):
@@ -69,7 +90,7 @@ def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny,
     assert "wrote" in capsys.readouterr().out
     patch = Patch.load(out)
     assert patch.neurons == NEURONS and patch.meta["langs"] == ["zh", "en"] and patch.meta["steps"] == 4
-    assert [h["step"] for h in patch.meta["history"]] == [2, 4]
+    assert [h["step"] for h in patch.meta["history"]] == [0, 2, 4]
 
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
     allowed = {k: torch.zeros_like(v, dtype=torch.bool) for k, v in before.items()}
