@@ -175,7 +175,7 @@ def _eval_effects(args, lm) -> tuple[list, str]:
                                  "run with --controls 0")
             other = copy_from(src)
         elif patch.meta.get("recipe") == RECIPE:  # SS-Neuron Expansion: controls train random masks
-            other = retrainer(lm, patch.meta)
+            other = retrainer(lm, patch.meta, progress=text_bar())
         else:
             other = fixed(patch)
             no_controls = f"{args.patch} was neither copied from a model nor trained by the finetune verb"

@@ -167,6 +167,7 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
     for i, (name, run) in enumerate(runs):
         def part(f: float, m: str, i=i, name=name) -> None:
             progress((i + f) / len(runs), f"{name}: {m}")
+        part(0.0, "setting up (a patch made for random neurons may be trained first)")
         with applied(lm, run, reference) as interventions:
             results.append(evaluate(lm, prompts, langs, interventions, max_new_tokens, batch_size, progress=part))
     progress(1.0, "done")

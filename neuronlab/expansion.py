@@ -138,7 +138,7 @@ def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: Tr
     return patch
 
 
-def retrainer(lm: LoadedModel, meta: dict) -> Callable[[NeuronSet], Patch]:
+def retrainer(lm: LoadedModel, meta: dict, progress: Progress = no_progress) -> Callable[[NeuronSet], Patch]:
     """Train any neuron set of ``lm`` with the recipe recorded in an expansion patch's ``meta`` (so a
     fine-tuned set can be compared with random masks of the same shape). The training pairs are made
     once (the model's own replies cost more than a short training run) and shared by every set."""
@@ -149,7 +149,7 @@ def retrainer(lm: LoadedModel, meta: dict) -> Callable[[NeuronSet], Patch]:
     def examples() -> tuple[tuple[str, str], ...]:
         train = safety_split(meta["langs"], meta["validation"], meta["limit"])[0]
         return tuple(parallel_examples(lm, train, meta["langs"], config.seed, meta["harmless_repeat"],
-                                       meta["own_tokens"]))
+                                       meta["own_tokens"], progress=lambda f, m: progress(0.2 * f, f"retraining: {m}")))
 
     return lambda neurons: expand(lm, neurons, meta["langs"], config, examples=examples(),
-                                  **{k: meta[k] for k in keys})
+                                  progress=lambda f, m: progress(f, f"retraining: {m}"), **{k: meta[k] for k in keys})
