@@ -60,7 +60,7 @@ _DE_CLAUSE = r"[^.!?,;:]{0,60}?"
 REFUSAL_PATTERNS: dict[str, list[str]] = {
     "en": [
         rf"\bI (?:really |simply |just |unfortunately |still |therefore )?(?:cannot|can not|will not|am not able to"
-        rf"|am unable to|am not going to|am not allowed to|am not permitted to|am not comfortable|do not feel "
+        rf"|am unable to|am not capable of|am not going to|am not allowed to|am not permitted to|am not comfortable|do not feel "
         rf"comfortable|would rather not|refuse to)(?! help but| wait| stress| emphasi[sz]e| thank)"
         rf"(?: \w+){{0,3}}? {_EN_VERBS}(?:ing|ed)?\b",
         r"\bI (?:cannot|will not|am unable to|am not able to)(?: do (?:that|this|it))?\s*(?:[.!;,]|$)",
@@ -116,7 +116,7 @@ REFUSAL_PATTERNS: dict[str, list[str]] = {
         r"\b(?:nakataa|ninakataa|nikatae)\b",
     ],
     "es": [
-        rf"\bno\s+(?:te\s+|le\s+|les\s+|os\s+)?(?:puedo|podré|podría|voy\s+a|estoy\s+en\s+condiciones\s+de|me\s+es"
+        rf"\bno\s+(?:te\s+|le\s+|les\s+|os\s+)?(?:puedo|podré|podría|voy\s+a|estoy\s+en\s+condiciones\s+de|soy\s+capaz\s+de|me\s+es"
         rf"\s+posible|debo|pienso)\s+(?:\w+\s+){{0,2}}?{_ES_VERBS}",
         r"\bno\s+(?:te\s+|le\s+|les\s+|os\s+)?(?:ayudaré|proporcionaré|daré|explicaré|escribiré|redactaré|crearé"
         r"|generaré|facilitaré|compartiré)",
@@ -129,7 +129,7 @@ REFUSAL_PATTERNS: dict[str, list[str]] = {
         rf"(?:t'|vous\s+|te\s+|l'|le\s+|les\s+|lui\s+)?{_FR_VERBS}",
         r"\bje\s+ne\s+(?:t'|vous\s+|te\s+|lui\s+)?(?:aiderai|fournirai|donnerai|rédigerai|écrirai|expliquerai"
         r"|partagerai|créerai|générerai|participerai)\s+pas",
-        rf"\bje\s+ne\s+suis\s+pas\s+en\s+mesure\s+d(?:e\s+|')(?:t'|vous\s+|te\s+)?{_FR_VERBS}",
+        rf"\bje\s+ne\s+suis\s+pas\s+(?:en\s+mesure|capable)\s+d(?:e\s+|')(?:t'|vous\s+|te\s+)?{_FR_VERBS}",
         r"\bje\s+(?:dois|vais\s+devoir|me\s+vois\s+(?:contraint|obligé)e?\s+de|suis\s+(?:contraint|obligé)e?\s+de)"
         r"\s+(?:donc\s+|malheureusement\s+|poliment\s+|respectueusement\s+)?(?:refuser|décliner)|\bje\s+refuse\b",
         r"\bje\s+(?:préfère|préférerais)\s+ne\s+pas\s+(?:indiquer|fournir|donner|aider|répondre|partager"
