@@ -5,9 +5,9 @@ The set: harmful *scan* prompts in each language paired with a refusal in that l
 refusal for an id in every language: ``assets/refusals.json`` is parallel), harmless scan prompts paired
 with the model's own greedy reply (unless the judge calls that reply a refusal: a model that already
 refuses harmless prompts would be taught its own false refusals), so that harmless behaviour is what it
-was; optionally English replayed
-beside the other languages. A few harmless scan prompts per language are held out of training for early
-stopping on false refusals (the held-out *split* is the test set and is never touched).
+was; optionally English replayed beside the other languages. A few harmless scan prompts per language
+are held out of training for early stopping on false refusals (the held-out *split* is the test set and
+is never touched).
 """
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ class FalseRefusalStop:
         self.history: list[dict] = []
         self.kept: Patch | None = None  # weights of the last check within budget (None: the starting weights)
         self.kept_step = 0
+        self.checks = 0  # checks during training (the starting rate is not one)
 
     def start(self, lm: LoadedModel) -> None:
         rate = self.false_refusals(lm)
@@ -100,8 +101,8 @@ class FalseRefusalStop:
         return sum(judge(r, p.lang).refusal for p, r in zip(self.validation, replies)) / len(replies)
 
     def __call__(self, lm: LoadedModel) -> bool:
-        step = self.every * (len([h for h in self.history if h["step"]]) + 1)
-        rate = self.false_refusals(lm)
+        self.checks += 1
+        step, rate = self.every * self.checks, self.false_refusals(lm)
         self.history.append({"step": step, "false_refusal": rate})
         if rate > self.budget:
             return True
