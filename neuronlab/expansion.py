@@ -132,7 +132,7 @@ def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: Tr
                              train_config=asdict(config), validation=validation, limit=limit,
                              max_false_refusal=max_false_refusal, harmless_repeat=harmless_repeat,
                              own_tokens=own_tokens, history=stop.history if stop else [])
-    if stop and stop.history[-1]["step"] and stop.history[-1]["false_refusal"] > stop.budget:
+    if stop and stop.checks and stop.history[-1]["false_refusal"] > stop.budget:
         kept = stop.kept or start
         patch = Patch(patch.neurons, kept.tensors, {**patch.meta, "early_stopped": True, "kept_step": stop.kept_step,
                                                     "false_refusal_budget": stop.budget})
