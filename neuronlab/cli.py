@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 
 from .builtins import BUILTINS
 from .errors import ModelSpecError
@@ -197,6 +198,7 @@ def _eval_effects(args, lm) -> tuple[list, str]:
 def cmd_eval(args) -> None:
     from .effects import evaluate_effects
     from .prompts import bundled_prompts, load_prompts
+    from .replies import ReplyLog
 
     langs = _csv(args.langs)
     prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
@@ -212,8 +214,12 @@ def cmd_eval(args) -> None:
     if no_controls and args.controls is None:
         print(f"note: no random controls ({no_controls})", file=sys.stderr)
     reference = bundled_prompts(langs, split="scan").filter(label="harmless").texts if args.mean else ()
-    result = evaluate_effects(lm, prompts, langs, effects, seeds=range(controls), reference=reference,
-                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=text_bar())
+    with ReplyLog(args.replies) if args.replies else nullcontext() as log:
+        result = evaluate_effects(lm, prompts, langs, effects, seeds=range(controls), reference=reference,
+                                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=text_bar(),
+                                  on_reply=log.write if log else None)
+    if log:
+        print(f"wrote {log.count} judged replies to {log.path}", file=sys.stderr)
     result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
                   interventions=[{"mode": e.kind, "neurons": len(e.neurons),
                                   "value": e.scale if e.kind == "activate" else None}
@@ -230,6 +236,22 @@ def cmd_eval(args) -> None:
     print(f"utility: perplexity (en) {u['perplexity']:.2f}, multiple choice {u['mc_accuracy']:.0%} ± {u['mc_stderr']:.0%}")
     if controls:
         _print_effect(result["effect"], controls)
+
+
+def cmd_rejudge(args) -> None:
+    from .replies import read_replies, rejudge
+
+    result = rejudge(read_replies(args.file))
+    if args.json:
+        print(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    print(f"{'variant':<18}{'lang':<6}{'harmful refusal':>18}{'harmless refusal':>18}{'changed':>9}")
+    for variant, langs in result.items():
+        for lang, block in langs.items():
+            cells = [f"{block[k]['refusal_rate']:>11.0%} ± {block[k]['stderr']:.0%}" if k in block else f"{'-':>17}"
+                     for k in ("harmful", "harmless")]
+            changed = sum(b["changed"] for b in block.values())
+            print(f"{variant:<18}{lang:<6}{cells[0]:>18}{cells[1]:>18}{changed:>9}")
 
 
 def _print_effect(effect: dict, seeds: int) -> None:
@@ -444,7 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--replies", metavar="FILE",
+                   help="also write every judged reply (controls included) to FILE as JSON Lines, for 'rejudge'")
     p.set_defaults(run=cmd_eval)
+
+    p = verbs.add_parser("rejudge", help="judge the replies saved by 'eval --replies' again with the current judge")
+    p.add_argument("file", help="a replies file (JSON Lines) written by eval --replies")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_rejudge)
 
     p = verbs.add_parser("train-donor", help="make a refusing donor by training only chosen neurons (seeded)")
     _model_args(p)

@@ -152,13 +152,15 @@ def _change(base: dict, real: dict, controls: dict) -> dict:
 
 def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], effects: Sequence[Effect],
                      seeds: Sequence[int] = (0, 1, 2), reference: Sequence[str] = (), max_new_tokens: int = 48,
-                     batch_size: int = 8, progress: Progress = no_progress) -> dict:
+                     batch_size: int = 8, progress: Progress = no_progress,
+                     on_reply: Callable[[dict], None] | None = None) -> dict:
     """``evaluate`` with ``effects`` applied and, given ``seeds``, the same effects on random neurons.
 
     Returns the ``evaluate`` dict of the real effect, plus (when there are seeds) ``baseline`` (the plain
     model), ``controls`` (per seed rates with stderr and perplexity, and their spread across seeds) and
     ``effect`` (change vs the plain model of the real set and of the controls' mean). ``reference``: the
-    harmless prompts that ``mean`` effects average over. The model is bit-identical afterwards."""
+    harmless prompts that ``mean`` effects average over. ``on_reply`` gets every judged reply (see
+    ``refusal_rates``) with the run's name as ``variant``. The model is bit-identical afterwards."""
     runs: list[tuple[str, list[Effect]]] = [("effect", list(effects))]
     if seeds:
         runs = [("baseline", [])] + runs + [
@@ -167,9 +169,12 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
     for i, (name, run) in enumerate(runs):
         def part(f: float, m: str, i=i, name=name) -> None:
             progress((i + f) / len(runs), f"{name}: {m}")
+        def record(row: dict, name=name) -> None:
+            on_reply({"variant": name, **row})
         part(0.0, "setting up (a patch made for random neurons may be trained first)")
         with applied(lm, run, reference) as interventions:
-            results.append(evaluate(lm, prompts, langs, interventions, max_new_tokens, batch_size, progress=part))
+            results.append(evaluate(lm, prompts, langs, interventions, max_new_tokens, batch_size, progress=part,
+                                    on_reply=record if on_reply else None))
     progress(1.0, "done")
     out = {**results[1 if seeds else 0], "effects": [e.describe() for e in effects]}
     if seeds:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,8 +138,9 @@ def mc_accuracy(lm: LoadedModel, items: Sequence[dict], interventions: Iterable[
 
 def refusal_rates(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interventions: Iterable[Intervention] = (),
                   max_new_tokens: int = 48, batch_size: int = 8, examples: int = 3,
-                  progress: Progress = no_progress) -> dict:
-    """{lang: {label: Rate dict + reply_languages + examples}} from judged greedy replies."""
+                  progress: Progress = no_progress, on_reply: Callable[[dict], None] | None = None) -> dict:
+    """{lang: {label: Rate dict + reply_languages + examples}} from judged greedy replies; ``on_reply`` gets
+    every judged reply as {lang, label, id, prompt, reply, refusal, reply_lang}."""
     interventions, out = list(interventions), {}
     jobs = [(lang, label) for lang in langs for label in ("harmful", "harmless")]
     for j, (lang, label) in enumerate(jobs):
@@ -147,21 +148,27 @@ def refusal_rates(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], int
         progress(j / len(jobs), f"replies: {lang} {label} ({len(part)} prompts)")
         replies = generate_batch(lm, part.texts, interventions, Sampling(max_new_tokens=max_new_tokens), batch_size)
         verdicts = [judge(r, lang) for r in replies]
+        rows = [{"lang": lang, "label": label, "id": p.id, "prompt": p.text, "reply": r, "refusal": v.refusal,
+                 "reply_lang": v.reply_lang} for p, r, v in zip(part, replies, verdicts)]
+        if on_reply:
+            for row in rows:
+                on_reply(row)
         block = Rate(sum(v.refusal for v in verdicts), len(verdicts)).to_dict()
         block["reply_languages"] = dict(Counter(v.reply_lang for v in verdicts))
-        block["examples"] = [{"prompt": p.text, "reply": r, "refusal": v.refusal, "reply_lang": v.reply_lang}
-                             for p, r, v in list(zip(part, replies, verdicts))[:examples]]
+        block["examples"] = [{k: row[k] for k in ("prompt", "reply", "refusal", "reply_lang")} for row in rows[:examples]]
         out.setdefault(lang, {})[label] = block
     progress(1.0, "replies judged")
     return out
 
 
 def evaluate(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interventions: Iterable[Intervention] = (),
-             max_new_tokens: int = 48, batch_size: int = 8, progress: Progress = no_progress) -> dict:
-    """Refusal per language and label, with perplexity beside it, and overall utility."""
+             max_new_tokens: int = 48, batch_size: int = 8, progress: Progress = no_progress,
+             on_reply: Callable[[dict], None] | None = None) -> dict:
+    """Refusal per language and label, with perplexity beside it, and overall utility (``on_reply``: see
+    ``refusal_rates``)."""
     interventions = list(interventions)
     result = {"languages": refusal_rates(lm, prompts, langs, interventions, max_new_tokens, batch_size,
-                                         progress=lambda f, m: progress(0.8 * f, m))}
+                                         progress=lambda f, m: progress(0.8 * f, m), on_reply=on_reply)}
     progress(0.85, "utility: perplexity and multiple choice")
     for lang, block in result["languages"].items():
         block["perplexity"] = perplexity(lm, benign_texts(lang), interventions)

@@ -22,7 +22,7 @@ def test_models_json_lists_the_builtins():
     assert rows["demo-donor"]["patches"] == ["demo-donor.safetensors"]
 
 
-@pytest.mark.parametrize("verb", ["models", "chat", "scan", "transfer", "eval", "train-donor", "finetune", "bench"])
+@pytest.mark.parametrize("verb", ["models", "chat", "scan", "transfer", "eval", "rejudge", "train-donor", "finetune", "bench"])
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as e:
         main([verb, "--help"])
