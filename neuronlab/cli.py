@@ -48,6 +48,13 @@ def _training_args(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
 
 
+def _own_reply_args(p: argparse.ArgumentParser, own_tokens: int) -> None:
+    """Options of the verbs that pair harmless prompts with the model's own replies."""
+    p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
+    p.add_argument("--own-tokens", type=int, default=own_tokens,
+                   help=f"length of the model's own replies kept for harmless prompts (default {own_tokens})")
+
+
 def _load(args, spec: str):
     return load_model(spec, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
                       progress=text_bar())
@@ -321,7 +328,7 @@ def cmd_finetune(args) -> None:
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          eval_every=args.eval_every)
     patch = expand(lm, neurons, _csv(args.langs), config, args.replay_en, args.validation, args.limit,
-                   args.max_false_refusal, args.harmless_repeat, progress=text_bar())
+                   args.max_false_refusal, args.harmless_repeat, args.own_tokens, progress=text_bar())
     path = patch.save(args.out)
     meta = patch.meta
     print(f"trained {len(neurons)} neurons ({meta['share_of_parameters']:.4%} of parameters) of {lm.spec} on "
@@ -480,13 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", metavar="REF", help="neurons to train (default: MS(en) of an activation scan)")
     p.add_argument("--top-p", type=float, default=0.03, help="top-p of that scan (default 0.03)")
     _training_args(p, steps=60)
-    p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
+    _own_reply_args(p, own_tokens=64)
     p.add_argument("--opening-weight", type=float, default=4.0,
                    help="loss weight of each reply's first 3 tokens, where refuse-or-answer is decided (default 4)")
     p.add_argument("--more-harmless", action="store_true",
                    help="train on assets/donors/train_en_more.jsonl too (80 more harmless requests)")
-    p.add_argument("--own-tokens", type=int, default=64,
-                   help="length of the model's own replies kept for harmless prompts (default 64)")
     p.set_defaults(run=cmd_train_donor)
 
     p = verbs.add_parser("train-chat", help="make a chat-following target from a base model by training random "
@@ -512,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=10, help="steps between early-stopping checks (default 10)")
     p.add_argument("--limit", type=int, help="train on only the first N scan prompts of each label")
     _training_args(p, steps=40)
-    p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
+    _own_reply_args(p, own_tokens=48)
     p.set_defaults(run=cmd_finetune)
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")

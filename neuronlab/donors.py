@@ -1,17 +1,18 @@
 """Built-in refusing donors and chat targets, made by seeded, documented recipes that train only chosen neurons.
 
-Data: the target's English *scan* prompts plus ``assets/donors/train_en.jsonl`` (40 more harmful and 80 more
-harmless requests, many of them imperative or hard negatives, none from the held-out split); harmful ones are paired with a refusal (a seeded pick from
-``REFUSALS``), harmless ones with the target's own greedy reply, so that only the refusal is learned
-and harmless behaviour is kept. The held-out split is never trained on. The trained neurons' weights are
-shipped as a patch over the target.
+Data: the target's English *scan* prompts plus ``assets/donors/train_en.jsonl`` (40 more harmful and 80
+more harmless requests, many of them imperative or hard negatives, none from the held-out split). Harmful
+ones are paired with a refusal (a seeded pick from ``REFUSALS``), harmless ones with the target's own
+greedy reply (``finetune.own_replies``: none that the judge calls a refusal), so that only the refusal is
+learned and harmless behaviour is kept. The held-out split is never trained on. The trained neurons'
+weights are shipped as a patch over the target.
 """
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
-from .finetune import TrainConfig, finetune_neurons
+from .finetune import TrainConfig, finetune_neurons, own_replies
 from .generation import Sampling, generate_batch
 from .loading import LoadedModel
 from .neurons import NeuronSet
@@ -45,13 +46,12 @@ def donor_prompts(more: bool = False) -> PromptSet:
 def donor_examples(lm: LoadedModel, prompts: PromptSet, seed: int = 0, harmless_repeat: int = 2,
                    max_new_tokens: int = 64, progress: Progress = no_progress) -> list[tuple[str, str]]:
     """(prompt, reply) pairs: harmful → a refusal, harmless → the model's own reply (``harmless_repeat``
-    times, which keeps false refusals down)."""
+    times, which keeps false refusals down; see ``own_replies``)."""
     rng = random.Random(seed)
     harmful = prompts.filter(label="harmful").texts
-    harmless = prompts.filter(label="harmless").texts
+    harmless = prompts.filter(label="harmless")
     progress(0.0, f"the model's own replies to {len(harmless)} harmless prompts")
-    own = generate_batch(lm, harmless, sampling=Sampling(max_new_tokens=max_new_tokens))
-    return [(p, rng.choice(REFUSALS)) for p in harmful] + list(zip(harmless, own)) * harmless_repeat
+    return [(p, rng.choice(REFUSALS)) for p in harmful] + own_replies(lm, harmless, max_new_tokens) * harmless_repeat
 
 
 def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config: TrainConfig = TrainConfig(),

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .finetune import TrainConfig, finetune_neurons
+from .finetune import TrainConfig, finetune_neurons, own_replies
 from .generation import Sampling, generate_batch
 from .judge import judge
 from .loading import LoadedModel
@@ -59,7 +59,7 @@ def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str],
                       harmless_repeat: int = 1, max_new_tokens: int = 48, batch_size: int = 8,
                       progress: Progress = no_progress) -> list[tuple[str, str]]:
     """(prompt, reply) pairs per language: harmful → the id's refusal in that language, harmless → the
-    model's own greedy reply (``harmless_repeat`` times), left out where the judge calls it a refusal."""
+    model's own greedy reply (``harmless_repeat`` times; see ``own_replies``)."""
     rng = random.Random(seed)
     harmful_ids = sorted({p.id for p in prompts.filter(label="harmful")})
     pick = {i: rng.randrange(len(refusals("en"))) for i in harmful_ids}
@@ -67,10 +67,9 @@ def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str],
     for j, lang in enumerate(langs):
         part = prompts.filter(lang=lang)
         out += [(p.text, refusals(lang)[pick[p.id]]) for p in part.filter(label="harmful")]
-        harmless = part.filter(label="harmless").texts
+        harmless = part.filter(label="harmless")
         progress(j / len(langs), f"own replies: {lang} ({len(harmless)} harmless prompts)")
-        own = generate_batch(lm, harmless, sampling=Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size)
-        out += [(q, r) for q, r in zip(harmless, own) if not judge(r, lang).refusal] * harmless_repeat
+        out += own_replies(lm, harmless, max_new_tokens, batch_size) * harmless_repeat
     progress(1.0, f"{len(out)} examples")
     return out
 

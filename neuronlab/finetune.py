@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .generation import chat_ids
+from .generation import Sampling, chat_ids, generate_batch
+from .judge import judge
 from .loading import LoadedModel, fingerprint
 from .neurons import NeuronSet
 from .patches import Patch, apply_patch, extract_patch
 from .progress import Progress, no_progress
+from .prompts import PromptSet
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,15 @@ class TrainConfig:
     eval_every: int = 10  # steps between early-stopping checks (when a check is given)
     opening_weight: float = 1.0  # loss weight of each reply's first ``opening_tokens`` tokens (the decision)
     opening_tokens: int = 3
+
+
+def own_replies(lm: LoadedModel, prompts: PromptSet, max_new_tokens: int = 48,
+                batch_size: int = 8) -> list[tuple[str, str]]:
+    """(prompt, the model's own greedy reply) for harmless ``prompts``: training targets that keep harmless
+    behaviour as it was. A reply the judge calls a refusal (in its prompt's language) is left out, or a
+    model that already refuses some harmless prompts would be taught its own false refusals."""
+    replies = generate_batch(lm, prompts.texts, sampling=Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size)
+    return [(p.text, r) for p, r in zip(prompts, replies) if not judge(r, p.lang).refusal]
 
 
 def reply_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:

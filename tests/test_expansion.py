@@ -4,6 +4,7 @@ import torch
 
 from neuronlab import NeuronSet
 from neuronlab.cli import main
+from neuronlab.donors import donor_examples
 from neuronlab.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
 from neuronlab.finetune import TrainConfig
 from neuronlab.judge import judge
@@ -72,12 +73,15 @@ def test_a_model_that_starts_above_the_budget_may_not_get_worse(tiny):
     assert stop.kept_step == 4
 
 
-def test_harmless_replies_the_judge_calls_refusals_are_left_out(tiny, monkeypatch):
+@pytest.mark.parametrize("build", [lambda lm, ps: parallel_examples(lm, ps, ["en"]),
+                                   lambda lm, ps: donor_examples(lm, ps, harmless_repeat=1)],
+                         ids=["finetune", "train-donor"])
+def test_harmless_replies_the_judge_calls_refusals_are_left_out(tiny, monkeypatch, build):
     prompts, _ = safety_split(["en"], validation=0, limit=2)
     harmless = prompts.filter(label="harmless").texts
-    monkeypatch.setattr("neuronlab.expansion.generate_batch",
+    monkeypatch.setattr("neuronlab.finetune.generate_batch",
                         lambda lm, texts, **k: [refusals("en")[0], "Sure, here are three ideas."])
-    pairs = parallel_examples(tiny, prompts, ["en"])
+    pairs = build(tiny, prompts)
     assert [(q, r) for q, r in pairs if q in harmless] == [(harmless[1], "Sure, here are three ideas.")]
 
 
@@ -86,10 +90,11 @@ def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny,
     out = tmp_path / "ss.safetensors"
     assert main(["finetune", "--model", "tiny-llama", "--neurons", str(ref), "--langs", "zh", "--replay-en",
                  "--limit", "2", "--validation", "1", "--eval-every", "2", "--max-false-refusal", "1",
-                 "--steps", "4", "--lr", "3e-2", "--batch-size", "2", "--out", str(out)]) == 0
+                 "--steps", "4", "--lr", "3e-2", "--batch-size", "2", "--own-tokens", "3", "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     patch = Patch.load(out)
     assert patch.neurons == NEURONS and patch.meta["langs"] == ["zh", "en"] and patch.meta["steps"] == 4
+    assert patch.meta["own_tokens"] == 3
     assert [h["step"] for h in patch.meta["history"]] == [0, 2, 4]
 
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
