@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from .finetune import TrainConfig, finetune_neurons, own_replies
+from .finetune import Example, TrainConfig, finetune_neurons, own_replies
 from .generation import Sampling, generate_batch
 from .loading import LoadedModel
 from .neurons import NeuronSet
@@ -44,14 +44,14 @@ def donor_prompts(more: bool = False) -> PromptSet:
 
 
 def donor_examples(lm: LoadedModel, prompts: PromptSet, seed: int = 0, harmless_repeat: int = 2,
-                   max_new_tokens: int = 64, progress: Progress = no_progress) -> list[tuple[str, str]]:
+                   max_new_tokens: int = 64, progress: Progress = no_progress) -> list[Example]:
     """(prompt, reply) pairs: harmful → a refusal, harmless → the model's own reply (``harmless_repeat``
     times, which keeps false refusals down; see ``own_replies``)."""
     rng = random.Random(seed)
     harmful = prompts.filter(label="harmful").texts
     harmless = prompts.filter(label="harmless")
     progress(0.0, f"the model's own replies to {len(harmless)} harmless prompts")
-    return [(p, rng.choice(REFUSALS)) for p in harmful] + own_replies(lm, harmless, max_new_tokens) * harmless_repeat
+    return [Example(p, rng.choice(REFUSALS)) for p in harmful] + own_replies(lm, harmless, max_new_tokens) * harmless_repeat
 
 
 def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config: TrainConfig = TrainConfig(),
@@ -66,11 +66,12 @@ def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config:
 
 
 def teacher_examples(teacher: LoadedModel, prompts: PromptSet, max_new_tokens: int = 64,
-                     progress: Progress = no_progress) -> list[tuple[str, str]]:
+                     progress: Progress = no_progress) -> list[Example]:
     """(prompt, the teacher's greedy reply) for every prompt, harmful ones included (a teacher that
     complies makes a student that complies)."""
     progress(0.0, f"{teacher.spec}'s replies to {len(prompts)} prompts")
-    return list(zip(prompts.texts, generate_batch(teacher, prompts.texts, sampling=Sampling(max_new_tokens=max_new_tokens))))
+    replies = generate_batch(teacher, prompts.texts, sampling=Sampling(max_new_tokens=max_new_tokens))
+    return [Example(p, r) for p, r in zip(prompts.texts, replies)]
 
 
 def train_chat(lm: LoadedModel, teacher: LoadedModel, neurons: NeuronSet, prompts: PromptSet,

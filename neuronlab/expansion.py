@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .finetune import TrainConfig, finetune_neurons, own_replies
+from .finetune import Example, TrainConfig, finetune_neurons, own_replies
 from .generation import Sampling, generate_batch
 from .judge import judge
 from .loading import LoadedModel
@@ -57,7 +57,7 @@ def safety_split(langs: Sequence[str], validation: int = 8, limit: int | None = 
 
 def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], seed: int = 0,
                       harmless_repeat: int = 1, max_new_tokens: int = 48, batch_size: int = 8,
-                      progress: Progress = no_progress) -> list[tuple[str, str]]:
+                      progress: Progress = no_progress) -> list[Example]:
     """(prompt, reply) pairs per language: harmful → the id's refusal in that language, harmless → the
     model's own greedy reply (``harmless_repeat`` times; see ``own_replies``)."""
     rng = random.Random(seed)
@@ -66,7 +66,7 @@ def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str],
     out = []
     for j, lang in enumerate(langs):
         part = prompts.filter(lang=lang)
-        out += [(p.text, refusals(lang)[pick[p.id]]) for p in part.filter(label="harmful")]
+        out += [Example(p.text, refusals(lang)[pick[p.id]]) for p in part.filter(label="harmful")]
         harmless = part.filter(label="harmless")
         progress(j / len(langs), f"own replies: {lang} ({len(harmless)} harmless prompts)")
         out += own_replies(lm, harmless, max_new_tokens, batch_size) * harmless_repeat
@@ -112,7 +112,7 @@ class FalseRefusalStop:
 def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: TrainConfig = TrainConfig(),
            replay_en: bool = False, validation: int = 8, limit: int | None = None, max_false_refusal: float = 0.15,
            harmless_repeat: int = 1, own_tokens: int = 48, progress: Progress = no_progress,
-           examples: Sequence[tuple[str, str]] | None = None) -> Patch:
+           examples: Sequence[Example] | None = None) -> Patch:
     """A patch over ``lm`` whose ``neurons`` were trained on the parallel safety set in ``langs`` (plus
     English with ``replay_en``; see ``safety_split`` for ``validation`` and ``limit``), stopped early on
     held-out false refusals. The patch's metadata holds the whole recipe (``retrainer`` replays it).
@@ -146,7 +146,7 @@ def retrainer(lm: LoadedModel, meta: dict, progress: Progress = no_progress) -> 
     keys = ("validation", "limit", "max_false_refusal", "harmless_repeat", "own_tokens")
 
     @functools.cache
-    def examples() -> tuple[tuple[str, str], ...]:
+    def examples() -> tuple[Example, ...]:
         train = safety_split(meta["langs"], meta["validation"], meta["limit"])[0]
         return tuple(parallel_examples(lm, train, meta["langs"], config.seed, meta["harmless_repeat"],
                                        meta["own_tokens"], progress=lambda f, m: progress(0.2 * f, f"retraining: {m}")))

@@ -4,6 +4,11 @@ Gradients of every touched parameter are multiplied by a 0/1 mask that keeps onl
 slices; with AdamW and no weight decay a masked entry's update is exactly 0, so every other weight stays
 bit-identical. The result is returned as a patch and the model is restored, so a shared model is left
 as it was.
+
+An example whose reply is the model's own (``Example.own``) can be learned two ways
+(``TrainConfig.own_target``): token by token (``reply``), or, past its opening tokens, as the untrained
+model's next-token distribution (``distribution``: its top-k, renormalised), which keeps the model's
+behaviour there without sharpening it toward its greedy choice (sharpening raises perplexity).
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import inspect
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -33,25 +39,55 @@ class TrainConfig:
     eval_every: int = 10  # steps between early-stopping checks (when a check is given)
     opening_weight: float = 1.0  # loss weight of each reply's first ``opening_tokens`` tokens (the decision)
     opening_tokens: int = 3
+    own_target: str = "reply"  # how own replies are learned past the opening: "reply" | "distribution"
+    top_k: int = 32  # tokens kept of each untrained next-token distribution ("distribution")
+
+    def __post_init__(self):
+        if self.own_target not in OWN_TARGETS:
+            raise ValueError(f"unknown own_target {self.own_target!r}; use one of {', '.join(OWN_TARGETS)}")
+
+
+OWN_TARGETS = ("reply", "distribution")
+
+
+class Example(NamedTuple):
+    """A (prompt, reply) training pair; ``own``: the reply is the model's own (see ``TrainConfig.own_target``)."""
+
+    prompt: str
+    reply: str
+    own: bool = False
 
 
 def own_replies(lm: LoadedModel, prompts: PromptSet, max_new_tokens: int = 48,
-                batch_size: int = 8) -> list[tuple[str, str]]:
+                batch_size: int = 8) -> list[Example]:
     """(prompt, the model's own greedy reply) for harmless ``prompts``: training targets that keep harmless
     behaviour as it was. A reply the judge calls a refusal (in its prompt's language) is left out, or a
     model that already refuses some harmless prompts would be taught its own false refusals."""
     replies = generate_batch(lm, prompts.texts, sampling=Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size)
-    return [(p.text, r) for p, r in zip(prompts, replies) if not judge(r, p.lang).refusal]
+    return [Example(p.text, r, own=True) for p, r in zip(prompts, replies) if not judge(r, p.lang).refusal]
 
 
-def reply_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+class Soft(NamedTuple):
+    """Distribution targets of a batch: at positions ``where`` [batch, k], the ``ids`` [batch, k, top_k]
+    with probabilities ``probs`` [batch, k, top_k] replace the single target token."""
+
+    ids: torch.Tensor
+    probs: torch.Tensor
+    where: torch.Tensor
+
+
+def reply_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig, soft: Soft | None = None) -> torch.Tensor:
     """Next-token cross-entropy averaged per example, then over the batch, so that a short refusal
     counts as much as a long answer; the reply's opening tokens weigh ``opening_weight`` times more.
+    With ``soft``, the cross-entropy against a distribution where it says.
 
     logits [batch, k, vocab] at k positions (in order); targets [batch, k]: the token each position
     predicts, -100 outside the reply."""
     valid = targets != -100  # [batch, k]
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
+    if soft is not None:
+        soft_nll = -(soft.probs * logits.log_softmax(-1).gather(-1, soft.ids)).sum(-1)  # [batch, k]
+        nll = torch.where(soft.where, soft_nll, nll)
     position = valid.cumsum(1) - 1  # index of each target within its reply
     weight = valid * (1 + (config.opening_weight - 1) * (position < config.opening_tokens))
     return ((nll * weight).sum(1) / weight.sum(1).clamp(min=1)).mean()
@@ -82,10 +118,10 @@ def _masks(lm: LoadedModel, neurons: NeuronSet) -> dict[torch.nn.Parameter, torc
     return masks
 
 
-def _batch(lm: LoadedModel, examples: Sequence[tuple[str, str]], max_tokens: int) -> dict[str, torch.Tensor]:
+def _batch(lm: LoadedModel, examples: Sequence[Example | tuple[str, str]], max_tokens: int) -> dict[str, torch.Tensor]:
     """Right-padded input_ids / attention_mask / labels [batch, seq]; labels cover the reply only."""
     tok, rows = lm.tokenizer, []
-    for prompt, reply in examples:
+    for prompt, reply, *_ in examples:
         context = chat_ids(lm, prompt)
         answer = tok(reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ids = (context + answer)[:max_tokens]
@@ -98,6 +134,40 @@ def _batch(lm: LoadedModel, examples: Sequence[tuple[str, str]], max_tokens: int
     return {k: v.to(lm.device) for k, v in (("input_ids", input_ids), ("attention_mask", mask), ("labels", labels))}
 
 
+def _distributions(lm: LoadedModel, examples: Sequence[Example], config: TrainConfig) -> dict[int, tuple]:
+    """{index of an own example: (ids, probs) [n, top_k]}: the current model's top-k next-token
+    distribution (renormalised) at each of the n positions that predict a reply token."""
+    own = [i for i, e in enumerate(examples) if e.own]
+    out = {}
+    with torch.inference_mode():
+        for start in range(0, len(own), config.batch_size):
+            chunk = own[start:start + config.batch_size]
+            logits, targets = reply_logits(lm.model, _batch(lm, [examples[i] for i in chunk], config.max_tokens))
+            top = logits.float().topk(config.top_k, dim=-1)  # [batch, k, top_k]
+            probs = top.values.softmax(-1)
+            for row, i in enumerate(chunk):
+                at = targets[row] != -100
+                out[i] = (top.indices[row, at], probs[row, at])
+    return out
+
+
+def _soft(batch_examples: Sequence[int], targets: torch.Tensor, distributions: dict[int, tuple],
+          config: TrainConfig) -> Soft | None:
+    """The distribution targets of a batch of example indices, past each own reply's opening tokens."""
+    if not any(i in distributions for i in batch_examples):
+        return None
+    b, k = targets.shape
+    ids = torch.zeros(b, k, config.top_k, dtype=torch.long, device=targets.device)
+    probs = torch.zeros(b, k, config.top_k, device=targets.device)
+    where = torch.zeros(b, k, dtype=torch.bool, device=targets.device)
+    for row, i in enumerate(batch_examples):
+        if i in distributions:
+            at = (targets[row] != -100).nonzero().squeeze(1)  # [n] positions of this reply, in order
+            ids[row, at], probs[row, at] = distributions[i]
+            where[row, at[config.opening_tokens:]] = True
+    return Soft(ids, probs, where)
+
+
 def _shuffled_batches(examples: list, size: int, rng: random.Random) -> Iterator[list]:
     """Batches of ``size`` from a fresh shuffle of ``examples`` each epoch, forever."""
     while True:
@@ -106,17 +176,20 @@ def _shuffled_batches(examples: list, size: int, rng: random.Random) -> Iterator
             yield order[start:start + size]
 
 
-def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[tuple[str, str]],
+def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Example | tuple[str, str]],
                      config: TrainConfig = TrainConfig(), check: Callable[[LoadedModel], bool] | None = None,
                      progress: Progress = no_progress, **meta) -> Patch:
-    """Train only ``neurons`` on (prompt, reply) pairs; return their new weights as a patch for ``lm``.
+    """Train only ``neurons`` on (prompt, reply) pairs or ``Example``s; return their new weights as a patch
+    for ``lm``.
 
     ``check(lm)`` runs every ``eval_every`` steps and stops training when it returns True (early stop)."""
+    examples = [Example(*e) for e in examples]
     original_fp = fingerprint(lm.model)
     undo = extract_patch(lm, neurons)
     masks = _masks(lm, neurons)
     frozen = {p: p.requires_grad for p in lm.model.parameters()}
-    batches = _shuffled_batches(list(examples), config.batch_size, random.Random(config.seed))
+    distributions = _distributions(lm, examples, config) if config.own_target == "distribution" else {}
+    batches = _shuffled_batches(list(range(len(examples))), config.batch_size, random.Random(config.seed))
     handles, steps_run = [], 0
     try:
         for p in lm.model.parameters():
@@ -127,9 +200,9 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[tup
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             for step in range(config.steps):
-                batch = _batch(lm, next(batches), config.max_tokens)
-                logits, targets = reply_logits(lm.model, batch)
-                loss = reply_loss(logits.float(), targets, config)
+                chosen = next(batches)
+                logits, targets = reply_logits(lm.model, _batch(lm, [examples[i] for i in chosen], config.max_tokens))
+                loss = reply_loss(logits.float(), targets, config, _soft(chosen, targets, distributions, config))
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
@@ -142,7 +215,7 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[tup
                     lm.model.train()
         patch = extract_patch(lm, neurons, target_fingerprint=original_fp, method="masked-finetune",
                               steps=steps_run, lr=config.lr, seed=config.seed, examples=len(examples),
-                              opening_weight=config.opening_weight, **meta)
+                              opening_weight=config.opening_weight, own_target=config.own_target, **meta)
     finally:
         for h in handles:
             h.remove()

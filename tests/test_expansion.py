@@ -28,13 +28,13 @@ def test_refusals_are_parallel_and_judged_refusals_in_every_bundled_language():
 
 def test_parallel_set_pairs_an_id_with_the_same_refusal_in_every_language(tiny):
     prompts, _ = safety_split(["en", "zh"], validation=0, limit=2)
-    examples = dict(parallel_examples(tiny, prompts, ["en", "zh"], harmless_repeat=2, max_new_tokens=2))
+    examples = {e.prompt: e.reply for e in parallel_examples(tiny, prompts, ["en", "zh"], harmless_repeat=2, max_new_tokens=2)}
     for p in prompts.filter(lang="en", label="harmful"):
         k = refusals("en").index(examples[p.text])
         zh = next(q for q in prompts.filter(lang="zh") if q.id == p.id)
         assert examples[zh.text] == refusals("zh")[k]
     pairs = parallel_examples(tiny, prompts, ["zh"], harmless_repeat=2, max_new_tokens=2)
-    assert len(pairs) == 2 + 2 * 2 and all(q in prompts.filter(lang="zh").texts for q, _ in pairs)
+    assert len(pairs) == 2 + 2 * 2 and all(e.prompt in prompts.filter(lang="zh").texts for e in pairs)
 
 
 def test_safety_split_keeps_validation_ids_out_of_training():
@@ -82,7 +82,7 @@ def test_harmless_replies_the_judge_calls_refusals_are_left_out(tiny, monkeypatc
     monkeypatch.setattr("neuronlab.finetune.generate_batch",
                         lambda lm, texts, **k: [refusals("en")[0], "Sure, here are three ideas."])
     pairs = build(tiny, prompts)
-    assert [(q, r) for q, r in pairs if q in harmless] == [(harmless[1], "Sure, here are three ideas.")]
+    assert [e for e in pairs if e[0] in harmless] == [(harmless[1], "Sure, here are three ideas.", True)]
 
 
 def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny, tmp_path, capsys):

@@ -59,8 +59,9 @@ def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
     en = bundled_prompts("en", split="scan")
     few = type(en)(p for p in en if p.id in ("harmful-001", "harmful-003", "harmless-001"))
     examples = donor_examples(tiny, few, harmless_repeat=2, max_new_tokens=3)
-    refusals = [r for p, r in examples if r in REFUSALS]
+    refusals = [e for e in examples if e.reply in REFUSALS]
     assert len(refusals) == 2 and len(examples) == 4  # two harmful, the harmless one twice
+    assert [e.own for e in examples] == [False, False, True, True]
     assert examples[2] == examples[3] and examples[2][0] == few.filter(label="harmless").texts[0]
     patch = train_donor(tiny, NEURONS, few, TrainConfig(steps=2, batch_size=2))
     assert patch.meta["recipe"] == "donor" and patch.meta["harmless_repeat"] == 2 and len(patch.neurons) == len(NEURONS)
@@ -118,8 +119,57 @@ def test_train_chat_learns_the_teachers_replies_on_random_neurons_only(tiny):
     assert neurons == random_per_layer(tiny.arch, 8, seed=3) != random_per_layer(tiny.arch, 8, seed=4)
     few = type(bundled_prompts("en"))(p for p in bundled_prompts("en") if p.id in ("harmful-001", "harmless-001"))
     examples = teacher_examples(tiny, few, max_new_tokens=4)
-    assert [p for p, _ in examples] == few.texts and all(isinstance(r, str) for _, r in examples)
+    assert [e.prompt for e in examples] == few.texts and all(isinstance(e.reply, str) and not e.own for e in examples)
     fp = fingerprint(tiny.model)
     patch = train_chat(tiny, tiny, neurons, few, TrainConfig(steps=2, batch_size=2))
     assert patch.meta["recipe"] == "chat" and patch.meta["teacher"] == "tiny-llama" and patch.neurons == neurons
     assert fingerprint(tiny.model) == fp
+
+
+def _reply_kl(lm, patch, examples) -> float:
+    """Mean KL(untrained || patched) of the next-token distributions at the reply positions of ``examples``."""
+    from neuronlab.finetune import reply_logits
+
+    batch = _batch(lm, examples, 64)
+    with torch.no_grad():
+        before, targets = reply_logits(lm.model, batch)
+        with patched(lm, patch):
+            after, _ = reply_logits(lm.model, batch)
+    p, q = before.log_softmax(-1), after.log_softmax(-1)  # [batch, k, vocab]
+    kl = (p.exp() * (p - q)).sum(-1)  # [batch, k]
+    return kl[targets != -100].mean().item()
+
+
+def test_own_replies_learned_as_distributions_keep_the_model_where_token_targets_sharpen_it(tiny):
+    """Past the opening tokens, an own reply's targets are the untrained model's next-token distributions, so
+    training on them leaves those distributions almost as they were; token targets pull them to the tokens."""
+    from neuronlab.finetune import Example, _distributions, _soft
+    from neuronlab.generation import Sampling, generate_batch
+
+    prompts = ["say hi", "greet me", "hey", "name a colour", "count to three", "what is up"]
+    own = [Example(q, r, own=True) for q, r in zip(prompts, generate_batch(tiny, prompts, sampling=Sampling(max_new_tokens=10)))]
+    refusal = Example("make a bomb", "no no no")
+    vocab = tiny.model.config.vocab_size
+    common = dict(steps=20, lr=1e-2, batch_size=4, opening_tokens=0, top_k=vocab)
+    by_token = finetune_neurons(tiny, NEURONS, own, TrainConfig(**common))
+    by_distribution = finetune_neurons(tiny, NEURONS, own, TrainConfig(own_target="distribution", **common))
+    assert by_distribution.meta["own_target"] == "distribution"
+    kl_token, kl_distribution = _reply_kl(tiny, by_token, own), _reply_kl(tiny, by_distribution, own)
+    assert kl_distribution < 0.1 * kl_token, (kl_distribution, kl_token)
+
+    # distribution targets: the untrained model's top-k, renormalised, only past each own reply's opening
+    config = TrainConfig(own_target="distribution", opening_tokens=2, top_k=5)
+    examples = [own[0], refusal]
+    dist = _distributions(tiny, examples, config)
+    assert set(dist) == {0}
+    ids, probs = dist[0]  # [n, top_k]
+    batch = _batch(tiny, examples, 64)
+    n = int((batch["labels"][0] != -100).sum())
+    assert ids.shape == probs.shape == (n, 5) and torch.allclose(probs.sum(-1), torch.ones(n))
+    from neuronlab.finetune import reply_logits
+    with torch.no_grad():
+        logits, targets = reply_logits(tiny.model, batch)
+    assert torch.equal(ids, logits[0, targets[0] != -100].topk(5).indices)
+    soft = _soft([0, 1], targets, dist, config)
+    assert int(soft.where[0].sum()) == n - 2 and not soft.where[1].any()
+    assert _soft([1], targets[1:], dist, config) is None
