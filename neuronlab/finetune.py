@@ -40,7 +40,7 @@ class TrainConfig:
     opening_weight: float = 1.0  # loss weight of each reply's first ``opening_tokens`` tokens (the decision)
     opening_tokens: int = 3
     own_target: str = "reply"  # how own replies are learned past the opening: "reply" | "distribution"
-    top_k: int = 32  # tokens kept of each untrained next-token distribution ("distribution")
+    top_k: int = 256  # tokens kept of each untrained next-token distribution ("distribution")
 
     def __post_init__(self):
         if self.own_target not in OWN_TARGETS:
@@ -143,7 +143,7 @@ def _distributions(lm: LoadedModel, examples: Sequence[Example], config: TrainCo
         for start in range(0, len(own), config.batch_size):
             chunk = own[start:start + config.batch_size]
             logits, targets = reply_logits(lm.model, _batch(lm, [examples[i] for i in chunk], config.max_tokens))
-            top = logits.float().topk(config.top_k, dim=-1)  # [batch, k, top_k]
+            top = logits.float().topk(min(config.top_k, logits.shape[-1]), dim=-1)  # [batch, k, top_k]
             probs = top.values.softmax(-1)
             for row, i in enumerate(chunk):
                 at = targets[row] != -100
@@ -154,11 +154,12 @@ def _distributions(lm: LoadedModel, examples: Sequence[Example], config: TrainCo
 def _soft(batch_examples: Sequence[int], targets: torch.Tensor, distributions: dict[int, tuple],
           config: TrainConfig) -> Soft | None:
     """The distribution targets of a batch of example indices, past each own reply's opening tokens."""
-    if not any(i in distributions for i in batch_examples):
+    present = [i for i in batch_examples if i in distributions]
+    if not present:
         return None
-    b, k = targets.shape
-    ids = torch.zeros(b, k, config.top_k, dtype=torch.long, device=targets.device)
-    probs = torch.zeros(b, k, config.top_k, device=targets.device)
+    (b, k), top_k = targets.shape, distributions[present[0]][0].shape[-1]
+    ids = torch.zeros(b, k, top_k, dtype=torch.long, device=targets.device)
+    probs = torch.zeros(b, k, top_k, device=targets.device)
     where = torch.zeros(b, k, dtype=torch.bool, device=targets.device)
     for row, i in enumerate(batch_examples):
         if i in distributions:

@@ -150,7 +150,7 @@ def test_own_replies_learned_as_distributions_keep_the_model_where_token_targets
     own = [Example(q, r, own=True) for q, r in zip(prompts, generate_batch(tiny, prompts, sampling=Sampling(max_new_tokens=10)))]
     refusal = Example("make a bomb", "no no no")
     vocab = tiny.model.config.vocab_size
-    common = dict(steps=20, lr=1e-2, batch_size=4, opening_tokens=0, top_k=vocab)
+    common = dict(steps=20, lr=1e-2, batch_size=4, opening_tokens=0, top_k=vocab + 1)  # the whole vocabulary
     by_token = finetune_neurons(tiny, NEURONS, own, TrainConfig(**common))
     by_distribution = finetune_neurons(tiny, NEURONS, own, TrainConfig(own_target="distribution", **common))
     assert by_distribution.meta["own_target"] == "distribution"
