@@ -8,7 +8,6 @@ from contextlib import nullcontext
 
 from .builtins import BUILTINS
 from .errors import ModelSpecError
-from .finetune import OWN_TARGETS
 from .interventions import DEFAULT_SCALE, Intervention
 from .loading import DEVICES, DTYPES, load_model
 from .neurons import NeuronSetError, load_neuron_set
@@ -54,7 +53,7 @@ def _own_reply_args(p: argparse.ArgumentParser, own_tokens: int) -> None:
     p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
     p.add_argument("--own-tokens", type=int, default=own_tokens,
                    help=f"length of the model's own replies kept for harmless prompts (default {own_tokens})")
-    p.add_argument("--own-target", choices=OWN_TARGETS, default="reply",
+    p.add_argument("--own-target", default="reply", metavar="reply|distribution",
                    help="learn those replies token by token ('reply', default) or, past their opening tokens, as "
                         "the untrained model's next-token distribution ('distribution': keeps perplexity)")
 
@@ -292,14 +291,14 @@ def cmd_train_donor(args) -> None:
     from .prompts import bundled_prompts
     from .scan import run_scan, select_sets
 
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         opening_weight=args.opening_weight, own_target=args.own_target)
     en = bundled_prompts("en")
     lm = _load(args, args.model)
     if args.neurons:
         neurons = load_neuron_set(args.neurons)
     else:
         neurons = select_sets(run_scan(lm, en, ["en"], progress=text_bar()), top_p=args.top_p).ms["en"]
-    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                         opening_weight=args.opening_weight, own_target=args.own_target)
     prompts = PromptSet([*en.filter(split="scan"), *donor_prompts(args.more_harmless)])
     patch = train_donor(lm, neurons, prompts, config, args.harmless_repeat, args.own_tokens, progress=text_bar())
     path = patch.save(args.out)
@@ -327,10 +326,10 @@ def cmd_finetune(args) -> None:
     from .expansion import expand
     from .finetune import TrainConfig
 
-    neurons = load_neuron_set(args.neurons)
-    lm = _load(args, args.model)
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          eval_every=args.eval_every, own_target=args.own_target)
+    neurons = load_neuron_set(args.neurons)
+    lm = _load(args, args.model)
     patch = expand(lm, neurons, _csv(args.langs), config, args.replay_en, args.validation, args.limit,
                    args.max_false_refusal, args.harmless_repeat, args.own_tokens, progress=text_bar())
     path = patch.save(args.out)

@@ -22,7 +22,7 @@ import torch
 
 from .generation import Sampling, chat_text, generate_batch, left_padded
 from .interventions import Intervention, intervene
-from .judge import REFUSAL_OPENINGS, judge
+from .judge import REFUSAL_OPENINGS, JudgeResult, judge
 from .loading import LoadedModel
 from .progress import Progress, no_progress
 from .prompts import PromptSet
@@ -136,6 +136,13 @@ def mc_accuracy(lm: LoadedModel, items: Sequence[dict], interventions: Iterable[
     return Rate(right, len(items))
 
 
+def verdict_block(verdicts: Sequence[JudgeResult]) -> dict:
+    """The Rate dict of judged replies, with the languages they were written in (``reply_languages``)."""
+    block = Rate(sum(v.refusal for v in verdicts), len(verdicts)).to_dict()
+    block["reply_languages"] = dict(Counter(v.reply_lang for v in verdicts))
+    return block
+
+
 def refusal_rates(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interventions: Iterable[Intervention] = (),
                   max_new_tokens: int = 48, batch_size: int = 8, examples: int = 3,
                   progress: Progress = no_progress, on_reply: Callable[[dict], None] | None = None) -> dict:
@@ -153,8 +160,7 @@ def refusal_rates(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], int
         if on_reply:
             for row in rows:
                 on_reply(row)
-        block = Rate(sum(v.refusal for v in verdicts), len(verdicts)).to_dict()
-        block["reply_languages"] = dict(Counter(v.reply_lang for v in verdicts))
+        block = verdict_block(verdicts)
         block["examples"] = [{k: row[k] for k in ("prompt", "reply", "refusal", "reply_lang")} for row in rows[:examples]]
         out.setdefault(lang, {})[label] = block
     progress(1.0, "replies judged")

@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from .evaluation import Rate
-from .judge import judge
+from .evaluation import verdict_block
+from .judge import JudgeResult, judge
 
 FIELDS = ("variant", "lang", "label", "id", "prompt", "reply", "refusal", "reply_lang")
 
@@ -64,15 +64,14 @@ def read_replies(path: str | Path) -> list[dict]:
 def rejudge(rows: Iterable[dict]) -> dict:
     """{variant: {lang: {label: Rate dict + reply_languages + changed}}} with every reply judged again;
     ``changed`` counts the replies whose verdict differs from the one saved."""
-    verdicts: dict[tuple[str, str, str], list[tuple[bool, str, bool]]] = {}
+    verdicts: dict[tuple[str, str, str], list[JudgeResult]] = {}
+    changed: Counter = Counter()
     for row in rows:
-        v = judge(row["reply"], row["lang"])
-        changed = "refusal" in row and bool(row["refusal"]) != v.refusal
-        verdicts.setdefault((row["variant"], row["lang"], row["label"]), []).append((v.refusal, v.reply_lang, changed))
+        key, v = (row["variant"], row["lang"], row["label"]), judge(row["reply"], row["lang"])
+        verdicts.setdefault(key, []).append(v)
+        changed[key] += "refusal" in row and bool(row["refusal"]) != v.refusal
     out: dict = {}
     for (variant, lang, label), items in verdicts.items():
-        block = Rate(sum(r for r, _, _ in items), len(items)).to_dict()
-        block["reply_languages"] = dict(Counter(rl for _, rl, _ in items))
-        block["changed"] = sum(c for _, _, c in items)
+        block = {**verdict_block(items), "changed": changed[variant, lang, label]}
         out.setdefault(variant, {}).setdefault(lang, {})[label] = block
     return out
