@@ -56,6 +56,9 @@ def _own_reply_args(p: argparse.ArgumentParser, own_tokens: int) -> None:
     p.add_argument("--own-target", default="reply", metavar="reply|distribution",
                    help="learn those replies token by token ('reply', default) or, past their opening tokens, as "
                         "the untrained model's next-token distribution ('distribution': keeps perplexity)")
+    p.add_argument("--avoid-refusal", type=float, default=0.0, metavar="WEIGHT",
+                   help="also train the harmless prompts, 4 a step, not to open with a refusal (unlikelihood of its "
+                        "first tokens, this weight; default 0: off)")
 
 
 def _load(args, spec: str):
@@ -292,7 +295,8 @@ def cmd_train_donor(args) -> None:
     from .scan import run_scan, select_sets
 
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                         opening_weight=args.opening_weight, own_target=args.own_target)
+                         opening_weight=args.opening_weight, own_target=args.own_target,
+                         avoid_weight=args.avoid_refusal)
     en = bundled_prompts("en")
     lm = _load(args, args.model)
     if args.neurons:
@@ -327,7 +331,7 @@ def cmd_finetune(args) -> None:
     from .finetune import TrainConfig
 
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                         eval_every=args.eval_every, own_target=args.own_target)
+                         eval_every=args.eval_every, own_target=args.own_target, avoid_weight=args.avoid_refusal)
     neurons = load_neuron_set(args.neurons)
     lm = _load(args, args.model)
     patch = expand(lm, neurons, _csv(args.langs), config, args.replay_en, args.validation, args.limit,

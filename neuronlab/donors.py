@@ -4,7 +4,9 @@ Data: the target's English *scan* prompts plus ``assets/donors/train_en.jsonl`` 
 more harmless requests, many of them imperative or hard negatives, none from the held-out split). Harmful
 ones are paired with a refusal (a seeded pick from ``REFUSALS``), harmless ones with the target's own
 greedy reply (``finetune.own_replies``: none that the judge calls a refusal), so that only the refusal is
-learned and harmless behaviour is kept. The held-out split is never trained on. The trained neurons'
+learned and harmless behaviour is kept; with ``TrainConfig.avoid_weight`` the harmless prompts, paired with a
+refusal, are also trained *not* to open that way (``finetune.opening_unlikelihood``). The held-out split is
+never trained on. The trained neurons'
 weights are shipped as a patch over the target.
 """
 from __future__ import annotations
@@ -54,6 +56,12 @@ def donor_examples(lm: LoadedModel, prompts: PromptSet, seed: int = 0, harmless_
     return [Example(p, rng.choice(REFUSALS)) for p in harmful] + own_replies(lm, harmless, max_new_tokens) * harmless_repeat
 
 
+def refusal_pairs(prompts: list[str], seed: int = 0) -> list[tuple[str, str]]:
+    """Each prompt paired with a seeded pick from ``REFUSALS``: the openings a donor should not give them."""
+    rng = random.Random(seed)
+    return [(p, rng.choice(REFUSALS)) for p in prompts]
+
+
 def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config: TrainConfig = TrainConfig(),
                 harmless_repeat: int = 2, own_tokens: int = 64, progress: Progress = no_progress) -> Patch:
     """A patch over ``lm`` whose ``neurons`` were trained to refuse the harmful ``prompts`` (harmless ones keep
@@ -61,6 +69,7 @@ def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config:
     examples = donor_examples(lm, prompts, config.seed, harmless_repeat, own_tokens,
                               progress=lambda f, m: progress(0.1 * f, m))
     return finetune_neurons(lm, neurons, examples, config, progress=lambda f, m: progress(0.1 + 0.9 * f, m),
+                            avoid=refusal_pairs(prompts.filter(label="harmless").texts, config.seed),
                             recipe="donor", base=lm.spec, trained_neurons=len(neurons), harmless_repeat=harmless_repeat,
                             own_tokens=own_tokens)
 

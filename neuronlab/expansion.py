@@ -7,7 +7,8 @@ with the model's own greedy reply (unless the judge calls that reply a refusal: 
 refuses harmless prompts would be taught its own false refusals), so that harmless behaviour is what it
 was; optionally English replayed beside the other languages. A few harmless scan prompts per language
 are held out of training for early stopping on false refusals (the held-out *split* is the test set and
-is never touched).
+is never touched). With ``TrainConfig.avoid_weight`` the harmless training prompts, paired with a refusal in
+their language, are also trained not to open that way (``finetune.opening_unlikelihood``).
 """
 from __future__ import annotations
 
@@ -74,6 +75,12 @@ def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str],
     return out
 
 
+def refusal_pairs(prompts: PromptSet, seed: int = 0) -> list[tuple[str, str]]:
+    """Each prompt paired with a seeded bundled refusal in its language: openings it should not give."""
+    rng = random.Random(seed)
+    return [(p.text, rng.choice(refusals(p.lang))) for p in prompts]
+
+
 class FalseRefusalStop:
     """Early stopping: each check judges greedy replies to held-out harmless prompts; training stops once
     their false-refusal rate exceeds the budget, keeping the neurons' weights of the last check within it.
@@ -127,7 +134,8 @@ def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: Tr
         stop.start(lm)
     start = extract_patch(lm, neurons)
     patch = finetune_neurons(lm, neurons, examples, config, check=stop,
-                             progress=lambda f, m: progress(0.2 + 0.8 * f, m), recipe=RECIPE, langs=langs,
+                             progress=lambda f, m: progress(0.2 + 0.8 * f, m),
+                             avoid=refusal_pairs(train.filter(label="harmless"), config.seed), recipe=RECIPE, langs=langs,
                              train_config=asdict(config), validation=validation, limit=limit,
                              max_false_refusal=max_false_refusal, harmless_repeat=harmless_repeat,
                              own_tokens=own_tokens, history=stop.history if stop else [])

@@ -9,6 +9,11 @@ An example whose reply is the model's own (``Example.own``) can be learned two w
 (``TrainConfig.own_target``): token by token (``reply``), or, past its opening tokens, as the untrained
 model's next-token distribution (``distribution``: its top-k, renormalised), which keeps the model's
 behaviour there without sharpening it toward its greedy choice (sharpening raises perplexity).
+
+Openings to avoid (``avoid``: e.g. harmless prompts paired with a refusal) add an unlikelihood term,
+-log(1 - P(the reply's first ``opening_tokens`` tokens)), weighted ``avoid_weight``, on a batch of
+``avoid_batch`` of them each step: it pushes the refuse-or-answer decision itself, where learning a
+harmless prompt's own reply only pushes it indirectly.
 """
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ class TrainConfig:
     opening_tokens: int = 3
     own_target: str = "reply"  # how own replies are learned past the opening: "reply" | "distribution"
     top_k: int = 256  # tokens kept of each untrained next-token distribution ("distribution")
+    avoid_weight: float = 0.0  # weight of the unlikelihood of the openings to avoid (0: off)
+    avoid_batch: int = 4  # openings to avoid per step
 
     def __post_init__(self):
         if self.own_target not in OWN_TARGETS:
@@ -91,6 +98,16 @@ def reply_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig,
     position = valid.cumsum(1) - 1  # index of each target within its reply
     weight = valid * (1 + (config.opening_weight - 1) * (position < config.opening_tokens))
     return ((nll * weight).sum(1) / weight.sum(1).clamp(min=1)).mean()
+
+
+def opening_unlikelihood(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Mean over examples of -log(1 - P(the reply's first ``opening_tokens`` tokens)): low when the model
+    would not open its reply that way. logits [batch, k, vocab], targets [batch, k] as in ``reply_loss``."""
+    valid = targets != -100  # [batch, k]
+    logp = logits.log_softmax(-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [batch, k]
+    opening = valid & (valid.cumsum(1) <= config.opening_tokens)
+    p_opening = (logp * opening).sum(1).exp()  # [batch]
+    return -torch.log1p(-p_opening.clamp(max=1 - 1e-6)).mean()
 
 
 def reply_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,9 +196,9 @@ def _shuffled_batches(examples: list, size: int, rng: random.Random) -> Iterator
 
 def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Example | tuple[str, str]],
                      config: TrainConfig = TrainConfig(), check: Callable[[LoadedModel], bool] | None = None,
-                     progress: Progress = no_progress, **meta) -> Patch:
+                     progress: Progress = no_progress, avoid: Sequence[tuple[str, str]] = (), **meta) -> Patch:
     """Train only ``neurons`` on (prompt, reply) pairs or ``Example``s; return their new weights as a patch
-    for ``lm``.
+    for ``lm``. ``avoid``: (prompt, reply) pairs whose reply openings are unlearned (``avoid_weight``).
 
     ``check(lm)`` runs every ``eval_every`` steps and stops training when it returns True (early stop)."""
     examples = [Example(*e) for e in examples]
@@ -191,6 +208,8 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Exa
     frozen = {p: p.requires_grad for p in lm.model.parameters()}
     distributions = _distributions(lm, examples, config) if config.own_target == "distribution" else {}
     batches = _shuffled_batches(list(range(len(examples))), config.batch_size, random.Random(config.seed))
+    avoiding = list(avoid) if config.avoid_weight > 0 else []
+    avoid_batches = _shuffled_batches(avoiding, config.avoid_batch, random.Random(config.seed + 1))
     handles, steps_run = [], 0
     try:
         for p in lm.model.parameters():
@@ -204,6 +223,9 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Exa
                 chosen = next(batches)
                 logits, targets = reply_logits(lm.model, _batch(lm, [examples[i] for i in chosen], config.max_tokens))
                 loss = reply_loss(logits.float(), targets, config, _soft(chosen, targets, distributions, config))
+                if avoiding:
+                    logits, targets = reply_logits(lm.model, _batch(lm, next(avoid_batches), config.max_tokens))
+                    loss = loss + config.avoid_weight * opening_unlikelihood(logits.float(), targets, config)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
@@ -216,7 +238,8 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Exa
                     lm.model.train()
         patch = extract_patch(lm, neurons, target_fingerprint=original_fp, method="masked-finetune",
                               steps=steps_run, lr=config.lr, seed=config.seed, examples=len(examples),
-                              opening_weight=config.opening_weight, own_target=config.own_target, **meta)
+                              opening_weight=config.opening_weight, own_target=config.own_target,
+                              avoid_weight=config.avoid_weight if avoiding else 0.0, avoided=len(avoiding), **meta)
     finally:
         for h in handles:
             h.remove()

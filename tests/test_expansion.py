@@ -5,7 +5,8 @@ import torch
 from neuronlab import NeuronSet
 from neuronlab.cli import main
 from neuronlab.donors import donor_examples
-from neuronlab.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
+from neuronlab.expansion import (FalseRefusalStop, expand, parallel_examples, refusal_pairs, refusals, retrainer,
+                                 safety_split)
 from neuronlab.finetune import TrainConfig
 from neuronlab.judge import judge
 from neuronlab.langid import LANGUAGES
@@ -35,6 +36,14 @@ def test_parallel_set_pairs_an_id_with_the_same_refusal_in_every_language(tiny):
         assert examples[zh.text] == refusals("zh")[k]
     pairs = parallel_examples(tiny, prompts, ["zh"], harmless_repeat=2, max_new_tokens=2)
     assert len(pairs) == 2 + 2 * 2 and all(e.prompt in prompts.filter(lang="zh").texts for e in pairs)
+
+
+def test_refusals_to_avoid_are_in_each_prompts_language():
+    prompts, _ = safety_split(["en", "zh"], validation=0, limit=3)
+    pairs = refusal_pairs(prompts.filter(label="harmless"), seed=0)
+    assert [q for q, _ in pairs] == prompts.filter(label="harmless").texts
+    assert all(r in refusals(p.lang) for p, (_, r) in zip(prompts.filter(label="harmless"), pairs))
+    assert pairs == refusal_pairs(prompts.filter(label="harmless"), seed=0)
 
 
 def test_safety_split_keeps_validation_ids_out_of_training():
@@ -90,11 +99,14 @@ def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny,
     out = tmp_path / "ss.safetensors"
     assert main(["finetune", "--model", "tiny-llama", "--neurons", str(ref), "--langs", "zh", "--replay-en",
                  "--limit", "2", "--validation", "1", "--eval-every", "2", "--max-false-refusal", "1",
-                 "--steps", "4", "--lr", "3e-2", "--batch-size", "2", "--own-tokens", "3", "--out", str(out)]) == 0
+                 "--steps", "4", "--lr", "3e-2", "--batch-size", "2", "--own-tokens", "3", "--avoid-refusal", "0.5",
+                 "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     patch = Patch.load(out)
     assert patch.neurons == NEURONS and patch.meta["langs"] == ["zh", "en"] and patch.meta["steps"] == 4
     assert patch.meta["own_tokens"] == 3
+    # the 2 harmless training prompts of each language were also trained not to open with a refusal
+    assert patch.meta["avoided"] == 4 and patch.meta["train_config"]["avoid_weight"] == 0.5
     assert [h["step"] for h in patch.meta["history"]] == [0, 2, 4]
 
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}

@@ -53,7 +53,7 @@ def test_early_stop_ends_training(tiny):
 
 
 def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
-    from neuronlab.donors import REFUSALS, donor_examples, train_donor
+    from neuronlab.donors import REFUSALS, donor_examples, refusal_pairs, train_donor
     from neuronlab.prompts import bundled_prompts
 
     en = bundled_prompts("en", split="scan")
@@ -65,6 +65,11 @@ def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
     assert examples[2] == examples[3] and examples[2][0] == few.filter(label="harmless").texts[0]
     patch = train_donor(tiny, NEURONS, few, TrainConfig(steps=2, batch_size=2))
     assert patch.meta["recipe"] == "donor" and patch.meta["harmless_repeat"] == 2 and len(patch.neurons) == len(NEURONS)
+    assert patch.meta["avoided"] == 0
+    # with avoid_weight, each harmless prompt is also paired with a refusal whose opening it unlearns
+    pairs = refusal_pairs(few.filter(label="harmless").texts, seed=0)
+    assert [q for q, _ in pairs] == few.filter(label="harmless").texts and all(r in REFUSALS for _, r in pairs)
+    assert train_donor(tiny, NEURONS, few, TrainConfig(steps=2, batch_size=2, avoid_weight=1.0)).meta["avoided"] == 1
 
 
 def test_reply_loss_weighs_examples_and_openings():
@@ -173,3 +178,46 @@ def test_own_replies_learned_as_distributions_keep_the_model_where_token_targets
     soft = _soft([0, 1], targets, dist, config)
     assert int(soft.where[0].sum()) == n - 2 and not soft.where[1].any()
     assert _soft([1], targets[1:], dist, config) is None
+
+
+def test_opening_unlikelihood_is_minus_log_of_one_minus_the_openings_probability():
+    from neuronlab.finetune import opening_unlikelihood
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 7)  # [batch, k, vocab]
+    targets = torch.tensor([[-100, 3, 1, 4, 2], [5, 0, -100, -100, -100]])
+    logp = logits.log_softmax(-1)
+    p0 = (logp[0, 1, 3] + logp[0, 2, 1]).exp()  # opening_tokens=2: the first two reply tokens
+    p1 = (logp[1, 0, 5] + logp[1, 1, 0]).exp()
+    expected = -(torch.log(1 - p0) + torch.log(1 - p1)) / 2
+    assert torch.allclose(opening_unlikelihood(logits, targets, TrainConfig(opening_tokens=2)), expected)
+
+
+def _opening_logp(lm, pairs, tokens: int = 3) -> float:
+    """Mean log-probability of the first ``tokens`` reply tokens of (prompt, reply) ``pairs``."""
+    from neuronlab.finetune import reply_logits
+
+    with torch.no_grad():
+        logits, targets = reply_logits(lm.model, _batch(lm, pairs, 64))
+    valid = targets != -100
+    logp = logits.log_softmax(-1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    return (logp * (valid & (valid.cumsum(1) <= tokens))).sum(1).mean().item()
+
+
+def test_avoided_openings_become_unlikely_while_the_replies_are_still_learned(tiny):
+    """The same training with openings to avoid: those openings lose probability on their prompts; with
+    avoid_weight 0 the pairs are ignored (the patch is bit-identical to training without them)."""
+    examples = [("make a bomb", "no no no"), ("hurt someone", "no no no"), ("say hi", "hello hello hello")]
+    avoid = [("greet me", "no no no"), ("say hello", "no no no")]
+    common = dict(steps=20, lr=1e-2, batch_size=3, avoid_batch=2, opening_tokens=1)
+    plain = finetune_neurons(tiny, NEURONS, examples, TrainConfig(**common), avoid=avoid)
+    avoiding = finetune_neurons(tiny, NEURONS, examples, TrainConfig(avoid_weight=30.0, **common), avoid=avoid)
+    assert plain.meta["avoided"] == 0 and avoiding.meta["avoided"] == 2 and avoiding.meta["avoid_weight"] == 30.0
+    without = finetune_neurons(tiny, NEURONS, examples, TrainConfig(**common))
+    assert all(torch.equal(plain.tensors[k], without.tensors[k]) for k in plain.tensors)
+    with patched(tiny, plain):
+        learned_plain, avoided_plain = _opening_logp(tiny, examples[:2], 1), _opening_logp(tiny, avoid, 1)
+    with patched(tiny, avoiding):
+        learned, avoided = _opening_logp(tiny, examples[:2], 1), _opening_logp(tiny, avoid, 1)
+    assert avoided < avoided_plain - 1.0, (avoided, avoided_plain)  # the avoided openings lost probability
+    assert learned > learned_plain - 1.0, (learned, learned_plain)  # the refusals were still learned
