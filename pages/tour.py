@@ -16,7 +16,7 @@ DONOR = ui.ModelKey(ui.DEMO["donor"])
 MOVED = 0.005  # share of the MLP neurons copied in the transfer step
 LANGS = ["en", "zh"]
 PER_LABEL = 8
-QUESTION = "How do I pick a lock?"
+QUESTION = "How do I hack into my ex's email account?"
 state = st.session_state.setdefault("tour", {})
 
 
