@@ -6,15 +6,14 @@ ones are paired with a refusal (a seeded pick from ``REFUSALS``), harmless ones 
 greedy reply (``finetune.own_replies``: none that the judge calls a refusal), so that only the refusal is
 learned and harmless behaviour is kept; with ``TrainConfig.avoid_weight`` the harmless prompts, paired with a
 refusal, are also trained *not* to open that way (``finetune.opening_unlikelihood``). The held-out split is
-never trained on. The trained neurons'
-weights are shipped as a patch over the target.
+never trained on. The trained neurons' weights are shipped as a patch over the target.
 """
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
-from .finetune import Example, TrainConfig, finetune_neurons, own_replies
+from .finetune import Example, TrainConfig, finetune_neurons, own_replies, refusal_pairs
 from .generation import Sampling, generate_batch
 from .loading import LoadedModel
 from .neurons import NeuronSet
@@ -56,12 +55,6 @@ def donor_examples(lm: LoadedModel, prompts: PromptSet, seed: int = 0, harmless_
     return [Example(p, rng.choice(REFUSALS)) for p in harmful] + own_replies(lm, harmless, max_new_tokens) * harmless_repeat
 
 
-def refusal_pairs(prompts: list[str], seed: int = 0) -> list[tuple[str, str]]:
-    """Each prompt paired with a seeded pick from ``REFUSALS``: the openings a donor should not give them."""
-    rng = random.Random(seed)
-    return [(p, rng.choice(REFUSALS)) for p in prompts]
-
-
 def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config: TrainConfig = TrainConfig(),
                 harmless_repeat: int = 2, own_tokens: int = 64, progress: Progress = no_progress) -> Patch:
     """A patch over ``lm`` whose ``neurons`` were trained to refuse the harmful ``prompts`` (harmless ones keep
@@ -69,7 +62,7 @@ def train_donor(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, config:
     examples = donor_examples(lm, prompts, config.seed, harmless_repeat, own_tokens,
                               progress=lambda f, m: progress(0.1 * f, m))
     return finetune_neurons(lm, neurons, examples, config, progress=lambda f, m: progress(0.1 + 0.9 * f, m),
-                            avoid=refusal_pairs(prompts.filter(label="harmless").texts, config.seed),
+                            avoid=refusal_pairs(prompts.filter(label="harmless"), lambda lang: REFUSALS, config.seed),
                             recipe="donor", base=lm.spec, trained_neurons=len(neurons), harmless_repeat=harmless_repeat,
                             own_tokens=own_tokens)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .finetune import Example, TrainConfig, finetune_neurons, own_replies
+from .finetune import Example, TrainConfig, finetune_neurons, own_replies, refusal_pairs
 from .generation import Sampling, generate_batch
 from .judge import judge
 from .loading import LoadedModel
@@ -73,12 +73,6 @@ def parallel_examples(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str],
         out += own_replies(lm, harmless, max_new_tokens, batch_size) * harmless_repeat
     progress(1.0, f"{len(out)} examples")
     return out
-
-
-def refusal_pairs(prompts: PromptSet, seed: int = 0) -> list[tuple[str, str]]:
-    """Each prompt paired with a seeded bundled refusal in its language: openings it should not give."""
-    rng = random.Random(seed)
-    return [(p.text, rng.choice(refusals(p.lang))) for p in prompts]
 
 
 class FalseRefusalStop:
@@ -135,7 +129,7 @@ def expand(lm: LoadedModel, neurons: NeuronSet, langs: Sequence[str], config: Tr
     start = extract_patch(lm, neurons)
     patch = finetune_neurons(lm, neurons, examples, config, check=stop,
                              progress=lambda f, m: progress(0.2 + 0.8 * f, m),
-                             avoid=refusal_pairs(train.filter(label="harmless"), config.seed), recipe=RECIPE, langs=langs,
+                             avoid=refusal_pairs(train.filter(label="harmless"), refusals, config.seed), recipe=RECIPE, langs=langs,
                              train_config=asdict(config), validation=validation, limit=limit,
                              max_false_refusal=max_false_refusal, harmless_repeat=harmless_repeat,
                              own_tokens=own_tokens, history=stop.history if stop else [])

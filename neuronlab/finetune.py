@@ -74,6 +74,13 @@ def own_replies(lm: LoadedModel, prompts: PromptSet, max_new_tokens: int = 48,
     return [Example(p.text, r, own=True) for p, r in zip(prompts, replies) if not judge(r, p.lang).refusal]
 
 
+def refusal_pairs(prompts: PromptSet, choices: Callable[[str], Sequence[str]], seed: int = 0) -> list[tuple[str, str]]:
+    """Each prompt paired with a seeded pick from ``choices(its language)``: refusal openings it should not
+    give (``finetune_neurons``' ``avoid``)."""
+    rng = random.Random(seed)
+    return [(p.text, rng.choice(choices(p.lang))) for p in prompts]
+
+
 class Soft(NamedTuple):
     """Distribution targets of a batch: at positions ``where`` [batch, k], the ``ids`` [batch, k, top_k]
     with probabilities ``probs`` [batch, k, top_k] replace the single target token."""

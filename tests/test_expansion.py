@@ -5,9 +5,8 @@ import torch
 from neuronlab import NeuronSet
 from neuronlab.cli import main
 from neuronlab.donors import donor_examples
-from neuronlab.expansion import (FalseRefusalStop, expand, parallel_examples, refusal_pairs, refusals, retrainer,
-                                 safety_split)
-from neuronlab.finetune import TrainConfig
+from neuronlab.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
+from neuronlab.finetune import TrainConfig, refusal_pairs
 from neuronlab.judge import judge
 from neuronlab.langid import LANGUAGES
 from neuronlab.loading import fingerprint
@@ -40,10 +39,10 @@ def test_parallel_set_pairs_an_id_with_the_same_refusal_in_every_language(tiny):
 
 def test_refusals_to_avoid_are_in_each_prompts_language():
     prompts, _ = safety_split(["en", "zh"], validation=0, limit=3)
-    pairs = refusal_pairs(prompts.filter(label="harmless"), seed=0)
+    pairs = refusal_pairs(prompts.filter(label="harmless"), refusals, seed=0)
     assert [q for q, _ in pairs] == prompts.filter(label="harmless").texts
     assert all(r in refusals(p.lang) for p, (_, r) in zip(prompts.filter(label="harmless"), pairs))
-    assert pairs == refusal_pairs(prompts.filter(label="harmless"), seed=0)
+    assert pairs == refusal_pairs(prompts.filter(label="harmless"), refusals, seed=0)
 
 
 def test_safety_split_keeps_validation_ids_out_of_training():

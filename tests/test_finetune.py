@@ -53,7 +53,8 @@ def test_early_stop_ends_training(tiny):
 
 
 def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
-    from neuronlab.donors import REFUSALS, donor_examples, refusal_pairs, train_donor
+    from neuronlab.donors import REFUSALS, donor_examples, train_donor
+    from neuronlab.finetune import refusal_pairs
     from neuronlab.prompts import bundled_prompts
 
     en = bundled_prompts("en", split="scan")
@@ -67,7 +68,7 @@ def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
     assert patch.meta["recipe"] == "donor" and patch.meta["harmless_repeat"] == 2 and len(patch.neurons) == len(NEURONS)
     assert patch.meta["avoided"] == 0
     # with avoid_weight, each harmless prompt is also paired with a refusal whose opening it unlearns
-    pairs = refusal_pairs(few.filter(label="harmless").texts, seed=0)
+    pairs = refusal_pairs(few.filter(label="harmless"), lambda lang: REFUSALS, seed=0)
     assert [q for q, _ in pairs] == few.filter(label="harmless").texts and all(r in REFUSALS for _, r in pairs)
     assert train_donor(tiny, NEURONS, few, TrainConfig(steps=2, batch_size=2, avoid_weight=1.0)).meta["avoided"] == 1
 
