@@ -5,7 +5,9 @@ An ``Effect`` is one change to a model built from a neuron set: an intervention 
 as in a transfer or a donor−target difference removal, or trained, as in SS-Neuron Expansion). Because
 it is rebuilt from any neuron set, the same effect can be run with random sets of the same size and
 per-layer/site distribution (``neurons.random_like``): ``evaluate_effects`` measures the plain model,
-the real effect and one control per seed, and reports the change of each against the plain model.
+the real effect and one control per seed, and reports the change of each against the plain model. A
+control whose patches change no weight (random neurons a donor never changed) is the plain model: its
+result is the baseline's, without generating again.
 
 Mean-ablation sets a neuron to its mean activation at the **last prompt token** of harmless prompts:
 the position where the reply begins and where the scan measures importance, so it skips the template's
@@ -22,7 +24,7 @@ from .evaluation import evaluate
 from .interventions import DEFAULT_SCALE, Intervention
 from .loading import LoadedModel
 from .neurons import NeuronSet, random_like
-from .patches import Patch, extract_patch, patched
+from .patches import Patch, changes_nothing, extract_patch, patched
 from .progress import Progress, no_progress
 from .prompts import PromptSet
 from .scoring import activation_scores
@@ -88,14 +90,14 @@ class Effect:
 
 
 @contextmanager
-def applied(lm: LoadedModel, effects: Sequence[Effect], reference: Sequence[str] = ()) -> Iterator[list[Intervention]]:
-    """Write every patch effect into ``lm`` for the block (reverted exactly on exit) and yield the
-    interventions of the others, for ``intervene``. Means for ``mean`` come from ``reference`` prompts on
-    the patched model."""
+def applied(lm: LoadedModel, effects: Sequence[Effect], patches: Sequence[Patch],
+            reference: Sequence[str] = ()) -> Iterator[list[Intervention]]:
+    """Write ``patches`` (those of the patch effects, made beforehand) into ``lm`` for the block (reverted
+    exactly on exit) and yield the interventions of the other effects, for ``intervene``. Means for
+    ``mean`` come from ``reference`` prompts on the patched model."""
     with ExitStack() as stack:
-        for e in effects:
-            if e.kind == "patch":
-                stack.enter_context(patched(lm, e.make_patch(e.neurons)))
+        for patch in patches:
+            stack.enter_context(patched(lm, patch))
         yield [mean_ablation(lm, e.neurons, reference) if e.kind == "mean"
                else Intervention(e.neurons, e.kind, e.scale if e.kind == "activate" else None, label=e.label)
                for e in effects if e.kind != "patch"]
@@ -165,14 +167,22 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
     if seeds:
         runs = [("baseline", [])] + runs + [
             (f"control seed {s}", [e.on(random_like(e.neurons, lm.arch, s)) for e in effects]) for s in seeds]
-    results = []
+    results, baseline_replies = [], []
     for i, (name, run) in enumerate(runs):
         def part(f: float, m: str, i=i, name=name) -> None:
             progress((i + f) / len(runs), f"{name}: {m}")
         def record(row: dict, name=name) -> None:
+            if name == "baseline":
+                baseline_replies.append(row)
             on_reply({"variant": name, **row})
         part(0.0, "setting up (a patch made for random neurons may be trained first)")
-        with applied(lm, run, reference) as interventions:
+        patches = [e.make_patch(e.neurons) for e in run if e.kind == "patch"]
+        if i > 1 and len(patches) == len(run) and all(changes_nothing(lm, p) for p in patches):
+            results.append(results[0])  # a control that changes no weight is the plain model
+            for row in baseline_replies if on_reply else ():
+                record(row)
+            continue
+        with applied(lm, run, patches, reference) as interventions:
             results.append(evaluate(lm, prompts, langs, interventions, max_new_tokens, batch_size, progress=part,
                                     on_reply=record if on_reply else None))
     progress(1.0, "done")

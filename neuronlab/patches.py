@@ -98,6 +98,13 @@ def extract_patch(source: LoadedModel, neurons: NeuronSet, **meta) -> Patch:
                                     "values": n_values, "share_of_parameters": n_values / total, **meta})
 
 
+def changes_nothing(lm: LoadedModel, patch: Patch) -> bool:
+    """Whether writing ``patch`` into ``lm`` would leave every weight as it is (e.g. copying neurons that a
+    donor never changed from its target)."""
+    return all(torch.equal(param.detach().index_select(dim, pos).cpu(), patch.tensors[key])
+               for key, param, dim, pos in _slices(lm, patch.neurons))
+
+
 def _checked_slices(lm: LoadedModel, patch: Patch, actual_fingerprint: str | None) -> list:
     """The patch's slices of ``lm``, after checking that the patch fits (raises PatchError)."""
     expected = patch.meta.get("target_fingerprint")

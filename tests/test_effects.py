@@ -5,6 +5,8 @@ import json
 import pytest
 import torch
 
+import neuronlab.effects
+
 from neuronlab import NeuronSet, intervene
 from neuronlab.cli import main
 from neuronlab.effects import Effect, copy_from, evaluate_effects, fixed, mean_ablation
@@ -88,6 +90,32 @@ def test_controls_rebuild_the_effect_on_random_sets_and_leave_the_model_as_it_wa
     harmful = out["effect"]["languages"]["en"]["harmful"]
     assert set(harmful) == {"real", "real_stderr", "controls", "controls_sd", "excess"}
     assert out["effects"] == [effect.describe()] and out["effects"][0]["neurons"] == 5
+
+
+def test_controls_that_change_no_weight_reuse_the_baseline(tiny, source, monkeypatch):
+    prompts = bundled_prompts("en", split="heldout")
+    prompts = type(prompts)(p for p in prompts if p.id in ("harmful-002", "harmless-002"))
+    donor = dataclasses.replace(tiny, model=type(tiny.model)(tiny.model.config))
+    donor.model.load_state_dict(tiny.model.state_dict())
+    seeds = (0, 1, 2)
+    overlapping = [bool(set(random_like(NEURONS, tiny.arch, s)) & set(NEURONS)) for s in seeds]
+    assert not all(overlapping)
+    runs, replies = [], []
+    real_evaluate = neuronlab.effects.evaluate
+    monkeypatch.setattr(neuronlab.effects, "evaluate", lambda *a, **k: runs.append(1) or real_evaluate(*a, **k))
+    with patched(donor, extract_patch(source, NEURONS)):  # a donor that differs from tiny on NEURONS only
+        out = evaluate_effects(tiny, prompts, ["en"], [Effect("patch", NEURONS, make_patch=copy_from(donor))],
+                               seeds=seeds, max_new_tokens=2, on_reply=replies.append)
+    assert len(runs) == 2 + sum(overlapping)  # baseline, effect, and only the controls that change a weight
+    def of(variant):
+        return [{k: v for k, v in r.items() if k != "variant"} for r in replies if r["variant"] == variant]
+
+    base = of("baseline")
+    for seed, run, overlaps in zip(seeds, out["controls"]["runs"], overlapping):
+        mine = of(f"control seed {seed}")
+        assert len(mine) == len(base) == 2
+        if not overlaps:
+            assert run == {"seed": seed, **out["baseline"]} and mine == base
 
 
 def test_a_fixed_patch_has_no_controls(tiny, source):
