@@ -177,9 +177,10 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
             on_reply({"variant": name, **row})
         part(0.0, "setting up (a patch made for random neurons may be trained first)")
         patches = [e.make_patch(e.neurons) for e in run if e.kind == "patch"]
-        if i > 1 and len(patches) == len(run) and all(changes_nothing(lm, p) for p in patches):
-            results.append(results[0])  # a control that changes no weight is the plain model
-            for row in baseline_replies if on_reply else ():
+        is_control = i > 1  # runs: baseline, effect, then the controls
+        if is_control and len(patches) == len(run) and all(changes_nothing(lm, p) for p in patches):
+            results.append(results[0])  # it changes no weight: the plain model's result and replies
+            for row in baseline_replies:
                 record(row)
             continue
         with applied(lm, run, patches, reference) as interventions:

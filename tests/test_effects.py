@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import neuronlab.effects
-
 from neuronlab import NeuronSet, intervene
 from neuronlab.cli import main
 from neuronlab.effects import Effect, copy_from, evaluate_effects, fixed, mean_ablation
@@ -107,6 +106,7 @@ def test_controls_that_change_no_weight_reuse_the_baseline(tiny, source, monkeyp
         out = evaluate_effects(tiny, prompts, ["en"], [Effect("patch", NEURONS, make_patch=copy_from(donor))],
                                seeds=seeds, max_new_tokens=2, on_reply=replies.append)
     assert len(runs) == 2 + sum(overlapping)  # baseline, effect, and only the controls that change a weight
+
     def of(variant):
         return [{k: v for k, v in r.items() if k != "variant"} for r in replies if r["variant"] == variant]
 
