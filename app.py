@@ -1,11 +1,11 @@
-"""NeuronLab in the browser: the sidebar picks and loads the target and donor models; pages do the rest.
+"""NeuronLab in the browser: the sidebar picks and loads the target and donor models and shows what this session
+has switched on; pages do the rest.
 
 UI only: every computation lives in the ``neuronlab`` package (shared UI glue in ``ui_common``).
 """
 import streamlit as st
 
 import ui_common as ui
-from neuronlab import ModelSpecError
 from neuronlab.builtins import BUILTINS
 from neuronlab.loading import DEVICES, DTYPES
 
@@ -14,13 +14,14 @@ st.set_page_config(page_title="NeuronLab", page_icon="🧠", layout="wide")
 BUILT = [name for name, b in BUILTINS.items() if b.available]
 OTHER = "other…"
 PAGES = [
-    st.Page("pages/models.py", title="Models", icon="🧩", default=True),
+    st.Page("pages/start.py", title="Start", icon="👋", default=True),
+    st.Page("pages/tour.py", title="Tour", icon="🎓"),
+    st.Page("pages/models.py", title="Models", icon="🧩"),
     st.Page("pages/safety_neurons.py", title="Safety neurons", icon="🔥"),
     st.Page("pages/overlap.py", title="Overlap", icon="🔗"),
     st.Page("pages/intervene.py", title="Intervene & chat", icon="💬"),
     st.Page("pages/transfer.py", title="Transfer", icon="🔀"),
     st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
-    st.Page("pages/tour.py", title="Tour", icon="🎓"),
 ]
 
 
@@ -34,21 +35,26 @@ def spec_picker(role: str) -> str:
                                  placeholder="org/name, /path/to/folder or /path/to/model.gguf").strip()
 
 
-def load_models(specs: dict[str, str], dtype: str, device: str, trust: bool) -> None:
-    """Load each role's model (cached for every session); remember the keys and the errors per session."""
-    loaded, errors = dict(st.session_state.get("models", {})), {}
-    for role, spec in specs.items():
-        loaded.pop(role, None)
-        if not spec:
-            errors[role] = f"{role}: enter a hub id, a local folder or a .gguf path"
-            continue
-        key = ui.ModelKey(spec, dtype, device, trust)
-        try:
-            ui.load(key, st.sidebar)
-            loaded[role] = key
-        except ModelSpecError as e:
-            errors[role] = f"{role}: {e}"
-    st.session_state["models"], st.session_state["load_errors"] = loaded, errors
+def session_status() -> None:
+    """What this session has on, each with one click to clear it: models, weight patches, interventions."""
+    st.sidebar.subheader("This session")
+    models = ui.loaded_keys()
+    if not models:
+        st.sidebar.caption("No model loaded yet.")
+    for role, key in models.items():
+        st.sidebar.caption(f"✅ {role}: **{key.spec}** ({key.dtype}, {key.device})")
+    for role in models:
+        if (patch := ui.session_patch(role)) is not None:
+            left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
+            left.markdown(f"🩹 **{role} patched**: {ui.patch_label(patch)}")
+            right.button("✕", key=f"clear_patch_{role}", help=f"Revert the {role}'s weight patch",
+                         on_click=ui.set_session_patch, args=(role, None))
+    for role, interventions in ui.session_interventions().items():
+        left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
+        left.markdown(f"⚡ **{role} intervened**: {ui.describe_interventions(interventions)}")
+        right.button("✕", key=f"clear_iv_{role}", help="Switch these neurons back on", on_click=ui.clear_interventions)
+    if models and not ui.session_interventions() and not any(ui.session_patch(r) for r in models):
+        st.sidebar.caption("No patch, no intervention: the models run as loaded.")
 
 
 def sidebar() -> None:
@@ -59,11 +65,10 @@ def sidebar() -> None:
                                 help="⚠️ Runs Python code that ships with a hub model on this machine. "
                                      "Leave off unless you trust its authors.")
     if st.sidebar.button("Load models", type="primary", key="load_models", width="stretch"):
-        load_models(specs, dtype, device, trust)
-    for role, key in st.session_state.get("models", {}).items():
-        st.sidebar.caption(f"✅ {role}: **{key.spec}** ({key.dtype}, {key.device})")
+        ui.load_models(specs, dtype, device, trust, st.sidebar)
     for message in st.session_state.get("load_errors", {}).values():
         st.sidebar.error(message)
+    session_status()
 
 
 page = st.navigation(PAGES)

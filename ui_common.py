@@ -14,8 +14,9 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from neuronlab import Intervention, LoadedModel, NeuronSet, load_model
+from neuronlab import Intervention, LoadedModel, ModelSpecError, NeuronSet, load_model
 from neuronlab.compat import Compatibility, check_compatibility
+from neuronlab.evaluation import RefusalEstimate, quick_refusal_estimate
 from neuronlab.evaluation import evaluate as run_evaluation
 from neuronlab.evaluation import examples_table, results_table
 from neuronlab.neurons import random_like
@@ -79,6 +80,41 @@ def load(key: ModelKey, where=st) -> SharedModel:
         return model_store().get(key, report)
 
 
+def loaded_keys() -> dict[str, ModelKey]:
+    """{role: ModelKey} of this session's loaded models."""
+    return st.session_state.get("models", {})
+
+
+def load_models(specs: dict[str, str], dtype: str = "float32", device: str = "cpu", trust: bool = False,
+                where=st) -> None:
+    """Load each role's model (cached for every session); remember the keys and the errors per session."""
+    loaded, errors = dict(loaded_keys()), {}
+    for role, spec in specs.items():
+        loaded.pop(role, None)
+        if not spec:
+            errors[role] = f"{role}: enter a hub id, a local folder or a .gguf path"
+            continue
+        key = ModelKey(spec, dtype, device, trust)
+        try:
+            load(key, where)
+            loaded[role] = key
+        except ModelSpecError as e:
+            errors[role] = f"{role}: {e}"
+    st.session_state["models"], st.session_state["load_errors"] = loaded, errors
+
+
+def pick_demo() -> None:
+    """Set the sidebar's model pickers to the demo pair (a widget callback: runs before the pickers are drawn)."""
+    for role, name in DEMO.items():
+        st.session_state[f"{role}_pick"] = name
+
+
+def load_demo(where=st) -> None:
+    """Load the built-in demo pair as target and donor, with the sidebar's dtype and device."""
+    load_models(dict(DEMO), st.session_state.get("dtype", "float32"), st.session_state.get("device", "cpu"),
+                False, where)
+
+
 def model(role: str) -> SharedModel | None:
     """The session's loaded target or donor, or None (with a hint) when none is loaded yet."""
     key = st.session_state.get("models", {}).get(role)
@@ -99,6 +135,13 @@ def session_patch(role: str) -> Patch | None:
     """The weight patch this session applied to its ``role`` model (None when none, or the model changed)."""
     key, patch = st.session_state.get("patches", {}).get(role, (None, None))
     return patch if key == st.session_state.get("models", {}).get(role) else None
+
+
+def patch_label(patch: Patch) -> str:
+    """A patch in a few words: what made it, from which model, how many neurons."""
+    kind = patch.meta.get("direction") and {"add": "transfer", "delete": "deletion"}.get(patch.meta["direction"])
+    source = patch.meta.get("source", "an uploaded file")
+    return f"{kind or 'weight patch'} of {len(patch.neurons):,} neurons from {source}"
 
 
 def set_session_patch(role: str, patch: Patch | None) -> None:
@@ -123,6 +166,45 @@ def compatibility(donor: ModelKey, target: ModelKey) -> Compatibility:
     """Donor ↔ target compatibility of two loaded models (as loaded, without session patches)."""
     with use_together(model_store().get(donor), model_store().get(target)) as (d, t):
         return check_compatibility(d, t)
+
+
+# ---- interventions (set on Intervene & chat, shown in the sidebar, measured on Evaluate) -----------------
+def session_interventions() -> dict[str, list[Intervention]]:
+    """{role: interventions} switched on in this session (only roles with at least one)."""
+    return {role: ivs for role, ivs in st.session_state.get("interventions", {}).items() if ivs}
+
+
+def set_interventions(role: str, interventions: list[Intervention]) -> None:
+    """The interventions on ``role``'s model; the other role's are switched off (one model is intervened at a time)."""
+    st.session_state["interventions"] = {role: interventions} if interventions else {}
+
+
+def clear_interventions() -> None:
+    """Switch every intervention off, and empty the Intervene page's pickers (a widget callback)."""
+    st.session_state["interventions"] = {}
+    st.session_state["iv_sets"], st.session_state["iv_typed"] = [], ""
+
+
+def describe_interventions(interventions: list[Intervention]) -> str:
+    return " · ".join(f"{iv.mode} **{iv.label or 'neurons'}** ({len(iv.neurons):,} neurons"
+                      + (f", ×{iv.value:g})" if iv.mode == "activate" else ")") for iv in interventions)
+
+
+# ---- which model refuses ---------------------------------------------------------------------------
+def refusal_estimates() -> dict[str, RefusalEstimate]:
+    """{role: how often it refuses} for the loaded models measured so far in this session."""
+    known = st.session_state.get("refusal_estimates", {})
+    return {role: known[key] for role, key in loaded_keys().items() if key in known}
+
+
+def estimate_refusals() -> None:
+    """Measure every loaded model's refusal quickly (fast score on 8 + 8 English scan prompts)."""
+    known = st.session_state.setdefault("refusal_estimates", {})
+    prompts = bundled_prompts("en", split="scan")
+    for role, key in loaded_keys().items():
+        if key not in known:
+            with use(role, with_patch=False) as lm:
+                known[key] = quick_refusal_estimate(lm, prompts)
 
 
 # ---- page furniture ---------------------------------------------------------------------------

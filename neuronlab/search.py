@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .evaluation import perplexity, refusal_score
+from .evaluation import fast_refusal_rate, perplexity
 from .loading import LoadedModel
 from .neurons import NeuronSet, random_like
 from .patches import patched
@@ -112,10 +112,8 @@ def search_steps(start: int, cap: int) -> list[int]:
 def measure(lm: LoadedModel, harmful: Sequence[str], harmless: Sequence[str], benign: Sequence[str],
             lang: str = "en", threshold: float = 0.1) -> Measure:
     """``lm``'s approximate refusal rates, mean refusal scores and perplexity as it is now."""
-    floor = math.log(threshold)
-    h, b = refusal_score(lm, harmful, lang), refusal_score(lm, harmless, lang)  # [n] each
-    return Measure((h >= floor).float().mean().item(), (b >= floor).float().mean().item(),
-                   h.mean().item(), b.mean().item(), perplexity(lm, benign))
+    (h_rate, h), (b_rate, b) = (fast_refusal_rate(lm, texts, lang, threshold) for texts in (harmful, harmless))
+    return Measure(h_rate, b_rate, h.mean().item(), b.mean().item(), perplexity(lm, benign))
 
 
 def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: dict[str, torch.Tensor],

@@ -12,7 +12,7 @@ from neuronlab.shared import SharedModel
 
 KEEP = ui.KEEP
 TYPED = "typed neurons"
-SIDES = {"patched": "🧪 patched", "plain": "unpatched"}
+SIDES = {"patched": "🧪 with your changes", "plain": "as loaded"}
 
 
 def set_files(shared: SharedModel) -> None:
@@ -65,31 +65,18 @@ def interventions_for(chosen: dict[str, NeuronSet]) -> list[Intervention]:
     return out
 
 
-def describe(interventions: list[Intervention]) -> str:
-    return " · ".join(f"{iv.mode} **{iv.label}** ({len(iv.neurons):,} neurons"
-                      + (f", ×{iv.value:g})" if iv.mode == "activate" else ")") for iv in interventions)
-
-
-def patch_label(patch: Patch) -> str:
-    return f"weight patch of {len(patch.neurons):,} neurons from {patch.meta.get('source', 'a donor')}"
-
-
-def reset() -> None:
-    st.session_state["iv_sets"], st.session_state["iv_typed"] = [], ""
-
-
 def badge(interventions: list[Intervention], patch: Patch | None) -> None:
     left, right = st.columns([5, 1], vertical_alignment="center")
     with left:
         if interventions:
             st.badge("intervention on", icon="⚡", color="red")
-            st.markdown(describe(interventions))
+            st.markdown(ui.describe_interventions(interventions))
         if patch is not None:
             st.badge("weight patch on", icon="🩹", color="orange")
-            st.markdown(f"{patch_label(patch)}, applied on *Transfer*")
+            st.markdown(f"{ui.patch_label(patch)}, applied on *Transfer*")
         if not interventions and patch is None:
             st.badge("no intervention: the model runs unchanged", color="gray")
-    right.button("Reset", key="iv_reset", on_click=reset, disabled=not interventions, width="stretch")
+    right.button("Reset", key="iv_reset", on_click=ui.clear_interventions, disabled=not interventions, width="stretch")
 
 
 def messages(history: list[dict], side: str, prompt: str) -> list[dict]:
@@ -124,20 +111,37 @@ def chat(shared: SharedModel, interventions: list[Intervention], patch: Patch | 
     prompt = st.chat_input("Message the model", key="chat_input")
     if prompt:
         sampling = Sampling(max_new_tokens=st.session_state["iv_max_new_tokens"])
-        active = " · ".join(filter(None, [describe(interventions), patch and patch_label(patch)])) or "no intervention"
+        active = " · ".join(filter(None, [ui.describe_interventions(interventions), patch and ui.patch_label(patch)])) or "no intervention"
         replies = exchange(prompt, {
             "patched": shared.stream(messages(history, "patched", prompt), interventions, sampling, patch),
             "plain": shared.stream(messages(history, "plain", prompt), [], sampling)}, active)
         history.append({"user": prompt, "active": active, **replies})
 
 
+def which_refuses() -> str | None:
+    """Say which loaded model refuses harmful requests (measured); returns that role, or None if unknown."""
+    refusals = ui.refusal_estimates()
+    if not refusals:
+        if st.button("Which model refuses? (a quick check on 8 + 8 English prompts)", key="iv_check"):
+            ui.estimate_refusals()
+            st.rerun()
+        return None
+    st.caption("Suppressing safety neurons only shows in a model that refuses: " + "; ".join(
+        f"**{role}** ({ui.loaded_keys()[role].spec}) refuses {est.describe()}" for role, est in refusals.items()))
+    return max(refusals, key=lambda role: refusals[role].harmful)
+
+
 ui.header("Intervene & chat", "Switch chosen neurons off (suppress) or scale them up (activate), then chat: the "
-                              "patched model answers on the left, the unchanged model on the right.")
-role = st.radio("Model", ui.ROLES, key="iv_model", horizontal=True, **KEEP)
+                              "intervened model answers on the left, the unchanged model on the right.")
+refuser = which_refuses()
+roles = [r for r in ui.ROLES if r in ui.loaded_keys()] or list(ui.ROLES)
+role = st.radio("Chat with", roles, key="iv_model", horizontal=True, **KEEP,
+                index=roles.index(refuser) if refuser in roles else 0,
+                captions=[ui.loaded_keys()[r].spec if r in ui.loaded_keys() else "" for r in roles])
 shared = ui.model_or_stop(role)
 set_files(shared)
 interventions = interventions_for(chosen_sets(shared))
-st.session_state.setdefault("interventions", {})[role] = interventions  # for the Evaluate page
+ui.set_interventions(role, interventions)  # shown in the sidebar, measured on Evaluate
 patch = ui.session_patch(role)
 badge(interventions, patch)
 left, right = st.columns([5, 1], vertical_alignment="bottom")

@@ -15,7 +15,7 @@ from neuronlab.judge import is_refusal
 from neuronlab.patches import Patch
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-PAGES = ["models", "safety_neurons", "overlap", "intervene", "transfer", "evaluate", "tour"]
+PAGES = ["start", "tour", "models", "safety_neurons", "overlap", "intervene", "transfer", "evaluate"]
 TIMEOUT = 180
 
 
