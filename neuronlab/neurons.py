@@ -225,11 +225,12 @@ def _whole(value, what: str) -> int:
 def _listed(items: list) -> list[Neuron]:
     """Neurons from a file's list of [layer, site, index] or {"layer", "site", "index"} entries."""
     out = []
-    for number, item in enumerate(items, 1):
-        if isinstance(item, dict):
-            item = [item.get("layer"), item.get("site"), item.get("index")]
+    for number, entry in enumerate(items, 1):
+        item = [entry.get(k) for k in Neuron._fields] if isinstance(entry, dict) else entry
         if not isinstance(item, list) or len(item) != 3 or not isinstance(item[1], str):
-            raise NeuronSetError(f"entry {number}: {json.dumps(item)} is not a [layer, site, index] neuron")
+            shown = json.dumps(entry)
+            raise NeuronSetError(f"entry {number}: {shown if len(shown) < 60 else shown[:56] + ' ...'} is not a "
+                                 "[layer, site, index] neuron")
         out.append(Neuron(_whole(item[0], f"entry {number}: layer"), item[1], _whole(item[2], f"entry {number}: index")))
     return out
 

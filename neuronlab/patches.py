@@ -69,10 +69,8 @@ class Patch:
             if any(v.is_floating_point() or v.dtype == torch.bool for v in listed.values()):
                 raise ValueError("its neuron list is not integers")
             neurons = NeuronSet.from_tensors(listed, prefix=NEURON_PREFIX)
-            meta = json.loads(header.get("meta", "{}"))
-            if not isinstance(meta, dict):
-                raise ValueError("its metadata is not a JSON object")
-        except (RuntimeError, ValueError) as e:  # NeuronSetError and JSONDecodeError are ValueErrors
+            meta = _meta(header.get("meta", "{}"))
+        except (RuntimeError, ValueError) as e:  # NeuronSetError is a ValueError
             raise PatchError(f"{source}: a damaged NeuronLab patch ({e}); make it again") from None
         weights = {k: v for k, v in tensors.items() if not k.startswith(NEURON_PREFIX)}
         return cls(neurons, weights, meta, source)
@@ -84,6 +82,17 @@ class Patch:
         except OSError as e:
             raise PatchError(f"{path}: cannot read the file ({e.strerror or e})") from None
         return cls.from_bytes(content, str(path))
+
+
+def _meta(text: str) -> dict:
+    """A patch's JSON metadata; raises ValueError in plain words."""
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError("its metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise ValueError("its metadata is not a JSON object")
+    return meta
 
 
 def _unreadable(content: bytes) -> str:

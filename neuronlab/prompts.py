@@ -131,6 +131,14 @@ class PromptSet:
                         encoding="utf-8")
         return path
 
+    def to_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(p.to_dict() for p in self._prompts)
+        return path
+
 
 # ---- parsing ------------------------------------------------------------------------------------
 
