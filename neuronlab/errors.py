@@ -19,6 +19,8 @@ class UnreadableText(ValueError):
 def decode_text(content: str | bytes) -> str:
     """A file's content as text (a UTF-8 byte-order mark dropped). Raises UnreadableText."""
     if isinstance(content, bytes):
+        if content.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise UnreadableText("the file is UTF-16 text, not UTF-8; save it with UTF-8 encoding")
         if b"\x00" in content:
             raise UnreadableText("the file holds binary data, not text (is it the right file?)")
         try:

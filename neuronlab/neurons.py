@@ -171,7 +171,7 @@ class NeuronSet(Set):
                 where = f"site {site!r}, layer {layer!r}"
                 if not isinstance(indices, list):
                     raise NeuronSetError(f"{where}: expected a list of indices, not {json_kind(indices)}")
-                items.extend((_whole(layer, f"{where}: the layer"), site, _whole(i, f"{where}: index"))
+                items.extend((_whole(layer, f"site {site!r}: layer"), site, _whole(i, f"{where}: index"))
                              for i in indices)
         return cls(items, name=name)
 

@@ -34,6 +34,7 @@ def assert_clear(error: Exception, name: str, *fragments: str) -> None:
 # ---- prompt files --------------------------------------------------------------------------------
 BAD_PROMPTS = {  # case: (file name, content, fragments the message holds)
     "binary": ("my-prompts.jsonl", b"PK\x03\x04\x00\x00binary", ["not a prompt file", "binary data"]),
+    "utf-16": ("my-prompts.csv", "id,lang,label,text\n".encode("utf-16"), ["UTF-16", "save it with UTF-8"]),
     "not utf-8": ("my-prompts.jsonl", lines(H, S) + "caf\xe9".encode("latin-1"), ["line 3", "not UTF-8"]),
     "empty": ("my-prompts.jsonl", b"\n \n", ["empty file", '"label": harmful|harmless']),
     "bad json": ("my-prompts.jsonl", lines(H, S, '{"id": "c", "lang": "en" "label": "harmful"}'),
@@ -86,7 +87,7 @@ BAD_SETS = {  # tiny-llama: 4 layers, MLP width 128
     "index not an integer": (sets(half={"mlp": {"1": [2, 3.5]}}),
                              ["set 'half'", "site 'mlp', layer '1'", "index 3.5 is not a whole number"]),
     "index a word": (sets(word={"mlp": {"1": ["five"]}}), ["index \"five\" is not a whole number"]),
-    "layer not a number": (sets(top={"mlp": {"last": [2]}}), ["the layer \"last\" is not a whole number"]),
+    "layer not a number": (sets(top={"mlp": {"last": [2]}}), ["site 'mlp': layer \"last\" is not a whole number"]),
     "listed index not an integer": (b'[[0, "mlp", true]]', ["entry 1: index true is not a whole number"]),
 }
 
