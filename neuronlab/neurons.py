@@ -231,7 +231,8 @@ def _listed(items: list) -> list[Neuron]:
             shown = json.dumps(entry)
             raise NeuronSetError(f"entry {number}: {shown if len(shown) < 60 else shown[:56] + ' ...'} is not a "
                                  "[layer, site, index] neuron")
-        out.append(Neuron(_whole(item[0], f"entry {number}: layer"), item[1], _whole(item[2], f"entry {number}: index")))
+        layer, site, index = item
+        out.append(Neuron(_whole(layer, f"entry {number}: layer"), site, _whole(index, f"entry {number}: index")))
     return out
 
 

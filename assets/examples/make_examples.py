@@ -24,7 +24,8 @@ def main() -> None:
     prompts.to_csv(HERE / "prompts.csv")
     target, donor = load_model("demo-target"), load_model("demo-donor")
     changed = top_neurons(weight_diff_scores(donor, target), count=PATCH_NEURONS).renamed("donor-changed-8")
-    sets = {changed.name: changed, "layer-20-three": NeuronSet.from_indices(20, "mlp", [5, 17, 300], name="layer-20-three")}
+    few = NeuronSet.from_indices(20, "mlp", [5, 17, 300], name="layer-20-three")
+    sets = {changed.name: changed, few.name: few}
     (HERE / "neuron_sets.json").write_text(neuron_sets_json(sets) + "\n")
     transfer_patch(donor, target, changed).save(HERE / "patch-demo-target.safetensors")
 
