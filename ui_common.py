@@ -19,6 +19,7 @@ from neuronlab.compat import Compatibility, check_compatibility
 from neuronlab.evaluation import RefusalEstimate, quick_refusal_estimate
 from neuronlab.evaluation import evaluate as run_evaluation
 from neuronlab.evaluation import examples_table, results_table
+from neuronlab.examples import EXAMPLES, EXAMPLES_DIR
 from neuronlab.neurons import random_like
 from neuronlab.patches import Patch
 from neuronlab.plots import evaluation_figure
@@ -322,3 +323,20 @@ def scan_json(result: ScanResult, safety: SafetyNeurons) -> bytes:
         neurons_path, _ = write_scan(tmp, result, safety)
         return neurons_path.read_bytes()
 
+
+
+# ---- uploads ------------------------------------------------------------------------------------
+MIME = {"jsonl": "application/jsonl", "csv": "text/csv", "json": "application/json",
+        "safetensors": "application/octet-stream"}
+
+
+def example_download(kind: str) -> None:
+    """An uploader's file format in one line and an "Example file" download of each example of ``kind``
+    (a key of ``neuronlab.examples.EXAMPLES``)."""
+    files, hint = EXAMPLES[kind]
+    st.caption(f"Format: {hint}")
+    for column, name in zip(st.columns(4), files):
+        suffix = name.rpartition(".")[2]
+        label = "Example file" if len(files) == 1 else f"Example file ({suffix.upper()})"
+        column.download_button(label, (EXAMPLES_DIR / name).read_bytes, name, MIME.get(suffix, "text/plain"),
+                               key=f"example_{name}", on_click="ignore")

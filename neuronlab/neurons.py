@@ -11,9 +11,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .errors import UnreadableText, decode_text, json_kind, json_problem
 from .sites import SITES, Architecture
 
 FORMAT = "neuronlab.neurons/1"
+SCHEMA = ('JSON: {"sets": {NAME: {"neurons": {SITE: {LAYER: [INDEX, ...]}}}}} (SITE e.g. mlp; LAYER and '
+          'INDEX count from 0), or one set {"neurons": ...}')
+_WHOLE = re.compile(r"-?\d+")
 
 
 class NeuronSetError(ValueError):
@@ -131,10 +135,12 @@ class NeuronSet(Set):
                 known = ", ".join(arch.sites) if arch.sites else ", ".join(SITES)
                 raise NeuronSetError(f"neuron {tuple(n)}: unknown site {n.site!r} (known: {known})")
             if not 0 <= n.layer < arch.n_layers:
-                raise NeuronSetError(f"neuron {tuple(n)}: layer out of range (model has {arch.n_layers} layers)")
+                raise NeuronSetError(f"neuron {tuple(n)}: layer out of range (model has {arch.n_layers} layers: "
+                                     f"0-{arch.n_layers - 1}); is the set for another model?")
             size = arch.sites[n.site].size
             if not 0 <= n.index < size:
-                raise NeuronSetError(f"neuron {tuple(n)}: index out of range ({n.site} has {size} neurons per layer)")
+                raise NeuronSetError(f"neuron {tuple(n)}: index out of range ({n.site} has {size} neurons per layer: "
+                                     f"0-{size - 1}); is the set for another model?")
         return self
 
     # ---- IO -------------------------------------------------------------------------------------
@@ -149,21 +155,25 @@ class NeuronSet(Set):
     def from_json(cls, data, name: str = "") -> "NeuronSet":
         """Read ``to_json`` output, or a plain list of [layer, site, index] / {"layer", "site", "index"}."""
         if isinstance(data, list):
-            return cls(data, name=name)
+            return cls(_listed(data), name=name)
         if not isinstance(data, dict) or not isinstance(data.get("neurons"), (dict, list)):
+            found = "it has no \"neurons\" field" if isinstance(data, dict) else f"not {json_kind(data)}"
             raise NeuronSetError('a neuron set is {"neurons": {site: {layer: [indices]}}} or a list of '
-                                 "[layer, site, index]")
+                                 f"[layer, site, index] ({found})")
+        name = str(data.get("name") or name)
         if isinstance(data["neurons"], list):
-            return cls(data["neurons"], name=data.get("name", name))
+            return cls(_listed(data["neurons"]), name=name)
         items = []
         for site, layers in data["neurons"].items():
             if not isinstance(layers, dict):
-                raise NeuronSetError(f"site {site!r}: expected {{layer: [indices]}}, got {type(layers).__name__}")
+                raise NeuronSetError(f"site {site!r}: expected {{layer: [indices]}}, not {json_kind(layers)}")
             for layer, indices in layers.items():
+                where = f"site {site!r}, layer {layer!r}"
                 if not isinstance(indices, list):
-                    raise NeuronSetError(f"site {site!r} layer {layer!r}: expected a list of indices")
-                items.extend((layer, site, i) for i in indices)
-        return cls(items, name=data.get("name") or name)
+                    raise NeuronSetError(f"{where}: expected a list of indices, not {json_kind(indices)}")
+                items.extend((_whole(layer, f"site {site!r}: layer"), site, _whole(i, f"{where}: index"))
+                             for i in indices)
+        return cls(items, name=name)
 
     def save(self, path: str | Path, **meta) -> Path:
         path = Path(path)
@@ -203,6 +213,29 @@ def random_per_layer(arch: Architecture, count: int, site: str = "mlp", seed: in
     return random_like(every, arch, seed).renamed(f"random-{count}-per-layer-{seed}")
 
 
+def _whole(value, what: str) -> int:
+    """A layer or index read from a file: an integer, or an integer's digits (JSON object keys are strings)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _WHOLE.fullmatch(value):
+        return int(value)
+    raise NeuronSetError(f"{what} {json.dumps(value)} is not a whole number")
+
+
+def _listed(items: list) -> list[Neuron]:
+    """Neurons from a file's list of [layer, site, index] or {"layer", "site", "index"} entries."""
+    out = []
+    for number, entry in enumerate(items, 1):
+        item = [entry.get(k) for k in Neuron._fields] if isinstance(entry, dict) else entry
+        if not isinstance(item, list) or len(item) != 3 or not isinstance(item[1], str):
+            shown = json.dumps(entry)
+            raise NeuronSetError(f"entry {number}: {shown if len(shown) < 60 else shown[:56] + ' ...'} is not a "
+                                 "[layer, site, index] neuron")
+        layer, site, index = item
+        out.append(Neuron(_whole(layer, f"entry {number}: layer"), site, _whole(index, f"entry {number}: index")))
+    return out
+
+
 def _wrap(items: frozenset) -> NeuronSet:
     """A NeuronSet around already-validated neurons."""
     out = NeuronSet.__new__(NeuronSet)
@@ -212,10 +245,20 @@ def _wrap(items: frozenset) -> NeuronSet:
 
 
 def _json(content: str | bytes, source: str):
+    """The parsed JSON of a neuron set file; raises NeuronSetError naming ``source`` and the problem."""
     try:
-        return json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NeuronSetError(f"{source}: not valid JSON ({e})") from None
+        text = decode_text(content)
+        if not text.strip():
+            raise NeuronSetError(f"{source}: empty file; a neuron set file is {SCHEMA}")
+        return json.loads(text)
+    except UnreadableText as e:
+        where = "" if e.line is None else f"line {e.line}: "
+        problem = f"{where}{e.problem}"
+    except json.JSONDecodeError as e:
+        problem = f"line {e.lineno}, column {e.colno}: {json_problem(e)}"
+    except RecursionError:
+        problem = "brackets nested too deep"
+    raise NeuronSetError(f"{source}: not valid JSON: {problem}; a neuron set file is {SCHEMA}")
 
 
 def _named_sets(data) -> dict | None:
@@ -225,15 +268,28 @@ def _named_sets(data) -> dict | None:
     return None
 
 
-def read_neuron_sets(content: str | bytes, source: str = "upload.json") -> dict[str, NeuronSet]:
+def _read_set(data, name: str, where: str, arch: Architecture | None) -> NeuronSet:
+    """``NeuronSet.from_json`` (then ``validate`` with an ``arch``), errors prefixed by ``where``."""
+    try:
+        neurons = NeuronSet.from_json(data, name=name)
+        return neurons if arch is None else neurons.validate(arch)
+    except NeuronSetError as e:
+        raise NeuronSetError(f"{where}: {e}") from None
+
+
+def read_neuron_sets(content: str | bytes, source: str = "upload.json",
+                     arch: Architecture | None = None) -> dict[str, NeuronSet]:
     """{name: NeuronSet} from a JSON file's content: one set (named by its "name" or the file stem), or
-    {"sets": {name: set}}. Raises NeuronSetError."""
+    {"sets": {name: set}}; with ``arch``, every neuron must exist in such a model. Raises NeuronSetError,
+    whose message names ``source`` (and the set) once and says what is wrong."""
     data = _json(content, source)
     sets = _named_sets(data)
-    if sets is not None:
-        return {name: NeuronSet.from_json(s, name=name) for name, s in sets.items()}
-    one = NeuronSet.from_json(data, name=Path(source).stem)
-    return {one.name: one}
+    if sets is None:
+        one = _read_set(data, Path(source).stem, source, arch)
+        return {one.name: one}
+    if not sets:
+        raise NeuronSetError(f'{source}: holds no neuron sets ("sets" is empty); a neuron set file is {SCHEMA}')
+    return {name: _read_set(s, name, f"{source}, set {name!r}", arch) for name, s in sets.items()}
 
 
 def neuron_sets_json(sets: dict[str, NeuronSet]) -> str:
@@ -254,10 +310,10 @@ def load_neuron_set(ref: str | Path) -> NeuronSet:
         if sets is None or key not in sets:
             available = ", ".join(sets) if sets is not None else "none"
             raise NeuronSetError(f"{path}: no neuron set named {key!r} (available: {available})")
-        return NeuronSet.from_json(sets[key], name=key)
+        return _read_set(sets[key], key, f"{path}, set {key!r}", None)
     if sets is not None:
         raise NeuronSetError(f"{path} holds several sets; name one as {path}#KEY (keys: {', '.join(sets)})")
-    return NeuronSet.from_json(data, name=path.stem)
+    return _read_set(data, path.stem, str(path), None)
 
 
 def _span(token: str, size: int) -> list[int]:

@@ -22,6 +22,9 @@ from .neurons import NeuronSet, NeuronSetError
 
 FORMAT = "neuronlab.patch/1"
 NEURON_PREFIX = "neurons."
+SCHEMA = ("a .safetensors file of some neurons' weights, their list and both models' fingerprints, made on the "
+          "Transfer page or by `python -m neuronlab transfer`")
+NOT_A_PATCH = "not a NeuronLab patch (safetensors) file"
 
 
 class PatchError(ValueError):
@@ -33,6 +36,7 @@ class Patch:
     neurons: NeuronSet
     tensors: dict[str, torch.Tensor]  # "LAYER.SITE.PARAM" -> source values at the neurons' slice
     meta: dict = field(default_factory=dict)
+    source: str = field(default="", compare=False)  # the file it was read from, named in error messages
 
     @property
     def n_values(self) -> int:
@@ -51,31 +55,55 @@ class Patch:
 
     @classmethod
     def from_bytes(cls, content: bytes, source: str = "upload") -> "Patch":
-        """Read a patch file's content (e.g. an upload). Raises PatchError."""
+        """Read a patch file's content (e.g. an upload). Raises PatchError, naming ``source`` once."""
         try:
-            header_size = int.from_bytes(content[:8], "little")
-            header = json.loads(content[8:8 + header_size]).get("__metadata__") or {}
             tensors = load(content)
-        except (SafetensorError, ValueError, AttributeError) as e:
-            raise PatchError(f"{source}: not a readable safetensors patch ({e})") from None
-        if header.get("format") != FORMAT:
-            raise PatchError(f"{source}: not a NeuronLab patch (format {header.get('format')!r}, expected {FORMAT})")
+        except SafetensorError:
+            raise PatchError(f"{source}: {NOT_A_PATCH}: {_unreadable(content)}; a patch is {SCHEMA}") from None
+        header = json.loads(content[8:8 + int.from_bytes(content[:8], "little")]).get("__metadata__") or {}
+        if header.get("format") != FORMAT:  # safetensors checked the header: metadata maps strings to strings
+            raise PatchError(f"{source}: {NOT_A_PATCH}: a safetensors file without NeuronLab's metadata (model "
+                             f"weights, perhaps); a patch is {SCHEMA}")
         try:
-            neurons = NeuronSet.from_tensors({k: v for k, v in tensors.items() if k.startswith(NEURON_PREFIX)},
-                                             prefix=NEURON_PREFIX)
-            meta = json.loads(header.get("meta", "{}"))
+            listed = {k: v for k, v in tensors.items() if k.startswith(NEURON_PREFIX)}
+            if any(v.is_floating_point() or v.dtype == torch.bool for v in listed.values()):
+                raise ValueError("its neuron list is not integers")
+            neurons = NeuronSet.from_tensors(listed, prefix=NEURON_PREFIX)
+            meta = _meta(header.get("meta", "{}"))
         except (RuntimeError, ValueError) as e:  # NeuronSetError is a ValueError
-            raise PatchError(f"{source}: a damaged NeuronLab patch ({e})") from None
+            raise PatchError(f"{source}: a damaged NeuronLab patch ({e}); make it again") from None
         weights = {k: v for k, v in tensors.items() if not k.startswith(NEURON_PREFIX)}
-        return cls(neurons, weights, meta)
+        return cls(neurons, weights, meta, source)
 
     @classmethod
     def load(cls, path: str | Path) -> "Patch":
         try:
             content = Path(path).read_bytes()
         except OSError as e:
-            raise PatchError(f"{path}: not a readable safetensors patch ({e})") from None
+            raise PatchError(f"{path}: cannot read the file ({e.strerror or e})") from None
         return cls.from_bytes(content, str(path))
+
+
+def _meta(text: str) -> dict:
+    """A patch's JSON metadata; raises ValueError in plain words."""
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError("its metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise ValueError("its metadata is not a JSON object")
+    return meta
+
+
+def _unreadable(content: bytes) -> str:
+    """Why ``content`` is not a safetensors file, in plain words."""
+    if not content:
+        return "the file is empty"
+    if content.lstrip()[:1] in (b"{", b"[") and b"\x00" not in content[:8]:  # a header size holds zero bytes
+        return "it is JSON text (a neuron set or a results file, perhaps), not weights"
+    if content[8:9] == b"{" and 2 <= int.from_bytes(content[:8], "little") < 100_000_000:
+        return "the file is cut short or damaged (an interrupted download?)"
+    return "its bytes are not a safetensors file"
 
 
 def _slices(lm: LoadedModel, neurons: NeuronSet) -> Iterator[tuple[str, torch.Tensor, int, torch.Tensor]]:
@@ -106,24 +134,33 @@ def changes_nothing(lm: LoadedModel, patch: Patch) -> bool:
 
 
 def _checked_slices(lm: LoadedModel, patch: Patch, actual_fingerprint: str | None) -> list:
-    """The patch's slices of ``lm``, after checking that the patch fits (raises PatchError)."""
+    """The patch's slices of ``lm``, after checking that the patch fits (raises PatchError naming the patch's
+    file, when it was read from one, and what to do)."""
+    def error(problem: str) -> PatchError:
+        return PatchError(f"{patch.source}: {problem}" if patch.source else problem)
+
     expected = patch.meta.get("target_fingerprint")
     if actual_fingerprint and expected and actual_fingerprint != expected:
-        raise PatchError(f"this patch was made for a model with fingerprint {expected}, not {lm.spec} "
-                         f"({actual_fingerprint}); load that model, or revert the patches applied since")
+        made_for = f" ({patch.meta['target']})" if patch.meta.get("target") else ""
+        raise error(f"this patch was made for a model with fingerprint {expected}{made_for}, not for {lm.spec} "
+                    f"(fingerprint {actual_fingerprint}); load the model it was made for, or revert the patches "
+                    "applied to this one since")
     if patch.meta.get("architecture") not in (None, lm.info.architecture):
-        raise PatchError(f"this patch is for {patch.meta['architecture']}, not {lm.info.architecture}")
+        raise error(f"this patch is for a {patch.meta['architecture']} model, not {lm.spec} "
+                    f"({lm.info.architecture})")
     try:
         slices = list(_slices(lm, patch.neurons))
     except NeuronSetError as e:
-        raise PatchError(f"the patch's neurons do not fit {lm.spec}: {e}") from None
+        raise error(f"the patch's neurons do not fit {lm.spec}: {e}") from None
     missing = sorted({key for key, *_ in slices} ^ set(patch.tensors))
     if missing:
-        raise PatchError(f"patch and model disagree on weight slices: {', '.join(missing[:5])}")
+        raise error(f"patch and model disagree on weight slices ({', '.join(missing[:5])}); the patch is damaged "
+                    "or made for another kind of model")
     for key, param, dim, pos in slices:
-        value = patch.tensors[key]
-        if value.shape != param.index_select(dim, pos).shape:
-            raise PatchError(f"{key}: patch shape {tuple(value.shape)} does not fit the model")
+        value, wanted = patch.tensors[key], param.index_select(dim, pos).shape
+        if value.shape != wanted:
+            raise error(f"{key}: patch shape {tuple(value.shape)} does not fit the model's {tuple(wanted)}; it was "
+                        "made for a model of another size")
     return slices
 
 

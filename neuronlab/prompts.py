@@ -5,11 +5,14 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from .errors import UnreadableText, decode_text, json_kind, json_problem
 
 FORMAT = "neuronlab.prompts/1"
 LABELS = ("harmful", "harmless")
@@ -17,12 +20,11 @@ SPLITS = ("scan", "heldout")
 REQUIRED = ("id", "lang", "label", "text")
 COLUMNS = ("id", "lang", "label", "split", "category", "text")  # the order files are written in
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+SCHEMA = ('JSON Lines, one prompt a line: {"id", "lang", "label": harmful|harmless, "text"} '
+          '(optional "split": scan|heldout); CSV: the same columns')
+LANG_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # ISO 639 code, optional subtags: en, zh-Hant
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
 BUNDLED_LANGUAGES: tuple[str, ...] = tuple(sorted(p.stem for p in BUNDLED_DIR.glob("*.jsonl")))
-
-_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false",
-               type(None): "null"}
-
 
 class PromptFileError(ValueError):
     """A prompt file that cannot be used; the message names the source, the line and the problem."""
@@ -129,6 +131,14 @@ class PromptSet:
                         encoding="utf-8")
         return path
 
+    def to_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(p.to_dict() for p in self._prompts)
+        return path
+
 
 # ---- parsing ------------------------------------------------------------------------------------
 
@@ -144,10 +154,19 @@ def _jsonl_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise _error(source, number, f"bad JSON: {e.msg} (column {e.colno})") from None
+            raise _error(source, number, f"bad JSON: {json_problem(e)} (column {e.colno}); each line must be one "
+                                         'JSON object such as {"id": "1", "lang": "en", "label": "harmless", '
+                                         '"text": "..."}') from None
+        except RecursionError:
+            raise _error(source, number, "bad JSON: brackets nested too deep") from None
         if not isinstance(row, dict):
-            raise _error(source, number, f"not a JSON object but {_JSON_KINDS.get(type(row), 'a value')}")
+            raise _error(source, number, f"not a JSON object but {json_kind(row)}; each "
+                                         "line must be one {...} object (a JSON array of prompts is not JSON Lines)")
         yield number, row
+
+
+_CSV_PROBLEMS = (("end of data", 'a quoted text is not closed (a closing " is missing)'),
+                 ("field limit", 'a field is longer than the limit (is a quoted text left open?)'))
 
 
 def _csv_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
@@ -159,7 +178,8 @@ def _csv_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
         except StopIteration:
             return
         except csv.Error as e:
-            raise _error(source, start, f"bad CSV: {e}") from None
+            problem = next((words for words_of, words in _CSV_PROBLEMS if words_of in str(e)), str(e))
+            raise _error(source, start, f"bad CSV: {problem}") from None
         line, start = start, reader.line_num + 1  # a quoted field may span several physical lines
         if not any(c.strip() for c in cells):
             continue
@@ -179,19 +199,23 @@ def _csv_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
 def _prompt(row: dict, source: str, line: int) -> Prompt:
     missing = [c for c in REQUIRED if row.get(c) is None]
     if missing:
-        raise _error(source, line, f"missing column(s) {', '.join(missing)}")
+        raise _error(source, line, f"missing column(s) {', '.join(missing)} (every prompt needs "
+                                   f"{', '.join(REQUIRED)})")
     if isinstance(row["id"], int) and not isinstance(row["id"], bool):
         row = {**row, "id": str(row["id"])}
     values = {}
     for key in COLUMNS:
         value = row.get(key)
         if value is not None and not isinstance(value, str):
-            raise _error(source, line, f"{key} must be a string, not {_JSON_KINDS.get(type(value), 'a value')}")
+            raise _error(source, line, f"{key} must be a string, not {json_kind(value)}")
         values[key] = value or ""
     for key in ("id", "lang"):
         values[key] = values[key].strip()
         if not values[key]:
             raise _error(source, line, f"empty {key}")
+    if not LANG_CODE.fullmatch(values["lang"]):
+        raise _error(source, line, f"unknown language code {values['lang']!r}: write a short lower-case code such "
+                                   "as en, zh or es (ISO 639-1)")
     label = values["label"].strip().lower()
     if label not in LABELS:
         raise _error(source, line, f"unknown label {values['label']!r} (accepted: {', '.join(LABELS)})")
@@ -227,13 +251,12 @@ def parse_prompts(content: str | bytes, fmt: str, source: str = "upload",
     """
     if fmt not in ("jsonl", "csv"):
         raise PromptFileError(f"{source}: unknown prompt format {fmt!r} (accepted: jsonl, csv)")
-    if isinstance(content, bytes):
-        try:
-            content = content.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = content[:e.start].count(b"\n") + 1
-            raise _error(source, line, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    content = content.removeprefix("\ufeff")
+    try:
+        content = decode_text(content)
+    except UnreadableText as e:
+        if e.line is None:
+            raise PromptFileError(f"{source}: not a prompt file: {e.problem}; a prompt file is {SCHEMA}") from None
+        raise _error(source, e.line, e.problem) from None
     prompts, lines, seen = [], [], {}
     for line, row in (_jsonl_rows if fmt == "jsonl" else _csv_rows)(content, source):
         prompt = _prompt(row, source, line)
@@ -245,7 +268,7 @@ def parse_prompts(content: str | bytes, fmt: str, source: str = "upload",
         prompts.append(prompt)
         lines.append(line)
     if not prompts:
-        raise PromptFileError(f"{source}: empty file, no prompts found")
+        raise PromptFileError(f"{source}: empty file, no prompts found; a prompt file is {SCHEMA}")
     if langs is not None:
         have = list(dict.fromkeys(p.lang for p in prompts))
         wanted = _names(langs)

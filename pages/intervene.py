@@ -20,13 +20,12 @@ def set_files(shared: SharedModel) -> None:
     with st.expander("Neuron set files (JSON)"):
         upload = st.file_uploader("Upload neuron sets: one set, or a neurons.json of several", type=["json"],
                                   key="iv_upload")
+        ui.example_download("neuron_sets")
         if upload is not None:
             try:
-                sets = read_neuron_sets(upload.getvalue(), upload.name)
-                for neurons in sets.values():
-                    neurons.validate(shared.arch)
-            except NeuronSetError as e:
-                st.error(f"{upload.name}: {e}")
+                sets = read_neuron_sets(upload.getvalue(), upload.name, shared.arch)
+            except NeuronSetError as e:  # names the file (and the set) already
+                st.error(str(e))
             else:
                 ui.neuron_sets().update(sets)
                 st.success(f"Loaded {', '.join(sets)} from {upload.name}.")

@@ -19,6 +19,7 @@ def prompt_source() -> PromptSet:
         return bundled_prompts()
     upload = st.file_uploader("Prompt file (JSON Lines or CSV: id, lang, label, text)", key="scan_upload",
                               type=[suffix.lstrip(".") for suffix in FORMATS])
+    ui.example_download("prompts")
     if upload is None:
         st.info("Upload a prompt file to scan with it.")
         st.stop()

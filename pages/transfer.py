@@ -155,12 +155,13 @@ def upload() -> None:
     with st.expander("Upload a patch (safetensors)"):
         role = st.radio("Patch the", ui.ROLES, horizontal=True, key="tf_upload_role")
         file = st.file_uploader("NeuronLab patch", type=["safetensors"], key="tf_upload")
+        ui.example_download("patch")
         if file is None:
             return
         try:
             patch = ui.model_or_stop(role).check(Patch.from_bytes(file.getvalue(), file.name))
-        except PatchError as e:
-            st.error(f"{file.name}: {e}")
+        except PatchError as e:  # names the file already
+            st.error(str(e))
             return
         cached = st.session_state.get("tf_uploaded")
         if cached is None or cached[0] != (file.file_id, role):  # the same upload keeps its identity

@@ -122,7 +122,9 @@ def test_a_bad_prompt_file_shows_its_problem():
     run(at.radio(key="scan_source").set_value("upload"))
     bad = b'{"id": "1", "lang": "en", "label": "harmful", "text": "x"}\n{"id": "2", "lang": "en", "label": "rude"}\n'
     run(at.file_uploader(key="scan_upload").set_value(("bad.jsonl", bad, "application/json")))
+    assert [e.value.count("bad.jsonl") for e in at.error] == [1]
     assert any("bad.jsonl, line 2" in e.value for e in at.error)
+    assert {"Example file (JSONL)", "Example file (CSV)"} <= {b.label for b in at.get("download_button")}
 
 
 def test_uploaded_neuron_sets_are_checked_against_the_model():
@@ -133,6 +135,8 @@ def test_uploaded_neuron_sets_are_checked_against_the_model():
     bad = json.dumps({"neurons": {"mlp": {"9": [1]}}}).encode()  # tiny-llama has 4 layers
     run(at.file_uploader(key="iv_upload").set_value(("bad.json", bad, "application/json")))
     assert any("layer out of range" in e.value for e in at.error)
+    assert [e.value.count("bad.json") for e in at.error] == [1]
+    assert "Example file" in {b.label for b in at.get("download_button")}
 
 
 def test_intervention_changes_the_reply_and_sessions_stay_apart():
@@ -191,12 +195,14 @@ def test_transfer_curve_is_drawn_with_its_random_baseline():
 
 def test_a_wrong_patch_upload_is_refused_with_a_message():
     at = page(app("tiny-llama"), "transfer")
-    for name, content, problem in [("junk.safetensors", b"junk", "not a readable safetensors patch"),
+    assert "Example file" in {b.label for b in at.get("download_button")}
+    for name, content, problem in [("junk.safetensors", b"junk", "not a NeuronLab patch (safetensors) file"),
                                    ("other.safetensors", scrambled_patch(load_model("demo-target"),
                                                                          NeuronSet([(0, "mlp", 1)])).to_bytes(),
                                     "made for a model with fingerprint")]:
         run(at.file_uploader(key="tf_upload").set_value((name, content, "application/octet-stream")))
         assert any(problem in e.value for e in at.error), [e.value for e in at.error]
+        assert [e.value.count(name) for e in at.error] == [1]
 
 
 def test_one_sessions_patch_is_never_seen_by_another():

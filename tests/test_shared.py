@@ -122,7 +122,7 @@ def test_patch_bytes_round_trip_and_junk(tiny):
     assert back.neurons == patch.neurons and back.meta == patch.meta
     assert all(torch.equal(back.tensors[k], v) for k, v in patch.tensors.items())
     for junk in (b"", b"not a patch at all", b"\x10" + b"\x00" * 7 + b"[1, 2, 3]       "):
-        with pytest.raises(PatchError, match="not a readable safetensors patch"):
+        with pytest.raises(PatchError, match=r"not a NeuronLab patch \(safetensors\) file"):
             Patch.from_bytes(junk, "junk")
     damaged = Patch(NeuronSet(), {**patch.tensors, "neurons.mlp": torch.zeros(3, dtype=torch.int64)}, patch.meta)
     with pytest.raises(PatchError, match="damaged"):

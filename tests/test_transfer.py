@@ -73,7 +73,7 @@ def test_patch_file_round_trip_and_checks(smol, donor, tiny, tmp_path):
     with pytest.raises(PatchError, match="made for a model with fingerprint"):
         apply_patch(tiny, loaded)
     (tmp_path / "junk.safetensors").write_bytes(b"not a patch at all")
-    with pytest.raises(PatchError, match="not a readable safetensors patch"):
+    with pytest.raises(PatchError, match=r"not a NeuronLab patch \(safetensors\) file"):
         Patch.load(tmp_path / "junk.safetensors")
     unbound = extract_patch(smol, CHANGED)  # no target fingerprint: only the neurons and shapes are checked
     with pytest.raises(ValueError, match="out of range"):
