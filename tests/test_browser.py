@@ -7,6 +7,7 @@ Needs /usr/bin/chromium (Debian's `chromium` package) and the `playwright` packa
 skipped without them, unless NEURONLAB_REQUIRE_BROWSER=1 (CI), where their absence fails the test."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO / "test-output" / "screenshots"
+# docs/screenshots is refreshed with NEURONLAB_SCREENSHOTS=docs/screenshots (bench/tour.py does so)
+SCREENSHOTS = REPO / os.environ.get("NEURONLAB_SCREENSHOTS", "test-output/screenshots")
+TOUR_TIMINGS = os.environ.get("NEURONLAB_TOUR_TIMINGS")  # a JSON file for the Tour's step timings (bench/tour.py)
 CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync"]
 START_TIMEOUT = 60  # s for the server to answer /_stcore/health
@@ -231,3 +234,41 @@ def test_app_in_a_real_browser(playwright_api, server, tmp_path):
         finally:
             browser.close()
     print(f"\nbrowser test: {time.monotonic() - started:.0f} s; screenshots in {shots} and {SCREENSHOTS}")
+
+
+def test_the_tour_from_a_cold_page(playwright_api, server, tmp_path):
+    """A new user's first minute: Start, "Start the Tour", then every step in turn, each timed from its click to
+    the end of its run. The suppress step shows demo-donor refusing, then answering with its safety neurons off;
+    the transfer step shows demo-target answering, then refusing with the donor's neurons copied in."""
+    timings = {}
+    with playwright_api() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROME_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(UI_TIMEOUT)
+            started = time.monotonic()
+            page.goto(server)
+            page.locator(".st-key-start_tour button").wait_for()
+            settle(page)
+            timings["start page"] = time.monotonic() - started
+            page.locator(".st-key-start_tour button").click()
+            page.wait_for_url("**/tour")
+            settle(page)
+            main = page.locator('[data-testid="stMain"]')
+            for step in range(1, 6):
+                clicked = time.monotonic()
+                page.locator(f".st-key-tour_step_{step} button").click()
+                settle(page, LOAD_TIMEOUT)
+                timings[f"step {step}"] = time.monotonic() - clicked
+            text = main.inner_text()
+            assert "demo-donor as it is · 🛑 refuses" in text and "safety neurons off · 💬 answers" in text, text
+            assert "demo-target as it is · 💬 answers" in text and "donor neurons · 🛑 refuses" in text, text
+            assert "random neurons off" in text and "held-out harmful English requests" in text, text
+            assert page.locator('[data-testid="stPlotlyChart"]').count() == 2  # the heatmap and the Venn
+            timings["whole tour"] = time.monotonic() - started
+            screenshot(page, tmp_path, "2-tour")
+        finally:
+            browser.close()
+    print("\ntour timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    if TOUR_TIMINGS:
+        Path(TOUR_TIMINGS).write_text(json.dumps(timings, indent=1))
