@@ -31,8 +31,14 @@ def _colour(i: int) -> str:
 
 
 def _readable(fig: go.Figure, height: int | None = None) -> go.Figure:
-    """Projector-sized text (base ``FONT``, larger titles) and, when given, a fixed height in px."""
-    fig.update_layout(font=dict(size=FONT), title=dict(font=dict(size=FONT + 5)), height=height)
+    """Projector-sized text (base ``FONT``, larger titles) and, when given, a fixed height in px. Axis, legend
+    and colour bar sizes are set one by one: a theme's template (Streamlit's) would otherwise set them smaller."""
+    fig.update_layout(font=dict(size=FONT), title=dict(font=dict(size=FONT + 5)), height=height,
+                      legend=dict(font=dict(size=FONT), title=dict(font=dict(size=FONT))))
+    fig.update_xaxes(tickfont_size=FONT, title_font_size=FONT)
+    fig.update_yaxes(tickfont_size=FONT, title_font_size=FONT)
+    fig.update_traces(colorbar=dict(tickfont=dict(size=FONT), title=dict(font=dict(size=FONT))),
+                      selector=dict(type="heatmap"))
     return fig
 
 
@@ -267,7 +273,8 @@ def evaluation_figure(table: pd.DataFrame, title: str = "Safety and utility, sid
                 error_y=dict(type="data", array=part["high"].to_numpy(float) - value,
                              arrayminus=value - part["low"].to_numpy(float), visible=True),
                 customdata=part["n"].to_numpy(float),
-                hovertemplate=f"{variant}<br>%{{x}}: %{{y:.3g}} (n = %{{customdata}})<extra></extra>"), row=row, col=col)
+                hovertemplate=f"{variant}<br>%{{x}}: %{{y:.3g}} (n = %{{customdata}})<extra></extra>"),
+                row=row, col=col)
     for (row, col), (_, y_title, metrics, _) in zip(EVAL_CELLS, EVAL_PANELS):
         fig.update_yaxes(title_text=y_title, row=row, col=col)
         if "perplexity" not in metrics:

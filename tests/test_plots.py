@@ -301,6 +301,9 @@ def test_figures_have_titles_axis_titles_and_hover(name):
 def test_figures_read_on_a_projector(name):
     fig = FIGURES[name]()
     assert fig.layout.font.size >= FONT >= 15 and fig.layout.title.font.size > FONT
+    axes = [fig.layout[k] for k in fig.layout if k.startswith(("xaxis", "yaxis"))]
+    assert all(axis.tickfont.size >= FONT and axis.title.font.size >= FONT for axis in axes)  # whatever the theme
+    assert all(t.colorbar.tickfont.size >= FONT for t in fig.data if t.type == "heatmap")
 
 
 def test_heatmap_per_layer_scaling_keeps_raw_scores_in_the_hover():
