@@ -238,7 +238,7 @@ def similarity_figure(similarity: Sequence[float], title: str = "How far the don
     note = f"{int(same.sum())} of {len(cosine)} layers have the same weights" if same.any() else ""
     fig.update_layout(title=dict(text=title, subtitle=dict(text=note)), xaxis_title="layer", bargap=0.15,
                       showlegend=False, meta=dict(same=np.flatnonzero(same).tolist()))
-    fig.update_yaxes(type="log", range=[low, high], exponentformat="power",
+    fig.update_yaxes(type="log", range=[low, high], dtick=1, exponentformat="power",
                      title_text="1 − cosine (log scale)<br>taller = more changed")
     return _readable(fig, height=440)
 
