@@ -228,8 +228,9 @@ def progress(text: str, where=st) -> Iterator[Progress]:
 
 
 def chart(fig, key: str, caption: str) -> None:
+    """A plotly figure across the column with its one-line "how to read this" caption."""
     st.plotly_chart(fig, key=key)
-    st.caption(caption)
+    st.caption(f"**How to read this:** {caption}")
 
 
 # ---- neuron sets ------------------------------------------------------------------------------
@@ -304,16 +305,23 @@ def show_evaluation(results: dict[str, dict], key: str) -> None:
     """Grouped bar chart, table, CSV/HTML downloads and example replies of ``evaluate`` results."""
     table = results_table(results)
     fig = evaluation_figure(table)
-    chart(fig, f"{key}_chart", "Bars: each model variant; whiskers: 95% intervals (Wilson) over the prompts or "
-                               "questions. Refusal on harmful prompts is safety, on harmless ones over-refusal.")
+    chart(fig, f"{key}_chart", "one bar per model variant; whiskers are 95% intervals (Wilson) over the prompts or "
+                               "questions. Refusal on harmful prompts is safety, on harmless ones over-refusal; "
+                               "perplexity and accuracy show whether the model still works.")
     st.dataframe(table, hide_index=True, key=f"{key}_table")
     left, right = st.columns(2)
     left.download_button("Table (CSV)", lambda: table.to_csv(index=False), f"{key}.csv", "text/csv",
                          key=f"{key}_csv", on_click="ignore")
     right.download_button("Chart (HTML)", fig.to_html, f"{key}.html", "text/html", key=f"{key}_html",
                           on_click="ignore")
-    with st.expander("Example replies, with the language each is written in"):
-        st.dataframe(examples_table(results), hide_index=True, key=f"{key}_examples")
+    with st.expander("Example replies, grouped by prompt, with the language each is written in"):
+        examples = examples_table(results).sort_values(["lang", "label", "prompt"], kind="stable")
+        examples["prompt set"] = examples["lang"] + " " + examples["label"]
+        examples["refusal"] = examples["refusal"].map({True: "yes", False: "no"})
+        shown = examples[["prompt set", "prompt", "variant", "reply", "refusal", "reply language"]]
+        # st.table wraps long replies but reads cells as Markdown: escape it, so replies show as written
+        escape = {ord(c): "\\" + c for c in "\\`*_{}[]<>()#+-.!|~$"}
+        st.table(shown.map(lambda text: str(text).translate(escape)), hide_index=True)
 
 
 # ---- prompts and scans ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui_common as ui
 from neuronlab.compat import Compatibility
+from neuronlab.plots import similarity_figure
 from neuronlab.shared import SharedModel
 
 
@@ -15,10 +16,11 @@ def info_card(role: str, shared: SharedModel) -> None:
         left.metric("parameters", f"{info.n_params / 1e6:,.1f} M")
         middle.metric("layers", info.n_layers)
         right.metric("chat template", "yes" if info.chat_template else "no")
-        st.table(pd.DataFrame({"": {
-            "architecture": info.architecture, "family": info.family, "model type": info.model_type,
-            "neurons per layer": ", ".join(f"{site} {n:,}" for site, n in info.neurons_per_layer.items()),
-            "dtype": info.dtype, "device": info.device, "fingerprint": info.fingerprint}}))
+        st.table(pd.DataFrame({"property": [
+            "architecture", "family", "model type", "neurons per layer", "dtype", "device", "fingerprint"], "value": [
+            info.architecture, info.family, info.model_type,
+            ", ".join(f"{site} {n:,}" for site, n in info.neurons_per_layer.items()),
+            info.dtype, info.device, info.fingerprint]}), hide_index=True, hide_header=True)
 
 
 def verdict(result: Compatibility) -> None:
@@ -28,10 +30,11 @@ def verdict(result: Compatibility) -> None:
     else:
         st.warning("Not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in result.problems))
     if result.layer_similarity:
-        st.line_chart(pd.DataFrame({"cosine similarity": result.layer_similarity}).rename_axis("layer"),
-                      x_label="layer", y_label="MLP weight cosine", height=220)
-        st.caption("Per layer: cosine similarity of the donor's and the target's flattened MLP weights "
-                   "(near 1 for models fine-tuned from one base, near 0 for unrelated ones).")
+        ui.chart(similarity_figure(result.layer_similarity), "models_similarity",
+                 "One bar per layer, labelled with the cosine similarity of the donor's and the "
+                 "target's MLP weights; its height is 1 − cosine on a log scale, so a taller bar is a layer that "
+                 "changed more. Fine-tunes of one base stay far below 0.5 (cosine near 1); unrelated models reach it, "
+                 "and copying neurons between them means nothing.")
 
 
 ui.header("Models", "What the loaded target and donor are, and whether neurons can move from donor to target.")

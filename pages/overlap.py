@@ -26,18 +26,22 @@ def regions(safety: SafetyNeurons, langs: list[str]) -> dict[str, tuple[str, Neu
 
 def overlap_charts(ms: dict[str, NeuronSet], layers: int) -> None:
     if len(ms) <= 3:
-        ui.chart(venn_figure(ms), "overlap_venn", "Each number counts the safety neurons in exactly that region; "
-                                                  "a set's total is next to its name.")
+        ui.chart(venn_figure(ms), "overlap_venn",
+                 "each circle is one language's safety neurons (MS, its size beside the name); each number counts the "
+                 "neurons in exactly that region; English's overlap with another language holds that language's shared "
+                 "(SS) neurons.")
     else:
-        ui.chart(upset_figure(ms), "overlap_upset", "Bars: neurons in exactly the sets marked by the dots below; "
-                                                    "left: each language's MS size.")
+        ui.chart(upset_figure(ms), "overlap_upset",
+                 "each bar counts the neurons in exactly the languages marked by the dots below it, largest first; "
+                 "the bars on the left are each language's MS size.")
     left, right = st.columns(2)
     with left:
         ui.chart(jaccard_figure(ms, layers), "overlap_jaccard_layers",
-                 "Per layer, |A ∩ B| / |A ∪ B| for each language pair; blank where neither has neurons.")
+                 "one row per layer, one column per language pair: |A ∩ B| / |A ∪ B|, 1 (yellow) = the same "
+                 "neurons, 0 (purple) = none in common; blank where neither language has any.")
     with right:
         ui.chart(jaccard_matrix_figure(ms), "overlap_jaccard_matrix",
-                 "Jaccard similarity of the whole MS sets, every pair of languages.")
+                 "the same Jaccard similarity for the whole MS sets, every pair of languages (1 on the diagonal).")
 
 
 def shared_neurons(safety: SafetyNeurons, layers: int) -> None:
@@ -48,8 +52,8 @@ def shared_neurons(safety: SafetyNeurons, layers: int) -> None:
     st.dataframe({"set": [f"SS-{lang}" for lang in safety.ss], "neurons": [len(s) for s in safety.ss.values()]},
                  hide_index=True)
     ui.chart(counts_by_language_figure(safety.ss, layers, title="Shared safety neurons per layer"), "overlap_ss",
-             f"SS-LANG = MS({safety.high_resource}) ∩ MS(LANG), counted per layer; fewer SS neurons go with weaker "
-             "safety in that language.")
+             f"bars count SS-LANG = MS({safety.high_resource}) ∩ MS(LANG) in each layer; the paper finds fewer SS "
+             "neurons go with weaker safety in that language.")
 
 
 ui.header("Overlap", "Which safety neurons the languages share: Venn/UpSet regions, Jaccard similarity, and the "

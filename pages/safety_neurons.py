@@ -62,29 +62,71 @@ def scan_form(role: str) -> None:
 
 
 def heatmap(result: ScanResult) -> str:
-    """The contrast heatmap of a chosen language and site; returns the language."""
+    """The contrast heatmap of a chosen language and site, zoomable to single neurons, with the language's
+    MS neurons (``st.session_state["safety"]``) outlined; returns the language."""
+    safety: SafetyNeurons = st.session_state["safety"]
     st.subheader("Per-layer scores")
     left, middle, right = st.columns([2, 2, 1])
     lang = left.selectbox("Language", result.languages, key="scan_view_lang", **KEEP)
     site = middle.selectbox("Site", result.sites, key="scan_view_site", **KEEP)
     per_layer = right.toggle("Scale each layer", value=True, key="scan_view_per_layer",
-                             help="Divide each layer by its largest score, so loud late layers do not hide the rest")
-    fig = score_heatmap(result.contrast[lang][site], title=f"{lang}: harmful − harmless, {site}",
-                        site_label=f"{site} neuron", per_layer=per_layer)
-    ui.chart(fig, "scan_heatmap", "Each cell is a neuron (binned, largest magnitude kept): red scores higher on "
-                                  f"harmful than on harmless prompts ({result.method}), blue lower.")
+                             help="Divide each layer by its largest |score|, so loud late layers do not hide the rest")
+    scores = result.contrast[lang][site]  # [layers, neurons]
+    n_layers, width = scores.shape
+    left, middle, right = st.columns([3, 2, 1])
+    neurons = left.slider("Neuron index range", 0, width - 1, (0, width - 1), key=f"scan_view_neurons_{site}_{width}",
+                          help="Narrow it to 256 neurons or fewer to see one cell per neuron", **KEEP)
+    layers = middle.slider("Layer range", 0, n_layers - 1, (0, n_layers - 1), key=f"scan_view_layers_{n_layers}",
+                           **KEEP)
+    top = f"{safety.top_p * 100:g}%"
+    outline = right.toggle(f"Outline MS {lang}", value=True, key="scan_view_outline", **KEEP)
+    ms = NeuronSet(n for n in safety.ms[lang] if n.site == site) if outline else None
+    fig = score_heatmap(scores, title=f"{lang}: harmful − harmless, {site}", site_label=f"{site} neuron",
+                        per_layer=per_layer, neurons=neurons, layers=layers, outline=ms,
+                        outline_label=f"MS {lang}, top {top}")
+    per_cell = fig.layout.meta["neurons_per_cell"]
+    cell = "one neuron" if per_cell == 1 else f"the strongest of {per_cell} neighbouring neurons"
+    ui.chart(fig, "scan_heatmap",
+             f"One row per layer; each cell is {cell}. Red: more {result.method} on harmful than on "
+             f"harmless {lang} prompts, blue: less{', relative to the layer' if per_layer else ''}. Black squares: "
+             f"MS {lang}, the top {top} by importance on harmful prompts that are not top on harmless ones — not "
+             "always the reddest cells.")
     st.download_button("Heatmap (HTML)", fig.to_html, f"heatmap-{lang}-{site}.html", "text/html", key="dl_heatmap",
                        on_click="ignore")
     return lang
 
 
+SORTS = {"contrast": "largest contrast (harmful − harmless)",
+         "importance harmful": "largest importance on harmful prompts",
+         "ms": "MS neurons first, by rank on harmful prompts"}
+
+
+def ranked_table(result: ScanResult, safety: SafetyNeurons, lang: str):
+    """``result.table(lang)`` with each neuron's rank in its layer by importance on harmful and on harmless
+    prompts (1 = most important) and whether it is in MS(lang)."""
+    table = result.table(lang)
+    ranks = table.groupby(["layer", "site"])[["importance harmful", "importance harmless"]].rank(
+        ascending=False, method="first").astype("Int64")
+    table["rank harmful"], table["rank harmless"] = ranks["importance harmful"], ranks["importance harmless"]
+    keys = table.set_index(["layer", "site", "index"]).index
+    table.insert(3, f"MS {lang}", keys.isin(list(safety.ms[lang])))
+    return table
+
+
 def top_neurons(result: ScanResult, safety: SafetyNeurons, lang: str) -> None:
     st.subheader("Top neurons")
-    table = result.table(lang)
-    rows = st.number_input("Rows", 10, 1000, 50, 10, key="scan_rows", **KEEP)
-    top = table.nlargest(rows, "contrast").reset_index(drop=True)
-    top.insert(3, f"MS {lang}", [n in safety.ms[lang] for n in zip(top["layer"], top["site"], top["index"])])
-    st.caption(f"The {rows} neurons of `{lang}` with the largest contrast; select rows to save them as a neuron set.")
+    table = ranked_table(result, safety, lang)
+    left, right = st.columns(2)
+    rows = left.number_input("Rows", 10, 1000, 50, 10, key="scan_rows", **KEEP)
+    order = right.selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="scan_sort", **KEEP)
+    if order == "ms":
+        top = table.sort_values([f"MS {lang}", "rank harmful"], ascending=[False, True]).head(rows)
+    else:
+        top = table.nlargest(rows, order)
+    p = f"{safety.top_p * 100:g}%"
+    st.caption(f"MS {lang} is picked per layer by importance, not contrast: ranked in the top {p} of its layer on "
+               f"harmful prompts but not on harmless ones. Select rows to save them as a neuron set.")
+    top = top.reset_index(drop=True)
     picked = st.dataframe(top, key="scan_table", on_select="rerun", selection_mode="multi-row", hide_index=True)
     rows_picked = top.iloc[picked.selection.rows]
     ui.save_set_form(NeuronSet(zip(rows_picked["layer"], rows_picked["site"], rows_picked["index"])),
