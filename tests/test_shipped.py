@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import safe_open, save_file
 
 from neuronlab import NeuronSet, scan, ship, shipped
 from neuronlab.cli import main
