@@ -223,7 +223,6 @@ def ship(only: Sequence[str] | None = None, out: Path | None = None, load: Loade
             loaded[spec] = (load or load_model)(spec)
         return loaded[spec]
 
-    timings = {}
     for i, name in enumerate(names, 1):
         log(f"[{i}/{len(names)}] {name}")
         start = time.perf_counter()
@@ -234,10 +233,10 @@ def ship(only: Sequence[str] | None = None, out: Path | None = None, load: Loade
                 f"{result.shipped} already shipped")
         else:
             write_experiment(out, run_experiment(shipped.EXPERIMENTS[name], get, progress()))
-        timings[name] = time.perf_counter() - start
-        log(f"    done in {timings[name]:.0f} s")
-    manifest = write_manifest(out, timings)
-    text = readme_text(manifest)
-    shipped.write_atomic(out / "README.md", lambda tmp: tmp.write_text(text))
-    log(f"wrote {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB, in {out}")
+        seconds = time.perf_counter() - start
+        manifest = write_manifest(out, {name: seconds})  # after every item: an interrupted run keeps its items
+        text = readme_text(manifest)
+        shipped.write_atomic(out / "README.md", lambda tmp: tmp.write_text(text))
+        log(f"    done in {seconds:.0f} s; {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB "
+            f"in {out}")
     return manifest
