@@ -217,8 +217,7 @@ def cmd_eval(args) -> None:
     prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
     if args.split:
         prompts = prompts.filter(split=args.split)
-    if args.limit:
-        prompts = type(prompts)(p for p in prompts if p.id in _first_ids(prompts, args.limit))
+    prompts = prompts.parallel_head(args.limit)
     lm = _load(args, args.model)
     effects, no_controls = _eval_effects(args, lm)
     controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
@@ -276,15 +275,6 @@ def _print_effect(effect: dict, seeds: int) -> None:
                  for label in ("harmful", "harmless")]
         ppl = block["perplexity"]
         print(f"{lang:<6}" + "   ".join(cells) + f"   perplexity {ppl['real']:+.1%} | {ppl['controls']:+.1%}")
-
-
-def _first_ids(prompts, limit: int) -> set[str]:
-    """The first ``limit`` ids of each label (ids are parallel across languages)."""
-    ids: dict[str, list[str]] = {}
-    for p in prompts:
-        if p.id not in ids.setdefault(p.label, []) and len(ids[p.label]) < limit:
-            ids[p.label].append(p.id)
-    return {i for group in ids.values() for i in group}
 
 
 def cmd_train_donor(args) -> None:
@@ -357,6 +347,13 @@ def cmd_bench(args) -> None:
         print(json.dumps(result, indent=1))
     else:
         print(f"forward_ratio {result['forward_ratio']:.3f}   generate_ratio {result['generate_ratio']:.3f}")
+
+
+def cmd_ship(args) -> None:
+    from .ship import ship
+
+    ship(_csv(args.only) if args.only else None, args.out, load=lambda spec: load_model(spec, progress=text_bar()),
+         progress=text_bar)
 
 
 def _csv(text: str) -> list[str]:
@@ -526,6 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
     _training_args(p, steps=40)
     _own_reply_args(p, own_tokens=48)
     p.set_defaults(run=cmd_finetune)
+
+    p = verbs.add_parser("ship", help="compute the results shipped for the built-in models (assets/results): "
+                         "scans, suppression, transfer and curve experiments (seeded; hours on a CPU)")
+    p.add_argument("--only", metavar="NAME[,NAME]",
+                   help="only these items: 'scans' (every scan), scan/MODEL/METHOD, or an experiment "
+                        "(demo-donor-suppress, demo-transfer, demo-curve, gemma-donor-suppress)")
+    p.add_argument("--out", help="folder to write (default: assets/results, where the app reads them)")
+    p.set_defaults(run=cmd_ship)
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     _model_args(p)

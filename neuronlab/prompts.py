@@ -119,6 +119,18 @@ class PromptSet:
                 kept.append(p)
         return PromptSet(kept)
 
+    def parallel_head(self, limit: int | None) -> PromptSet:
+        """The prompts whose id is among the first ``limit`` ids of their label (ids are parallel across
+        languages, so every language keeps the same requests; all when limit is None or 0)."""
+        if not limit:
+            return self
+        ids: dict[str, list[str]] = {}
+        for p in self._prompts:
+            if p.id not in ids.setdefault(p.label, []) and len(ids[p.label]) < limit:
+                ids[p.label].append(p.id)
+        keep = {i for group in ids.values() for i in group}
+        return PromptSet(p for p in self._prompts if p.id in keep)
+
     def content_hash(self) -> str:
         """sha256 hex of the prompts' fields; independent of file format, key order and prompt order."""
         rows = sorted([p.id, p.lang, p.label, p.split, p.category, p.text] for p in self._prompts)

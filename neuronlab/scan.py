@@ -4,7 +4,8 @@ Per language and label (harmful / harmless) a scan scores every neuron (``scorin
 p% by importance form S(D); monolingual safety neurons MS = S(harmful) \\ S(harmless); shared safety
 neurons SS(lang) = MS(high-resource) ∩ MS(lang) for every other language. Scores are cached on disk per
 (model fingerprint, prompts, method, sites, settings), so a repeat scan is a cache hit and a changed prompt
-set or model never is.
+set or model never is; after the user's cache, the results shipped for the built-in models
+(``shipped.scan_part``, same keys) are looked up.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import functools
 import hashlib
 import json
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from .gguf_cache import cache_root
 from .loading import LoadedModel
 from .neurons import NeuronSet
+from . import shipped
 from .progress import Progress, no_progress
 from .prompts import PromptSet
 from .scoring import ablation_scores, activation_scores, attribution_scores
@@ -49,7 +52,8 @@ class ScanResult:
     contrast: dict[str, dict[str, torch.Tensor]]
     n_prompts: dict[str, dict[str, int]]
     settings: dict
-    cache_hits: int = 0
+    cache_hits: int = 0  # (language, label) parts read from the user's cache
+    shipped: int = 0  # parts read from the results shipped in assets/results
 
     @property
     def languages(self) -> list[str]:
@@ -116,12 +120,18 @@ def _ablation_neurons(lm: LoadedModel, sites: tuple[str, ...], layers, neurons) 
     return NeuronSet((layer, s, i) for layer in layers for s in sites for i in range(lm.arch.sites[s].size))
 
 
+PartHook = Callable[[dict, dict[str, torch.Tensor]], None]
+
+
 def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None, method: str = "activation",
              site: str = "mlp", split: str | None = "scan", batch_size: int = 8, probes: int = 4,
              layers: list[int] | None = None, neurons: NeuronSet | None = None, use_cache: bool = True,
-             progress: Progress = no_progress) -> ScanResult:
+             progress: Progress = no_progress, on_part: PartHook | None = None) -> ScanResult:
     """Score every neuron of ``site`` ("mlp", "attn" or "all") on each language's harmful and harmless
-    prompts. ``ablation`` scores only ``neurons`` (or all neurons of ``layers``); the rest are NaN."""
+    prompts. ``ablation`` scores only ``neurons`` (or all neurons of ``layers``); the rest are NaN.
+    ``use_cache=False`` computes everything (no user cache, no shipped results). ``on_part(info, tensors)``
+    sees each (language, label) part: info {key, method, sites, lang, label, n_prompts, prompts, settings}
+    and tensors {"importance.SITE" (and "mean.SITE" for activation): [L, N]}."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if site not in SITE_GROUPS:
@@ -140,13 +150,16 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
         subset = _ablation_neurons(lm, sites, layers, neurons)
         settings["neurons"] = hashlib.sha256(json.dumps(subset.to_json()).encode()).hexdigest()[:16]
 
-    importance, means, n_prompts, hits = {}, {}, {}, 0
+    importance, means, n_prompts, hits, from_assets = {}, {}, {}, 0, 0
     jobs = [(lang, label) for lang in langs for label in LABELS]
     for j, (lang, label) in enumerate(jobs):
         part = chosen.filter(lang=lang, label=label)
-        path = cache_root() / "scans" / f"{_cache_key(lm, part, method, sites, settings)}.safetensors"
+        key = _cache_key(lm, part, method, sites, settings)
+        path = cache_root() / "scans" / f"{key}.safetensors"
         if use_cache and path.is_file():
             tensors, hits = load_file(str(path)), hits + 1
+        elif use_cache and (tensors := shipped.scan_part(key, lm, method, sites, lang, label)) is not None:
+            from_assets += 1
         else:
             def sub(f: float, msg: str, j=j) -> None:
                 progress((j + f) / len(jobs), f"{lang} {label} · {msg}")
@@ -154,6 +167,9 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
             if use_cache:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_file(tensors, str(path))
+        if on_part:
+            on_part({"key": key, "method": method, "sites": list(sites), "lang": lang, "label": label,
+                     "n_prompts": len(part), "prompts": part.content_hash(), "settings": dict(settings)}, tensors)
         importance.setdefault(lang, {})[label] = {s: tensors[f"importance.{s}"] for s in sites}
         means.setdefault(lang, {})[label] = {s: tensors.get(f"mean.{s}") for s in sites}
         n_prompts.setdefault(lang, {})[label] = len(part)
@@ -161,7 +177,8 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
     source = means if method == "activation" else importance
     contrast = {lang: {s: source[lang]["harmful"][s] - source[lang]["harmless"][s] for s in sites} for lang in langs}
     settings["prompts"] = chosen.content_hash()
-    return ScanResult(lm.spec, lm.info.fingerprint, method, sites, importance, contrast, n_prompts, settings, hits)
+    return ScanResult(lm.spec, lm.info.fingerprint, method, sites, importance, contrast, n_prompts, settings, hits,
+                      from_assets)
 
 
 def top_fraction(scores: torch.Tensor, fraction: float) -> list[torch.Tensor]:

@@ -113,6 +113,16 @@ def test_head_keeps_the_first_prompts_of_each_language_label_and_split(bundled):
     assert bundled.head(None) is bundled and bundled.head(0) is bundled
 
 
+def test_parallel_head_keeps_the_same_requests_in_every_language(bundled):
+    # drop the first English harmful prompt: every other language still keeps the same ids as English
+    uneven = type(bundled)(p for p in bundled.filter(lang="en,fr", split="heldout")
+                           if (p.lang, p.id) != ("en", "harmful-002"))
+    kept = uneven.parallel_head(2)
+    ids = {lang: sorted(p.id for p in kept.filter(lang=lang)) for lang in ("en", "fr")}
+    assert ids["fr"] == ids["en"] and len(ids["fr"]) == 4 and "harmful-002" not in ids["fr"]
+    assert bundled.parallel_head(None) is bundled
+
+
 def test_prompt_set_is_immutable(bundled):
     with pytest.raises(AttributeError):
         bundled._prompts = ()
