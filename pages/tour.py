@@ -79,7 +79,7 @@ def scan() -> None:
 def show_scan() -> None:
     result, ms = state["scan"], state["safety"].ms["en"]
     ui.chart(score_heatmap(result.contrast["en"]["mlp"], title="demo-donor, English: harmful − harmless",
-                           outline=ms), "tour_heatmap",
+                           outline=ms, outline_label=f"MS(en), top {TOP_P:.0%}"), "tour_heatmap",
              f"Each row is a layer, each cell a neuron (or a bin of neighbours), scaled per layer: red fires more on "
              f"harmful than on harmless English requests. Outlined: the {len(ms):,} safety neurons MS(en), the top "
              f"{TOP_P:.0%} per layer on harmful requests that are not also top on harmless ones.")

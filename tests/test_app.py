@@ -245,13 +245,18 @@ def test_evaluate_draws_the_chart_with_random_controls():
     assert {"Table (CSV)", "Chart (HTML)"} <= {b.label for b in at.get("download_button")}
 
 
-def test_tour_runs_its_steps():
+def test_tour_runs_its_steps_from_a_cold_session():
+    """The Tour loads what it needs, suppresses demo-donor's own safety neurons (a refusal becomes an answer) and
+    copies the donor's neurons into demo-target (an answer becomes a refusal)."""
     at = page(app(), "tour")
-    for step in (1, 2, 3):  # neurons, scan (en + zh, 8 prompts per label), overlap
+    for step in range(1, 6):
         run(at.button(key=f"tour_step_{step}").click())
     assert at.metric[0].value == "30"  # SmolLM2 layers
     assert heatmap_z(figure(at, 0)).shape[0] == 30
-    assert list(figure(at, 1)["layout"]["meta"]["sizes"]) == ["en", "zh"]  # the Venn of en and zh
-    run(at.button(key="tour_step_5").click())  # transfer: the demo donor's most changed neurons into the target
-    plain, moved = at.session_state["tour"]["transfer"].values()
-    assert plain != moved and is_refusal(moved, "en") and not is_refusal(plain, "en")
+    assert list(figure(at, 1)["layout"]["meta"]["sizes"]) == ["en", "zh", "es"]  # the Venn
+    tour = at.session_state["tour"]
+    plain, off = tour["replies"]["replies"].values()
+    assert is_refusal(plain, "en") and not is_refusal(off, "en")
+    assert tour["replies"]["rates"]["after"] < tour["replies"]["rates"]["before"] - 0.3  # measured, held out
+    plain, moved = tour["transfer"]["replies"].values()
+    assert not is_refusal(plain, "en") and is_refusal(moved, "en")

@@ -169,7 +169,7 @@ def test_app_in_a_real_browser(playwright_api, server, tmp_path):
             settle(page, LOAD_TIMEOUT)
             goto(page, "models")
             page.get_by_text("Compatible:").wait_for(timeout=WORK_TIMEOUT)  # demo-donor is demo-target plus a patch
-            page.locator('[data-testid="stVegaLiteChart"], [data-testid="stArrowVegaLiteChart"]').first.wait_for()
+            page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
             settle(page)
             screenshot(page, shots, "1-models")
 
