@@ -36,25 +36,26 @@ def spec_picker(role: str) -> str:
 
 
 def session_status() -> None:
-    """What this session has on, each with one click to clear it: models, weight patches, interventions."""
-    st.sidebar.subheader("This session")
+    """What this session has on, each with one click to clear it: models, weight patches, interventions (in the
+    sidebar container that is open)."""
+    st.subheader("This session")
     models = ui.loaded_keys()
     if not models:
-        st.sidebar.caption("No model loaded yet.")
+        st.caption("No model loaded yet.")
     for role, key in models.items():
-        st.sidebar.caption(f"✅ {role}: **{key.spec}** ({key.dtype}, {key.device})")
+        st.caption(f"✅ {role}: **{key.spec}** ({key.dtype}, {key.device})")
     for role in models:
         if (patch := ui.session_patch(role)) is not None:
-            left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
+            left, right = st.columns([5, 1], vertical_alignment="center")
             left.markdown(f"🩹 **{role} patched**: {ui.patch_label(patch)}")
             right.button("✕", key=f"clear_patch_{role}", help=f"Revert the {role}'s weight patch",
                          on_click=ui.set_session_patch, args=(role, None))
     for role, interventions in ui.session_interventions().items():
-        left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
+        left, right = st.columns([5, 1], vertical_alignment="center")
         left.markdown(f"⚡ **{role} intervened**: {ui.describe_interventions(interventions)}")
         right.button("✕", key=f"clear_iv_{role}", help="Switch these neurons back on", on_click=ui.clear_interventions)
     if models and not ui.session_interventions() and not any(ui.session_patch(r) for r in models):
-        st.sidebar.caption("No patch, no intervention: the models run as loaded.")
+        st.caption("No patch, no intervention: the models run as loaded.")
 
 
 def sidebar() -> None:
@@ -68,9 +69,13 @@ def sidebar() -> None:
         ui.load_models(specs, dtype, device, trust, st.sidebar)
     for message in st.session_state.get("load_errors", {}).values():
         st.sidebar.error(message)
-    session_status()
 
 
 page = st.navigation(PAGES)
 sidebar()
-page.run()
+status = st.sidebar.container()
+try:
+    page.run()
+finally:  # drawn after the page (whose widgets set interventions and patches), also when it stops early
+    with status:
+        session_status()

@@ -260,3 +260,30 @@ def test_tour_runs_its_steps_from_a_cold_session():
     assert tour["replies"]["rates"]["after"] < tour["replies"]["rates"]["before"] - 0.3  # measured, held out
     plain, moved = tour["transfer"]["replies"].values()
     assert not is_refusal(plain, "en") and is_refusal(moved, "en")
+
+
+def sidebar_text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.sidebar.markdown)
+
+
+def test_the_sidebar_shows_the_patch_and_the_interventions_and_clears_each():
+    at = page(app("tiny-llama"), "transfer")
+    run(at.selectbox(key="tf_ranking").select("random"))
+    run(at.number_input(key="tf_count").set_value(20))
+    run(at.toggle(key="tf_measure").set_value(False))
+    run(at.button(key="tf_run").click())
+    assert "patched" not in sidebar_text(at)
+    run(at.button(key="tf_apply").click())
+    assert "target patched**: transfer of 20 neurons from tiny-llama" in sidebar_text(at)
+    run(at.sidebar.button(key="clear_patch_target").click())
+    assert "patched" not in sidebar_text(at) and "target" not in at.session_state["patches"]
+
+    page(at, "intervene")
+    run(at.text_input(key="iv_typed").input("0 mlp 1-3"))
+    assert "target intervened**: suppress **typed neurons** (3 neurons)" in sidebar_text(at)
+    page(at, "models")  # the state shows on every page, and clears from any
+    assert "intervened" in sidebar_text(at)
+    run(at.sidebar.button(key="clear_iv_target").click())
+    assert "intervened" not in sidebar_text(at) and at.session_state["iv_typed"] == ""
+    page(at, "intervene")
+    assert at.text_input(key="iv_typed").value == ""
