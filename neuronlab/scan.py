@@ -13,6 +13,7 @@ import hashlib
 import json
 import operator
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from .gguf_cache import cache_root
 from .loading import LoadedModel
 from .neurons import NeuronSet
-from .progress import Progress, no_progress
+from .progress import Progress, language_name, no_progress
 from .prompts import PromptSet
 from .scoring import ablation_scores, activation_scores, attribution_scores
 from .sites import ATTN_SITES, SITES
@@ -119,9 +120,11 @@ def _ablation_neurons(lm: LoadedModel, sites: tuple[str, ...], layers, neurons) 
 def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None, method: str = "activation",
              site: str = "mlp", split: str | None = "scan", batch_size: int = 8, probes: int = 4,
              layers: list[int] | None = None, neurons: NeuronSet | None = None, use_cache: bool = True,
-             progress: Progress = no_progress) -> ScanResult:
+             progress: Progress = no_progress, on_language: Callable[[ScanResult], None] | None = None) -> ScanResult:
     """Score every neuron of ``site`` ("mlp", "attn" or "all") on each language's harmful and harmless
-    prompts. ``ablation`` scores only ``neurons`` (or all neurons of ``layers``); the rest are NaN."""
+    prompts. ``ablation`` scores only ``neurons`` (or all neurons of ``layers``); the rest are NaN.
+    ``on_language`` gets the result of the languages finished so far after each one (to keep them if
+    the scan is stopped)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if site not in SITE_GROUPS:
@@ -142,14 +145,25 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
 
     importance, means, n_prompts, hits = {}, {}, {}, 0
     jobs = [(lang, label) for lang in langs for label in LABELS]
+
+    def result(done: list[str]) -> ScanResult:
+        source = means if method == "activation" else importance
+        contrast = {lang: {s: source[lang]["harmful"][s] - source[lang]["harmless"][s] for s in sites} for lang in done}
+        return ScanResult(lm.spec, lm.info.fingerprint, method, sites, {lang: importance[lang] for lang in done},
+                          contrast, {lang: n_prompts[lang] for lang in done},
+                          {**settings, "prompts": chosen.filter(lang=done).content_hash()}, hits)
+
     for j, (lang, label) in enumerate(jobs):
         part = chosen.filter(lang=lang, label=label)
         path = cache_root() / "scans" / f"{_cache_key(lm, part, method, sites, settings)}.safetensors"
+        what = f"{language_name(lang)} {label} prompts ({j + 1}/{len(jobs)})"
         if use_cache and path.is_file():
+            progress(j / len(jobs), f"Reading the saved scores of {what}")
             tensors, hits = load_file(str(path)), hits + 1
         else:
-            def sub(f: float, msg: str, j=j) -> None:
-                progress((j + f) / len(jobs), f"{lang} {label} · {msg}")
+            def sub(f: float, msg: str, j=j, what=what) -> None:
+                progress((j + f) / len(jobs), f"Scanning {what}: {msg}")
+            sub(0.0, f"{len(part)} prompts")
             tensors = _score(lm, part.texts, method, sites, settings, subset, sub)
             if use_cache:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,11 +171,10 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
         importance.setdefault(lang, {})[label] = {s: tensors[f"importance.{s}"] for s in sites}
         means.setdefault(lang, {})[label] = {s: tensors.get(f"mean.{s}") for s in sites}
         n_prompts.setdefault(lang, {})[label] = len(part)
-        progress((j + 1) / len(jobs), f"{lang} {label} done")
-    source = means if method == "activation" else importance
-    contrast = {lang: {s: source[lang]["harmful"][s] - source[lang]["harmless"][s] for s in sites} for lang in langs}
-    settings["prompts"] = chosen.content_hash()
-    return ScanResult(lm.spec, lm.info.fingerprint, method, sites, importance, contrast, n_prompts, settings, hits)
+        progress((j + 1) / len(jobs), f"Scanned {what}")
+        if on_language and label == LABELS[-1]:
+            on_language(result(langs[:langs.index(lang) + 1]))
+    return result(list(langs))
 
 
 def top_fraction(scores: torch.Tensor, fraction: float) -> list[torch.Tensor]:
