@@ -4,6 +4,7 @@ Streamlit lives here and in the pages only; every computation is a call into ``n
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 from collections import OrderedDict
@@ -199,7 +200,7 @@ def job_note(key: str) -> None:
         (st.warning if stopped(key) else st.caption)(note.line())
 
 
-def preset_picker(key: str, fill: Callable[[Preset], dict]) -> Preset:
+def preset_picker(key: str, fill: Callable[[Preset], dict]) -> None:
     """The quick/full selector; choosing one writes ``fill(preset)`` ({widget key: value}) into the settings
     widgets, which stay editable. The settings widgets take their values from the session state only."""
     def apply() -> None:
@@ -207,9 +208,8 @@ def preset_picker(key: str, fill: Callable[[Preset], dict]) -> Preset:
     if key not in st.session_state:
         st.session_state[key] = DEFAULT_PRESET
         apply()
-    name = st.radio("Preset", list(PRESETS), key=key, horizontal=True, on_change=apply, **KEEP,
-                    help=" · ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    return PRESETS[name]
+    st.radio("Preset", list(PRESETS), key=key, horizontal=True, on_change=apply, **KEEP,
+             help=" · ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
 
 
 @st.cache_resource
@@ -274,9 +274,20 @@ def eval_settings(key: str) -> dict:
     return {"langs": langs, "per_label": per_label, "max_new_tokens": tokens, "mc_questions": mc}
 
 
-def evaluation_work(settings: dict, variants: int) -> Work:
+@st.cache_resource
+def _plain_results() -> dict[tuple[ModelKey, str], dict]:
+    """Evaluations of models as loaded (no patch, no intervention) by model and settings: greedy replies to
+    the same prompts are the same, so a "before" or "plain" variant is computed once."""
+    return {}
+
+
+def evaluation_work(settings: dict, variants: int, plain_role: str | None = None) -> Work:
+    """The work of evaluating ``variants`` at ``settings``, one fewer when the plain ``plain_role`` model's
+    evaluation is kept already."""
+    kept = plain_role is not None and (st.session_state["models"][plain_role],
+                                       json.dumps(settings, sort_keys=True)) in _plain_results()
     return evaluation_size(EvalSize(tuple(settings["langs"]), settings["per_label"], settings["max_new_tokens"],
-                                    mc_questions=settings["mc_questions"]), variants)
+                                    mc_questions=settings["mc_questions"]), variants - kept)
 
 
 def evaluate(variants: dict[str, tuple[str, Patch | None, list[Intervention]]], settings: dict,
@@ -286,10 +297,17 @@ def evaluate(variants: dict[str, tuple[str, Patch | None, list[Intervention]]], 
     prompts = bundled_prompts(settings["langs"], split="heldout").head(settings["per_label"])
     out, n = {}, len(variants)
     for i, (name, (role, patch, interventions)) in enumerate(variants.items()):
-        with model_or_stop(role).use(patch) as lm:
-            out[name] = run_evaluation(lm, prompts, settings["langs"], interventions, settings["max_new_tokens"],
-                                       progress=span(report, i / n, (i + 1) / n, f"Evaluating {name} ({i + 1}/{n}): "),
-                                       mc_questions=settings.get("mc_questions"))
+        plain = (st.session_state["models"][role], json.dumps(settings, sort_keys=True))
+        if patch is None and not interventions and plain in _plain_results():
+            out[name] = _plain_results()[plain]
+        else:
+            with model_or_stop(role).use(patch) as lm:
+                out[name] = run_evaluation(lm, prompts, settings["langs"], interventions, settings["max_new_tokens"],
+                                           progress=span(report, i / n, (i + 1) / n,
+                                                         f"Evaluating {name} ({i + 1}/{n}): "),
+                                           mc_questions=settings.get("mc_questions"))
+            if patch is None and not interventions:
+                _plain_results()[plain] = out[name]
         keep(dict(out))
     return out
 

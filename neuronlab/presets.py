@@ -56,9 +56,9 @@ class Preset:
 PRESETS = {p.name: p for p in (
     Preset("quick", "small samples, short replies: every job answers in seconds on a laptop CPU",
            ScanSize(("en", "zh"), 8),
-           EvalSize(("en",), 5, 24, seeds=1, mc_questions=20),
-           EvalSize(("en",), 5, 24, mc_questions=20),
-           CurveSize(8, 1, 0.5, 32)),
+           EvalSize(("en",), 4, 16, seeds=1, mc_questions=10),
+           EvalSize(("en",), 4, 16, mc_questions=10),
+           CurveSize(6, 1, 0.5, 64)),
     Preset("full", "the research settings: every prompt, long replies, three random controls (minutes to hours)",
            ScanSize(("en", "zh", "es", "fr"), None),
            EvalSize(("en",), 60, 48, seeds=3),

@@ -120,7 +120,8 @@ def _ablation_neurons(lm: LoadedModel, sites: tuple[str, ...], layers, neurons) 
 def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None, method: str = "activation",
              site: str = "mlp", split: str | None = "scan", batch_size: int = 8, probes: int = 4,
              layers: list[int] | None = None, neurons: NeuronSet | None = None, use_cache: bool = True,
-             progress: Progress = no_progress, on_language: Callable[[ScanResult], None] | None = None) -> ScanResult:
+             progress: Progress = no_progress,
+             on_language: Callable[[ScanResult], None] | None = None) -> ScanResult:
     """Score every neuron of ``site`` ("mlp", "attn" or "all") on each language's harmful and harmless
     prompts. ``ablation`` scores only ``neurons`` (or all neurons of ``layers``); the rest are NaN.
     ``on_language`` gets the result of the languages finished so far after each one (to keep them if

@@ -29,7 +29,8 @@ seeds = st.number_input("Random-neuron controls (seeds)", 0, 5, key="ev_seeds", 
                              "patch gets controls when the model it was taken from is loaded as the other role.")
 effects = len([name for name in chosen if name != "plain"])
 if chosen and settings["langs"]:
-    ui.time_estimate(role, ui.evaluation_work(settings, len(chosen) + seeds * effects))
+    ui.time_estimate(role, ui.evaluation_work(settings, len(chosen) + seeds * effects,
+                                              role if "plain" in chosen else None))
 if st.button("Run evaluation", type="primary", key="ev_run", disabled=not (chosen and settings["langs"])):
     variants = {name: available[name] for name in chosen}
     variants.update(ui.control_variants(role, interventions if "intervened" in chosen else [],

@@ -70,9 +70,10 @@ def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, se
     """Rank, copy and (with ``settings``) evaluate before and after, as one stoppable job."""
     donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
     dest = "target" if direction == "add" else "donor"
-    parts = [ranking_work(ranking, per_label)] + ([ui.evaluation_work(settings, 2)] if settings else [])
+    parts = [ranking_work(ranking, per_label)] + ([ui.evaluation_work(settings, 2, dest)] if settings else [])
     ends = shares(parts)
-    with ui.job("transfer", 3 if settings else 1, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
+    steps = 3 if settings else 1
+    with ui.job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
         with use_together(donor, target) as (d, t):
             scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
             neurons = top_neurons(scores, within=within, **how_many)
@@ -103,7 +104,7 @@ def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
                        "application/octet-stream", key="tf_download", on_click="ignore")
 
 
-def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int, pool: int) -> None:
+def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int, candidates: int) -> None:
     """The minimal-subset search: refusal and perplexity vs neurons moved, random sets beside, as a chart."""
     st.subheader("Transfer curve")
     st.caption("Grow the moved set along the ranking (from the first step, doubling) until English refusal reaches "
@@ -115,12 +116,12 @@ def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int
     start = right.number_input("First step (neurons)", 1, 10_000, key="tf_start", **KEEP)
     seeds = last.number_input("Random sets per step", 1, 5, key="tf_curve_seeds", **KEEP)
     size = CurveSize(per_label, seeds, cap, start)
-    ui.time_estimate("target", curve_work(size, pool) + ranking_work(ranking, per_label))
+    ui.time_estimate("target", curve_work(size, candidates) + ranking_work(ranking, per_label))
     if st.button("Search the minimal set", key="tf_search"):
         prompts = bundled_prompts("en", split="scan").head(per_label)
         donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
-        steps = len(search_steps(start, max(1, round(cap / 100 * pool))))
-        ends = shares([ranking_work(ranking, per_label), curve_work(size, pool)])
+        steps = len(search_steps(start, max(1, round(cap / 100 * candidates))))
+        ends = shares([ranking_work(ranking, per_label), curve_work(size, candidates)])
         with ui.job("tf_curve", steps, "steps", "Ranking neurons…") as (report, keep), \
                 use_together(donor, target) as (d, t):
             scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
@@ -214,7 +215,8 @@ candidates = len(within) if within is not None else target.arch.n_layers * sum(t
 how_many = amount()
 measure = st.toggle("Measure refusal and utility before and after", value=True, key="tf_measure", **KEEP)
 settings = ui.eval_settings("tf_eval") if measure else None
-ui.time_estimate("target", ranking_work(ranking, per_label) + (ui.evaluation_work(settings, 2) if settings else Work()))
+evaluated = ui.evaluation_work(settings, 2, "target" if direction == "add" else "donor") if settings else Work()
+ui.time_estimate("target", ranking_work(ranking, per_label) + evaluated)
 if st.button("Run transfer", type="primary", key="tf_run", disabled=bool(settings) and not settings["langs"]):
     run_transfer(direction, ranking, sites, within, how_many, seed, per_label, settings)
 ui.job_note("transfer")
