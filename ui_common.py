@@ -4,12 +4,13 @@ Streamlit lives here and in the pages only; every computation is a call into ``n
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import streamlit as st
@@ -18,13 +19,15 @@ from neuronlab import Intervention, LoadedModel, ModelSpecError, NeuronSet, load
 from neuronlab.compat import Compatibility, check_compatibility
 from neuronlab.evaluation import RefusalEstimate, quick_refusal_estimate
 from neuronlab.evaluation import evaluate as run_evaluation
-from neuronlab.evaluation import examples_table, results_table
+from neuronlab.evaluation import examples_table, mc_items, results_table
 from neuronlab.examples import EXAMPLES, EXAMPLES_DIR
 from neuronlab.neurons import random_like
 from neuronlab.patches import Patch
 from neuronlab.plots import evaluation_figure
 from neuronlab.prompts import BUNDLED_LANGUAGES, bundled_prompts
-from neuronlab.progress import Progress, no_progress
+from neuronlab.presets import DEFAULT as DEFAULT_PRESET
+from neuronlab.presets import PRESETS, Costs, EvalSize, Preset, evaluation_size, measure_costs
+from neuronlab.progress import Progress, Tracker, Work, about, duration, no_progress, span
 from neuronlab.scan import SafetyNeurons, ScanResult, write_scan
 from neuronlab.shared import SharedModel, use_together
 from neuronlab.transfer import transfer_patch
@@ -215,16 +218,96 @@ def header(title: str, line: str) -> None:
 
 
 @contextmanager
-def progress(text: str, where=st) -> Iterator[Progress]:
-    """A progress bar fed by a ``progress(fraction, message)`` callback; removed when the work ends."""
+def progress(text: str, where=st) -> Iterator[Tracker]:
+    """One overall progress bar (phase · percent · elapsed · time left) fed by a ``progress(fraction,
+    message)`` callback; removed when the work ends. The tracker's ``elapsed`` is the job's time."""
     bar = where.progress(0.0, text=text)
-
-    def report(fraction: float, message: str) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+    tracker = Tracker(lambda status: bar.progress(status.fraction, text=status.line()))
     try:
-        yield report
+        yield tracker
     finally:
         bar.empty()
+
+
+@dataclass(frozen=True)
+class JobNote:
+    """How a page's last job ended: ``done`` of ``of`` units (a stop keeps the finished ones), in seconds."""
+
+    done: int
+    of: int
+    unit: str
+    seconds: float
+
+    def line(self) -> str:
+        if self.done >= self.of:
+            return f"Finished in {duration(self.seconds)}."
+        return (f"Stopped after {self.done} of {self.of} {self.unit} ({duration(self.seconds)}): "
+                "showing what finished.")
+
+
+def job_notes() -> dict[str, JobNote]:
+    return st.session_state.setdefault("job_notes", {})
+
+
+@contextmanager
+def job(key: str, of: int, unit: str, text: str) -> Iterator[tuple[Tracker, Callable[[object, int], None]]]:
+    """A stoppable job: a Stop button beside one overall progress bar. Yields (tracker, keep); ``keep(result,
+    done)`` stores the result so far in ``st.session_state[key]``. Clicking Stop reruns the page, which
+    interrupts the job at its next progress report; what was kept stays, and ``job_note`` says so."""
+    st.session_state.pop(key, None)
+    notes = job_notes()
+    notes[key] = JobNote(0, of, unit, 0.0)
+    bar, stop = st.columns([6, 1], vertical_alignment="center")
+    stop.button("Stop", key=f"{key}_stop", help="Stop the job and keep what it finished.")
+    try:
+        with progress(text, bar) as tracker:
+            def keep(result: object, done: int) -> None:
+                st.session_state[key] = result
+                notes[key] = JobNote(done, of, unit, tracker.elapsed)
+            yield tracker, keep
+    except Exception:  # a failed job (a stop is no Exception: it keeps its note)
+        notes.pop(key, None)
+        raise
+    notes[key] = replace(notes[key], seconds=tracker.elapsed)
+
+
+def stopped(key: str) -> bool:
+    """Whether the page's last job ``key`` was stopped before it finished."""
+    note = job_notes().get(key)
+    return note is not None and note.done < note.of
+
+
+def job_note(key: str) -> None:
+    """The actual time of the page's last job, and whether it was stopped."""
+    if (note := job_notes().get(key)) is not None:
+        (st.warning if stopped(key) else st.caption)(note.line())
+
+
+def preset_picker(key: str, fill: Callable[[Preset], dict]) -> None:
+    """The quick/full selector; choosing one writes ``fill(preset)`` ({widget key: value}) into the settings
+    widgets, which stay editable. The settings widgets take their values from the session state only."""
+    def apply() -> None:
+        st.session_state.update(fill(PRESETS[st.session_state[key]]))
+    if key not in st.session_state:
+        st.session_state[key] = DEFAULT_PRESET
+        apply()
+    st.radio("Preset", list(PRESETS), key=key, horizontal=True, on_change=apply, **KEEP,
+             help=" · ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
+
+
+@st.cache_resource
+def _costs() -> dict[ModelKey, Costs]:
+    """Unit costs per loaded model, timed once (shared by every session)."""
+    return {}
+
+
+def time_estimate(role: str, work: Work) -> None:
+    """"Takes about 20 s on this machine", from ``work`` and the unit costs timed on the ``role`` model."""
+    key = st.session_state["models"][role]
+    if key not in _costs():
+        with st.spinner("Timing the model once, to estimate how long jobs take…"), use(role, with_patch=False) as lm:
+            _costs()[key] = measure_costs(lm)
+    st.caption(f"Takes {about(_costs()[key].seconds(work))} on this machine.")
 
 
 def chart(fig, key: str, caption: str) -> None:
@@ -256,27 +339,60 @@ def save_set_form(neurons: NeuronSet, default_name: str, key: str) -> None:
 
 
 # ---- evaluations -----------------------------------------------------------------------------
+def eval_fill(key: str, size: EvalSize) -> dict:
+    """The ``eval_settings`` widget values of a preset's evaluation size."""
+    return {f"{key}_langs": list(size.langs), f"{key}_per_label": size.per_label, f"{key}_tokens": size.max_new_tokens,
+            f"{key}_mc": size.mc_questions or len(mc_items())}
+
+
 def eval_settings(key: str) -> dict:
-    """Languages, held-out prompts per label and reply length for an evaluation (widgets keyed by ``key``)."""
-    left, middle, right = st.columns(3)
-    langs = left.multiselect("Languages", BUNDLED_LANGUAGES, default=["en"], key=f"{key}_langs", **KEEP)
-    per_label = middle.number_input("Prompts per label and language", 1, 120, 4, key=f"{key}_per_label", **KEEP,
-                                    help="Held-out bundled prompts; more is slower but gives tighter intervals.")
-    tokens = right.number_input("Max new tokens per reply", 8, 256, 32, 8, key=f"{key}_tokens", **KEEP)
-    return {"langs": langs, "per_label": per_label, "max_new_tokens": tokens}
+    """Languages, held-out prompts per label, reply length and multiple-choice questions for an evaluation
+    (widgets keyed by ``key``, filled by a ``preset_picker``)."""
+    langs_col, prompts_col, tokens_col, mc_col = st.columns(4)
+    langs = langs_col.multiselect("Languages", BUNDLED_LANGUAGES, key=f"{key}_langs", **KEEP)
+    per_label = prompts_col.number_input("Prompts per label and language", 1, 120, key=f"{key}_per_label", **KEEP,
+                                         help="Held-out bundled prompts; more is slower but gives tighter intervals.")
+    tokens = tokens_col.number_input("Max new tokens per reply", 8, 256, step=8, key=f"{key}_tokens", **KEEP)
+    mc = mc_col.number_input("Multiple-choice questions", 1, len(mc_items()), key=f"{key}_mc", **KEEP,
+                             help="Utility: the first N bundled questions, answered by log-likelihood.")
+    return {"langs": langs, "per_label": per_label, "max_new_tokens": tokens, "mc_questions": mc}
 
 
-def evaluate(variants: dict[str, tuple[str, Patch | None, list[Intervention]]], settings: dict) -> dict[str, dict]:
-    """``evaluation.evaluate`` of each variant {name: (role, patch, interventions)}, with a progress bar."""
+@st.cache_resource
+def _plain_results() -> dict[tuple[ModelKey, str], dict]:
+    """Evaluations of models as loaded (no patch, no intervention) by model and settings: greedy replies to
+    the same prompts are the same, so a "before" or "plain" variant is computed once."""
+    return {}
+
+
+def evaluation_work(settings: dict, variants: int, plain_role: str | None = None) -> Work:
+    """The work of evaluating ``variants`` at ``settings``, one fewer when the plain ``plain_role`` model's
+    evaluation is kept already."""
+    kept = plain_role is not None and (st.session_state["models"][plain_role],
+                                       json.dumps(settings, sort_keys=True)) in _plain_results()
+    return evaluation_size(EvalSize(tuple(settings["langs"]), settings["per_label"], settings["max_new_tokens"],
+                                    mc_questions=settings["mc_questions"]), variants - kept)
+
+
+def evaluate(variants: dict[str, tuple[str, Patch | None, list[Intervention]]], settings: dict,
+             report: Progress = no_progress, keep: Callable[[dict], None] = lambda results: None) -> dict[str, dict]:
+    """``evaluation.evaluate`` of each variant {name: (role, patch, interventions)}, reporting one overall
+    fraction; ``keep`` gets the results so far after each variant."""
     prompts = bundled_prompts(settings["langs"], split="heldout").head(settings["per_label"])
-    out = {}
-    with progress("Evaluating…") as report:
-        for i, (name, (role, patch, interventions)) in enumerate(variants.items()):
-            def sub(fraction: float, message: str, i=i, name=name) -> None:
-                report((i + fraction) / len(variants), f"{name}: {message}")
+    out, n = {}, len(variants)
+    for i, (name, (role, patch, interventions)) in enumerate(variants.items()):
+        plain = (st.session_state["models"][role], json.dumps(settings, sort_keys=True))
+        if patch is None and not interventions and plain in _plain_results():
+            out[name] = _plain_results()[plain]
+        else:
             with model_or_stop(role).use(patch) as lm:
                 out[name] = run_evaluation(lm, prompts, settings["langs"], interventions, settings["max_new_tokens"],
-                                           progress=sub)
+                                           progress=span(report, i / n, (i + 1) / n,
+                                                         f"Evaluating {name} ({i + 1}/{n}): "),
+                                           mc_questions=settings.get("mc_questions"))
+            if patch is None and not interventions:
+                _plain_results()[plain] = out[name]
+        keep(dict(out))
     return out
 
 

@@ -25,7 +25,7 @@ from .interventions import DEFAULT_SCALE, Intervention
 from .loading import LoadedModel
 from .neurons import NeuronSet, random_like
 from .patches import Patch, changes_nothing, extract_patch, patched
-from .progress import Progress, no_progress
+from .progress import Progress, no_progress, span
 from .prompts import PromptSet
 from .scoring import activation_scores
 
@@ -169,13 +169,14 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
             (f"control seed {s}", [e.on(random_like(e.neurons, lm.arch, s)) for e in effects]) for s in seeds]
     results, baseline_replies = [], []
     for i, (name, run) in enumerate(runs):
-        def part(f: float, m: str, i=i, name=name) -> None:
-            progress((i + f) / len(runs), f"{name}: {m}")
+        title = {"baseline": "The plain model", "effect": "The model with the effect"}.get(
+            name, name.replace("control seed", "Random neurons, seed"))
+        part = span(progress, i / len(runs), (i + 1) / len(runs), f"{title} ({i + 1}/{len(runs)}): ")
         def record(row: dict, name=name) -> None:
             if name == "baseline":
                 baseline_replies.append(row)
             on_reply({"variant": name, **row})
-        part(0.0, "setting up (a patch made for random neurons may be trained first)")
+        part(0.0, "preparing")
         patches = [e.make_patch(e.neurons) for e in run if e.kind == "patch"]
         is_control = i > 1  # runs: baseline, effect, then the controls
         if is_control and len(patches) == len(run) and all(changes_nothing(lm, p) for p in patches):
@@ -186,7 +187,7 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
         with applied(lm, run, patches, reference) as interventions:
             results.append(evaluate(lm, prompts, langs, interventions, max_new_tokens, batch_size, progress=part,
                                     on_reply=record if on_reply else None))
-    progress(1.0, "done")
+    progress(1.0, "Evaluation done")
     out = {**results[1 if seeds else 0], "effects": [e.describe() for e in effects]}
     if seeds:
         baseline, real = _compact(results[0]), _compact(results[1])

@@ -24,10 +24,11 @@ from .generation import Sampling, chat_text, generate_batch, left_padded
 from .interventions import Intervention, intervene
 from .judge import REFUSAL_OPENINGS, JudgeResult, judge
 from .loading import LoadedModel
-from .progress import Progress, no_progress
+from .progress import Progress, Work, language_name, no_progress, shares, span
 from .prompts import PromptSet
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "eval"
+CHARS_PER_TOKEN = 4  # about, for the size of a job
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,8 @@ def refusal_rates(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], int
     jobs = [(lang, label) for lang in langs for label in ("harmful", "harmless")]
     for j, (lang, label) in enumerate(jobs):
         part = prompts.filter(lang=lang, label=label)
-        progress(j / len(jobs), f"replies: {lang} {label} ({len(part)} prompts)")
+        progress(j / len(jobs), f"Writing replies to {len(part)} {language_name(lang)} {label} prompts "
+                                f"({j + 1}/{len(jobs)})")
         replies = generate_batch(lm, part.texts, interventions, Sampling(max_new_tokens=max_new_tokens), batch_size)
         verdicts = [judge(r, lang) for r in replies]
         rows = [{"lang": lang, "label": label, "id": p.id, "prompt": p.text, "reply": r, "refusal": v.refusal,
@@ -191,26 +193,40 @@ def refusal_rates(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], int
         block = verdict_block(verdicts)
         block["examples"] = [{k: row[k] for k in ("prompt", "reply", "refusal", "reply_lang")} for row in rows[:examples]]
         out.setdefault(lang, {})[label] = block
-    progress(1.0, "replies judged")
+    progress(1.0, "Replies written and judged")
     return out
+
+
+def evaluation_work(n_prompts: int, langs: Sequence[str], max_new_tokens: int,
+                    mc_questions: int | None = None) -> dict[str, Work]:
+    """The work of ``evaluate``'s phases on ``n_prompts`` prompts: {"replies", "perplexity", "multiple choice"}."""
+    texts = [t for lang in dict.fromkeys([*langs, "en"]) for t in benign_texts(lang)]
+    items = mc_items()[:mc_questions]
+    choices = [f"Question: {it['question']}\nAnswer: {c}" for it in items for c in it["choices"]]
+    return {"replies": Work(prompts=n_prompts, new_tokens=n_prompts * max_new_tokens),
+            "perplexity": Work(text_tokens=sum(map(len, texts)) / CHARS_PER_TOKEN),
+            "multiple choice": Work(text_tokens=sum(map(len, choices)) / CHARS_PER_TOKEN)}
 
 
 def evaluate(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], interventions: Iterable[Intervention] = (),
              max_new_tokens: int = 48, batch_size: int = 8, progress: Progress = no_progress,
-             on_reply: Callable[[dict], None] | None = None) -> dict:
-    """Refusal per language and label, with perplexity beside it, and overall utility (``on_reply``: see
-    ``refusal_rates``)."""
+             on_reply: Callable[[dict], None] | None = None, mc_questions: int | None = None) -> dict:
+    """Refusal per language and label, with perplexity beside it, and overall utility on the first
+    ``mc_questions`` multiple-choice questions (all by default; ``on_reply``: see ``refusal_rates``)."""
     interventions = list(interventions)
+    work = evaluation_work(len(prompts.filter(lang=list(langs))), langs, max_new_tokens, mc_questions)
+    ends = shares(list(work.values()))  # where each phase ends, 0..1
     result = {"languages": refusal_rates(lm, prompts, langs, interventions, max_new_tokens, batch_size,
-                                         progress=lambda f, m: progress(0.8 * f, m), on_reply=on_reply)}
-    progress(0.85, "utility: perplexity and multiple choice")
+                                         progress=span(progress, 0.0, ends[0]), on_reply=on_reply)}
+    progress(ends[0], "Measuring perplexity on everyday text")
     for lang, block in result["languages"].items():
         block["perplexity"] = perplexity(lm, benign_texts(lang), interventions)
     english = result["languages"].get("en", {}).get("perplexity") or perplexity(lm, benign_texts("en"), interventions)
-    mc = mc_accuracy(lm, mc_items(), interventions)
+    progress(ends[1], "Answering multiple-choice questions")
+    mc = mc_accuracy(lm, mc_items()[:mc_questions], interventions)
     result["utility"] = {"perplexity": english,
                          "mc_accuracy": mc.rate, "mc_stderr": mc.stderr, "mc_n": mc.n}
-    progress(1.0, "done")
+    progress(1.0, "Evaluation done")
     return result
 
 

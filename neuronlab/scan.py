@@ -26,7 +26,7 @@ from .gguf_cache import cache_root
 from .loading import LoadedModel
 from .neurons import NeuronSet
 from . import shipped
-from .progress import Progress, no_progress
+from .progress import Progress, language_name, no_progress
 from .prompts import PromptSet
 from .scoring import ablation_scores, activation_scores, attribution_scores
 from .sites import ATTN_SITES, SITES
@@ -126,12 +126,15 @@ PartHook = Callable[[dict, dict[str, torch.Tensor]], None]
 def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None, method: str = "activation",
              site: str = "mlp", split: str | None = "scan", batch_size: int = 8, probes: int = 4,
              layers: list[int] | None = None, neurons: NeuronSet | None = None, use_cache: bool = True,
-             progress: Progress = no_progress, on_part: PartHook | None = None) -> ScanResult:
+             progress: Progress = no_progress, on_part: PartHook | None = None,
+             on_language: Callable[[ScanResult], None] | None = None, compute: bool = True) -> ScanResult | None:
     """Score every neuron of ``site`` ("mlp", "attn" or "all") on each language's harmful and harmless
     prompts. ``ablation`` scores only ``neurons`` (or all neurons of ``layers``); the rest are NaN.
     ``use_cache=False`` computes everything (no user cache, no shipped results). ``on_part(info, tensors)``
     sees each (language, label) part: info {key, method, sites, lang, label, n_prompts, prompts, settings}
-    and tensors {"importance.SITE" (and "mean.SITE" for activation): [L, N]}."""
+    and tensors {"importance.SITE" (and "mean.SITE" for activation): [L, N]}. ``on_language`` gets the result
+    of the languages finished so far after each one (to keep them if the scan is stopped). ``compute=False``
+    returns the scan only when every part is cached or shipped, and None otherwise (no model pass)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if site not in SITE_GROUPS:
@@ -152,17 +155,30 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
 
     importance, means, n_prompts, hits, from_assets = {}, {}, {}, 0, 0
     jobs = [(lang, label) for lang in langs for label in LABELS]
+
+    def result(done: list[str]) -> ScanResult:
+        source = means if method == "activation" else importance
+        contrast = {lang: {s: source[lang]["harmful"][s] - source[lang]["harmless"][s] for s in sites} for lang in done}
+        return ScanResult(lm.spec, lm.info.fingerprint, method, sites, {lang: importance[lang] for lang in done},
+                          contrast, {lang: n_prompts[lang] for lang in done},
+                          {**settings, "prompts": chosen.filter(lang=done).content_hash()}, hits, from_assets)
+
     for j, (lang, label) in enumerate(jobs):
         part = chosen.filter(lang=lang, label=label)
         key = _cache_key(lm, part, method, sites, settings)
         path = cache_root() / "scans" / f"{key}.safetensors"
+        what = f"{language_name(lang)} {label} prompts ({j + 1}/{len(jobs)})"
         if use_cache and path.is_file():
+            progress(j / len(jobs), f"Reading the saved scores of {what}")
             tensors, hits = load_file(str(path)), hits + 1
         elif use_cache and (tensors := shipped.scan_part(key, lm, method, sites, lang, label)) is not None:
             from_assets += 1
+        elif not compute:
+            return None
         else:
-            def sub(f: float, msg: str, j=j) -> None:
-                progress((j + f) / len(jobs), f"{lang} {label} · {msg}")
+            def sub(f: float, msg: str, j=j, what=what) -> None:
+                progress((j + f) / len(jobs), f"Scanning {what}: {msg}")
+            sub(0.0, f"{len(part)} prompts")
             tensors = _score(lm, part.texts, method, sites, settings, subset, sub)
             if use_cache:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,12 +189,10 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
         importance.setdefault(lang, {})[label] = {s: tensors[f"importance.{s}"] for s in sites}
         means.setdefault(lang, {})[label] = {s: tensors.get(f"mean.{s}") for s in sites}
         n_prompts.setdefault(lang, {})[label] = len(part)
-        progress((j + 1) / len(jobs), f"{lang} {label} done")
-    source = means if method == "activation" else importance
-    contrast = {lang: {s: source[lang]["harmful"][s] - source[lang]["harmless"][s] for s in sites} for lang in langs}
-    settings["prompts"] = chosen.content_hash()
-    return ScanResult(lm.spec, lm.info.fingerprint, method, sites, importance, contrast, n_prompts, settings, hits,
-                      from_assets)
+        progress((j + 1) / len(jobs), f"Scanned {what}")
+        if on_language and label == LABELS[-1]:
+            on_language(result(langs[:langs.index(lang) + 1]))
+    return result(list(langs))
 
 
 def top_fraction(scores: torch.Tensor, fraction: float) -> list[torch.Tensor]:

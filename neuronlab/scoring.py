@@ -83,7 +83,7 @@ def activation_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[str
                     a = _site_slice(lm, site, stacked)  # [L, batch, N]
                     sums[site] += a.sum(1)
                     abs_sums[site] += a.abs().sum(1)
-            progress(min(1.0, (i + 1) * batch_size / n), f"activations: {min(n, (i + 1) * batch_size)}/{n} prompts")
+            progress(min(1.0, (i + 1) * batch_size / n), f"{min(n, (i + 1) * batch_size)} of {n} prompts read")
     return {s: {"mean": (sums[s] / n).float().cpu(), "mean_abs": (abs_sums[s] / n).float().cpu()} for s in sites}
 
 
@@ -117,7 +117,7 @@ def ablation_scores(lm: LoadedModel, texts: Sequence[str], neurons: NeuronSet, b
                     h_off = final_hidden(lm, repeated).view(k, B, -1)  # [k, batch, hidden]
                 total += (h_off - h.unsqueeze(0)).float().norm(dim=-1).sum(1).double().cpu()
             out[site][layer, torch.as_tensor(idx)] = (total / len(texts)).float()
-            progress((j + 1) / len(jobs), f"ablation: layer {layer} {site}, {k} neurons")
+            progress((j + 1) / len(jobs), f"layer {layer}: {k} neurons switched off in turn")
     return out
 
 
@@ -155,5 +155,5 @@ def attribution_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[st
                 s = arch.sites[site]
                 if s.module == path:
                     totals[site][layer] += estimate[s.offset:s.offset + s.size]
-        progress(min(1.0, (i + 1) * batch_size / n), f"attribution: {min(n, (i + 1) * batch_size)}/{n} prompts")
+        progress(min(1.0, (i + 1) * batch_size / n), f"{min(n, (i + 1) * batch_size)} of {n} prompts read")
     return {s: (t / n).float() for s, t in totals.items()}

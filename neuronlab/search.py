@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,11 +120,12 @@ def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: dict[str, tor
                    harmful: Sequence[str], harmless: Sequence[str], benign: Sequence[str], lang: str = "en",
                    direction: str = "add", goal: float = 0.7, max_ppl_change: float = 0.01,
                    max_false_refusal: float = 0.1, max_fraction: float = 0.01, start: int = 8, seeds: int = 1,
-                   threshold: float = 0.1, within: NeuronSet | None = None,
-                   progress: Progress = no_progress) -> SearchResult:
+                   threshold: float = 0.1, within: NeuronSet | None = None, progress: Progress = no_progress,
+                   on_step: Callable[[SearchResult], None] | None = None) -> SearchResult:
     """Grow the set of top-ranked neurons (by ``scores``, highest first, optionally only among
     ``within``) copied from ``source`` into ``dest`` until the goal is met or ``max_fraction`` of the
-    candidates is reached. ``dest`` is bit-identical afterwards."""
+    candidates is reached. ``on_step`` gets the result so far after each step (to keep it if the search
+    is stopped). ``dest`` is bit-identical afterwards."""
     if direction not in ("add", "delete"):
         raise ValueError(f"direction is 'add' or 'delete', not {direction!r}")
     candidates = len(within) if within is not None else sum(t.numel() for t in scores.values())
@@ -139,7 +140,7 @@ def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: dict[str, tor
         with patched(dest, patch):
             return measure(dest, harmful, harmless, benign, lang, threshold), patch.meta["share_of_parameters"]
 
-    progress(0.0, "the destination as it is")
+    progress(0.0, "Measuring the model before any neurons are moved")
     base = measure(dest, harmful, harmless, benign, lang, threshold)
     result = SearchResult(direction, goal, max_ppl_change, max_false_refusal, threshold, base,
                           meta={"source": source.spec, "dest": dest.spec, "lang": lang, "seeds": seeds,
@@ -147,15 +148,21 @@ def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: dict[str, tor
     for i, k in enumerate(steps):
         neurons = top_neurons(scores, count=k, within=within)
         done = 1 + i * (1 + seeds)
-        moved, share = measured(neurons, done, f"{k} ranked neurons")
+        step = f"Step {i + 1} of up to {len(steps)}: "
+        moved, share = measured(neurons, done, f"{step}measuring with the top {k} ranked neurons moved")
         controls = tuple(measured(random_like(neurons, dest.arch, seed), done + 1 + seed,
-                                  f"{k} random neurons, seed {seed}")[0] for seed in range(seeds))
+                                  f"{step}measuring with {k} random neurons moved (seed {seed})")[0]
+                         for seed in range(seeds))
         refusal_ok = moved.harmful >= goal if direction == "add" else moved.harmful <= goal
         meets = (refusal_ok and moved.harmless <= max_false_refusal
                  and moved.perplexity <= base.perplexity * (1 + max_ppl_change))
         result.points.append(CurvePoint(k, share, moved, controls, meets))
         if meets:
             result.minimal = neurons.renamed(f"minimal-{direction}")
+        if on_step:
+            on_step(result)
+        if meets:
             break
-    progress(1.0, f"found {len(result.minimal)} neurons" if result.minimal is not None else "goal not met")
+    progress(1.0, f"Found {len(result.minimal)} neurons that meet the goal" if result.minimal is not None
+             else "No set up to the cap met the goal")
     return result

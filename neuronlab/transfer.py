@@ -155,7 +155,7 @@ def causal_scores(source: LoadedModel, dest: LoadedModel, harmful: Sequence[str]
                 dst = dict(scope_module.named_parameters())
                 delta = _swap_terms(scope_module, module, s, src, x, g) - _swap_terms(scope_module, module, s, dst, x, g)
                 totals[site][layer] += delta.cpu()
-        progress((j + 1) / len(jobs), f"causal: batch {j + 1}/{len(jobs)}")
+        progress((j + 1) / len(jobs), f"Estimating how much each neuron moves refusal (batch {j + 1}/{len(jobs)})")
     same = weight_diff_scores(source, dest, sites)
     return {s: torch.where(same[s] == 0, 0.0, t.float()) for s, t in totals.items()}
 

@@ -20,15 +20,23 @@ chosen = st.multiselect("Variants", list(available), default=list(available), ke
 if len(available) == 1:
     st.caption("Only the plain model so far: set interventions on *Intervene & chat* or apply a patch on *Transfer* "
                "to compare.")
+ui.preset_picker("ev_preset", lambda preset: {**ui.eval_fill("ev", preset.evaluation),
+                                               "ev_seeds": preset.evaluation.seeds})
 settings = ui.eval_settings("ev")
-seeds = st.number_input("Random-neuron controls (seeds)", 0, 5, 3, key="ev_seeds", **ui.KEEP,
+seeds = st.number_input("Random-neuron controls (seeds)", 0, 5, key="ev_seeds", **ui.KEEP,
                         help="Each effect is also run on random neurons with the same count per layer and site, once "
                              "per seed, so that an effect can be told apart from what any neurons would do. A "
                              "patch gets controls when the model it was taken from is loaded as the other role.")
+effects = len([name for name in chosen if name != "plain"])
+if chosen and settings["langs"]:
+    ui.time_estimate(role, ui.evaluation_work(settings, len(chosen) + seeds * effects,
+                                              role if "plain" in chosen else None))
 if st.button("Run evaluation", type="primary", key="ev_run", disabled=not (chosen and settings["langs"])):
     variants = {name: available[name] for name in chosen}
     variants.update(ui.control_variants(role, interventions if "intervened" in chosen else [],
                                         patch if "patched" in chosen else None, seeds))
-    st.session_state["evaluation"] = ui.evaluate(variants, settings)
+    with ui.job("evaluation", len(variants), "model variants", "Evaluating…") as (report, keep):
+        ui.evaluate(variants, settings, report, lambda results: keep(results, len(results)))
+ui.job_note("evaluation")
 if "evaluation" in st.session_state:
     ui.show_evaluation(st.session_state["evaluation"], "evaluation")

@@ -6,6 +6,7 @@ import streamlit as st
 import ui_common as ui
 from neuronlab import NeuronSet
 from neuronlab.plots import score_heatmap
+from neuronlab.presets import Preset, scan_work
 from neuronlab.prompts import BUNDLED_LANGUAGES, FORMATS, PromptFileError, PromptSet, bundled_prompts, parse_prompts
 from neuronlab.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, ScanResult, SafetyNeurons, run_scan, select_sets
 
@@ -30,14 +31,21 @@ def prompt_source() -> PromptSet:
         st.stop()
 
 
+def scan_fill(preset: Preset) -> dict:
+    """The scan form's widget values of a preset."""
+    size = preset.scan
+    return {"scan_langs_bundled": list(size.langs), "scan_per_label": size.per_label, "scan_method": size.method}
+
+
 def scan_form(role: str) -> None:
     shared = ui.model_or_stop(role)
     prompts = prompt_source()
     source = st.session_state["scan_source"]
-    default = ["en", "zh"] if source == "bundled" else prompts.languages
+    ui.preset_picker("scan_preset", scan_fill)
     left, middle, right = st.columns(3)
     langs = left.multiselect("Languages", prompts.languages if source == "upload" else BUNDLED_LANGUAGES,
-                             default=default, key=f"scan_langs_{source}", **KEEP)
+                             default=prompts.languages if source == "upload" else None, key=f"scan_langs_{source}",
+                             **KEEP)
     method = middle.selectbox("Method", METHODS, key="scan_method", **KEEP,
                               help="activation: mean |activation| (one pass); attribution: gradient estimate of "
                                    "the ablation effect; ablation: zero each neuron in turn (slow, pick layers)")
@@ -46,19 +54,24 @@ def scan_form(role: str) -> None:
     if method == "ablation":
         layers = st.multiselect("Layers to ablate (one forward pass per neuron and prompt)",
                                 range(shared.arch.n_layers), key="scan_layers", **KEEP)
-    per_label = left.number_input("Prompts per label", min_value=1, value=None, placeholder="all",
-                                  key="scan_per_label", **KEEP)
+    per_label = left.number_input("Prompts per label", min_value=1, placeholder="all", key="scan_per_label", **KEEP)
     if ui.session_patch(role):
         st.caption("Scans read the model as loaded: this session's weight patch is left out.")
     ready = bool(langs) and (method != "ablation" or bool(layers))
+    chosen = prompts.head(per_label)
+    if ready:
+        ablated = sum(shared.arch.sites[s].size for s in SITE_GROUPS[site]) * len(layers)
+        ui.time_estimate(role, scan_work(len(chosen.filter(lang=langs, split="scan")), method, neurons=ablated))
     if st.button("Run scan", type="primary", key="scan_run", disabled=not ready):
-        chosen = prompts.head(per_label)
-        with ui.progress("Scanning…") as report, ui.use(role, with_patch=False) as lm:
-            try:
-                st.session_state["scan"] = run_scan(lm, chosen, langs, method, site, layers=layers or None,
-                                                    progress=report)
-            except ValueError as e:
-                st.error(str(e))
+        st.session_state.pop("safety", None)  # the sets of the scan being replaced
+        try:
+            with ui.job("scan", len(langs), "languages", "Scanning…") as (report, keep), \
+                    ui.use(role, with_patch=False) as lm:
+                run_scan(lm, chosen, langs, method, site, layers=layers or None, progress=report,
+                         on_language=lambda result: keep(result, len(result.languages)))
+        except ValueError as e:
+            st.error(str(e))
+    ui.job_note("scan")
 
 
 def heatmap(result: ScanResult) -> str:

@@ -6,9 +6,11 @@ from neuronlab import NeuronSetError
 from neuronlab.patches import Patch, PatchError
 from neuronlab.evaluation import benign_texts
 from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
+from neuronlab.presets import CurveSize, Preset, curve_work, ranking_work
+from neuronlab.progress import Work, shares, span
 from neuronlab.prompts import bundled_prompts
 from neuronlab.scan import SITE_GROUPS
-from neuronlab.search import minimal_subset
+from neuronlab.search import minimal_subset, search_steps
 from neuronlab.shared import use_together
 from neuronlab.transfer import RANKINGS, rank_scores, top_neurons, transfer_patch
 
@@ -18,9 +20,15 @@ DIRECTIONS = {"add": "addition: the donor's neurons into the target",
               "delete": "deletion: the target's neurons into the donor"}
 RANK_HELP = ("weight-diff: how much each neuron's weights differ between donor and target; contrast: how differently "
              "it fires on harmful vs harmless prompts in the donor; causal: a first-order estimate of how much copying "
-             "it moves the refusal score (harmful minus harmless; slow on CPU, uses 24 prompts per label); "
+             "it moves the refusal score (harmful minus harmless; slow on CPU, on the prompts per label set below); "
              "random: a seeded control")
-CAUSAL_PROMPTS = 24  # per label: the causal pass and the curve search run every prompt many times
+
+
+def transfer_fill(preset: Preset) -> dict:
+    """The page's widget values of a preset: the before/after evaluation and the curve."""
+    size = preset.curve
+    return {**ui.eval_fill("tf_eval", preset.transfer), "tf_prompts": size.per_label, "tf_curve_seeds": size.seeds,
+            "tf_cap": size.max_percent, "tf_start": size.start}
 
 
 def pool(arch) -> tuple[tuple[str, ...], object]:
@@ -50,24 +58,33 @@ def amount() -> dict:
     return {"fraction": percent / 100}
 
 
-def ranked(d, t, direction: str, ranking: str, sites, seed: int, report) -> dict:
+def ranked(d, t, direction: str, ranking: str, sites, seed: int, per_label: int, report) -> dict:
     """{site: [L, N]} scores of ``ranking`` for the transfer's direction."""
-    few = bundled_prompts("en", split="scan").head(CAUSAL_PROMPTS) if ranking == "causal" else None
-    return rank_scores(ranking, d, t, sites, seed, few, delete=direction == "delete",
-                       progress=lambda f, m: report(0.8 * f, m))
+    few = bundled_prompts("en", split="scan").head(per_label) if ranking == "causal" else None
+    report(0.0, f"Ranking neurons by {ranking}")
+    return rank_scores(ranking, d, t, sites, seed, few, delete=direction == "delete", progress=report)
 
 
-def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, seed: int, settings: dict | None) -> None:
+def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, seed: int, per_label: int,
+                 settings: dict | None) -> None:
+    """Rank, copy and (with ``settings``) evaluate before and after, as one stoppable job."""
     donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
     dest = "target" if direction == "add" else "donor"
-    with ui.progress("Ranking neurons…") as report, use_together(donor, target) as (d, t):
-        scores = ranked(d, t, direction, ranking, sites, seed, report)
-        neurons = top_neurons(scores, within=within, **how_many)
-        report(0.8, f"copying {len(neurons):,} neurons")
-        source, into = (d, t) if direction == "add" else (t, d)
-        patch = transfer_patch(source, into, neurons, check=False, direction=direction, ranking=ranking)
-    results = ui.evaluate({"before": (dest, None, []), "after": (dest, patch, [])}, settings) if settings else None
-    st.session_state["transfer"] = {"patch": patch, "dest": dest, "layers": into.arch.n_layers, "results": results}
+    parts = [ranking_work(ranking, per_label)] + ([ui.evaluation_work(settings, 2, dest)] if settings else [])
+    ends = shares(parts)
+    steps = 3 if settings else 1
+    with ui.job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
+        with use_together(donor, target) as (d, t):
+            scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
+            neurons = top_neurons(scores, within=within, **how_many)
+            report(ends[0], f"Copying {len(neurons):,} neurons' weights")
+            source, into = (d, t) if direction == "add" else (t, d)
+            patch = transfer_patch(source, into, neurons, check=False, direction=direction, ranking=ranking)
+        state = {"patch": patch, "dest": dest, "layers": into.arch.n_layers, "results": None}
+        keep(state, 1)
+        if settings:
+            ui.evaluate({"before": (dest, None, []), "after": (dest, patch, [])}, settings, span(report, ends[0], 1.0),
+                        lambda results: keep({**state, "results": results}, 1 + len(results)))
 
 
 def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
@@ -87,26 +104,34 @@ def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
                        "application/octet-stream", key="tf_download", on_click="ignore")
 
 
-def curve(direction: str, ranking: str, sites, within, seed: int) -> None:
+def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int, candidates: int) -> None:
     """The minimal-subset search: refusal and perplexity vs neurons moved, random sets beside, as a chart."""
     st.subheader("Transfer curve")
-    st.caption("Grow the moved set along the ranking (8, 16, 32, … neurons) until English refusal reaches the goal "
-               "within the budget (perplexity +1%, false refusals 10%), from the fast refusal score on "
-               f"{CAUSAL_PROMPTS} scan prompts per label, with random neurons of the same per-layer counts beside it.")
-    left, middle, right = st.columns(3)
+    st.caption("Grow the moved set along the ranking (from the first step, doubling) until English refusal reaches "
+               "the goal within the budget (perplexity +1%, false refusals 10%), from the fast refusal score on the "
+               "scan prompts, with random neurons of the same per-layer counts beside it.")
+    left, middle, right, last = st.columns(4)
     goal = left.slider("Refusal goal", 0.1, 1.0, 0.7, 0.05, key="tf_goal", **KEEP)
-    cap = middle.number_input("Largest set (% of the pool)", 0.01, 10.0, 1.0, 0.1, key="tf_cap", **KEEP)
-    seeds = right.number_input("Random sets per step", 1, 5, 1, key="tf_curve_seeds", **KEEP)
+    cap = middle.number_input("Largest set (% of the pool)", 0.01, 10.0, step=0.1, key="tf_cap", **KEEP)
+    start = right.number_input("First step (neurons)", 1, 10_000, key="tf_start", **KEEP)
+    seeds = last.number_input("Random sets per step", 1, 5, key="tf_curve_seeds", **KEEP)
+    size = CurveSize(per_label, seeds, cap, start)
+    ui.time_estimate("target", curve_work(size, candidates) + ranking_work(ranking, per_label))
     if st.button("Search the minimal set", key="tf_search"):
-        prompts = bundled_prompts("en", split="scan").head(CAUSAL_PROMPTS)
+        prompts = bundled_prompts("en", split="scan").head(per_label)
         donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
-        with ui.progress("Ranking neurons…") as report, use_together(donor, target) as (d, t):
-            scores = ranked(d, t, direction, ranking, sites, seed, report)
+        steps = len(search_steps(start, max(1, round(cap / 100 * candidates))))
+        ends = shares([ranking_work(ranking, per_label), curve_work(size, candidates)])
+        with ui.job("tf_curve", steps, "steps", "Ranking neurons…") as (report, keep), \
+                use_together(donor, target) as (d, t):
+            scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
             source, dest = (d, t) if direction == "add" else (t, d)
-            st.session_state["tf_curve"] = minimal_subset(
+            keep(minimal_subset(
                 source, dest, scores, prompts.filter(label="harmful").texts, prompts.filter(label="harmless").texts,
-                benign_texts("en"), direction=direction, goal=goal, max_fraction=cap / 100, seeds=seeds, within=within,
-                progress=lambda f, m: report(0.8 + 0.2 * f, m))
+                benign_texts("en"), direction=direction, goal=goal, max_fraction=cap / 100, start=start, seeds=seeds,
+                within=within, progress=span(report, ends[0], 1.0),
+                on_step=lambda partial: keep(partial, len(partial.points))), steps)
+    ui.job_note("tf_curve")
     result = st.session_state.get("tf_curve")
     if result is None:
         return
@@ -118,7 +143,7 @@ def curve(direction: str, ranking: str, sites, within, seed: int) -> None:
     if result.found:
         st.success(f"{result.found.k:,} neurons ({result.found.share:.4%} of the parameters) meet the goal; run "
                    f"the transfer above with a count of {result.found.k} to keep them as a patch.")
-    else:
+    elif not ui.stopped("tf_curve"):
         st.warning("No set up to the cap met the goal within the budget.")
     left, right = st.columns(2)
     left.download_button("Curve (CSV)", lambda: frame.to_csv(index=False), "transfer-curve.csv", "text/csv",
@@ -179,17 +204,24 @@ if not compat.compatible:
     st.warning("Donor and target are not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in compat.problems))
     st.stop()
 session_status()
+ui.preset_picker("tf_preset", transfer_fill)
 direction = st.radio("Direction", list(DIRECTIONS), format_func=DIRECTIONS.get, key="tf_direction", **KEEP)
-left, right = st.columns(2)
+left, middle, right = st.columns(3)
 ranking = left.selectbox("Ranking", RANKINGS, key="tf_ranking", help=RANK_HELP, **KEEP)
+per_label = middle.number_input("Scan prompts per label", 1, 60, key="tf_prompts", **KEEP,
+                                help="English scan prompts for the causal ranking and the transfer curve.")
 seed = right.number_input("Seed (random ranking)", 0, 2**31 - 1, 0, key="tf_seed", disabled=ranking != "random", **KEEP)
 sites, within = pool(target.arch)
+candidates = len(within) if within is not None else target.arch.n_layers * sum(target.arch.sites[s].size for s in sites)
 how_many = amount()
 measure = st.toggle("Measure refusal and utility before and after", value=True, key="tf_measure", **KEEP)
 settings = ui.eval_settings("tf_eval") if measure else None
+evaluated = ui.evaluation_work(settings, 2, "target" if direction == "add" else "donor") if settings else Work()
+ui.time_estimate("target", ranking_work(ranking, per_label) + evaluated)
 if st.button("Run transfer", type="primary", key="tf_run", disabled=bool(settings) and not settings["langs"]):
-    run_transfer(direction, ranking, sites, within, how_many, seed, settings)
+    run_transfer(direction, ranking, sites, within, how_many, seed, per_label, settings)
+ui.job_note("transfer")
 if "transfer" in st.session_state:
     outcome(**st.session_state["transfer"])
-curve(direction, ranking, sites, within, seed)
+curve(direction, ranking, sites, within, seed, per_label, candidates)
 upload()

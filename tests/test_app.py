@@ -183,6 +183,7 @@ def test_transfer_makes_a_patch_to_download_measure_and_apply():
 def test_transfer_curve_is_drawn_with_its_random_baseline():
     at = page(app("tiny-llama"), "transfer")
     run(at.selectbox(key="tf_ranking").select("random"))
+    run(at.number_input(key="tf_start").set_value(8))
     run(at.number_input(key="tf_cap").set_value(5.0))  # 5% of 512 MLP neurons: steps 8, 16, 26
     run(at.button(key="tf_search").click())
     frame = at.session_state["tf_curve"].to_frame()
