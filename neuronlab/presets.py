@@ -41,6 +41,7 @@ class CurveSize:
     seeds: int  # random sets per step
     max_percent: float  # largest set, % of the pool
     start: int  # neurons moved at the first step (then doubled)
+    benign: int | None = None  # English benign paragraphs for perplexity; None: all
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ PRESETS = {p.name: p for p in (
            ScanSize(("en", "zh"), 8),
            EvalSize(("en",), 4, 16, seeds=1, mc_questions=10),
            EvalSize(("en",), 4, 16, mc_questions=10),
-           CurveSize(6, 1, 0.5, 64)),
+           CurveSize(4, 1, 0.3, 64, benign=3)),
     Preset("full", "the research settings: every prompt, long replies, three random controls (minutes to hours)",
            ScanSize(("en", "zh", "es", "fr"), None),
            EvalSize(("en",), 60, 48, seeds=3),
@@ -93,7 +94,7 @@ def curve_work(size: CurveSize, pool: int) -> Work:
     """The most a minimal-subset search of ``size`` over ``pool`` candidates does (it stops at the goal)."""
     steps = len(search_steps(size.start, max(1, round(size.max_percent / 100 * pool))))
     one = Work(prompts=2 * size.per_label * len(refusal_openings("en")),
-               text_tokens=sum(map(len, benign_texts("en"))) / CHARS_PER_TOKEN)
+               text_tokens=sum(map(len, benign_texts("en")[:size.benign])) / CHARS_PER_TOKEN)
     return one * (1 + steps * (1 + size.seeds))
 
 

@@ -6,7 +6,7 @@ from neuronlab import NeuronSetError
 from neuronlab.patches import Patch, PatchError
 from neuronlab.evaluation import benign_texts
 from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
-from neuronlab.presets import CurveSize, Preset, curve_work, ranking_work
+from neuronlab.presets import PRESETS, CurveSize, Preset, curve_work, ranking_work
 from neuronlab.progress import Work, shares, span
 from neuronlab.prompts import bundled_prompts
 from neuronlab.scan import SITE_GROUPS
@@ -109,13 +109,14 @@ def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int
     st.subheader("Transfer curve")
     st.caption("Grow the moved set along the ranking (from the first step, doubling) until English refusal reaches "
                "the goal within the budget (perplexity +1%, false refusals 10%), from the fast refusal score on the "
-               "scan prompts, with random neurons of the same per-layer counts beside it.")
+               "scan prompts, with random neurons of the same per-layer counts beside it. The quick preset measures "
+               "perplexity on 3 paragraphs, the full one on all 10.")
     left, middle, right, last = st.columns(4)
     goal = left.slider("Refusal goal", 0.1, 1.0, 0.7, 0.05, key="tf_goal", **KEEP)
     cap = middle.number_input("Largest set (% of the pool)", 0.01, 10.0, step=0.1, key="tf_cap", **KEEP)
     start = right.number_input("First step (neurons)", 1, 10_000, key="tf_start", **KEEP)
     seeds = last.number_input("Random sets per step", 1, 5, key="tf_curve_seeds", **KEEP)
-    size = CurveSize(per_label, seeds, cap, start)
+    size = CurveSize(per_label, seeds, cap, start, PRESETS[st.session_state["tf_preset"]].curve.benign)
     ui.time_estimate("target", curve_work(size, candidates) + ranking_work(ranking, per_label))
     if st.button("Search the minimal set", key="tf_search"):
         prompts = bundled_prompts("en", split="scan").head(per_label)
@@ -128,8 +129,8 @@ def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int
             source, dest = (d, t) if direction == "add" else (t, d)
             keep(minimal_subset(
                 source, dest, scores, prompts.filter(label="harmful").texts, prompts.filter(label="harmless").texts,
-                benign_texts("en"), direction=direction, goal=goal, max_fraction=cap / 100, start=start, seeds=seeds,
-                within=within, progress=span(report, ends[0], 1.0),
+                benign_texts("en")[:size.benign], direction=direction, goal=goal, max_fraction=cap / 100, start=start,
+                seeds=seeds, within=within, progress=span(report, ends[0], 1.0),
                 on_step=lambda partial: keep(partial, len(partial.points))), steps)
     ui.job_note("tf_curve")
     result = st.session_state.get("tf_curve")
