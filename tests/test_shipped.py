@@ -11,6 +11,7 @@ from neuronlab.cli import main
 from neuronlab.prompts import bundled_prompts
 from neuronlab.scan import run_scan, select_sets
 from neuronlab.scoring import activation_scores
+from neuronlab.search import CurvePoint, Measure, SearchResult, curve_frame
 
 TINY = shipped.Standard("tiny-suppress", "effects", {"model": "tiny-llama"},
                         {**shipped.EXPERIMENTS["demo-donor-suppress"].settings, "limit": 2, "max_new_tokens": 3,
@@ -153,6 +154,15 @@ def test_suppress_experiment_keeps_its_set_and_paired_replies(results, tiny):
     assert {r["label"] for r in result["replies"]} == {"harmful", "harmless"}
     assert len(result["replies"]) == 4  # 2 + 2 held-out prompts, each before and after
     assert all(set(r["before"]) == set(r["after"]) == {"reply", "refusal", "reply_lang"} for r in result["replies"])
+
+
+def test_a_saved_curve_gives_back_its_frame():
+    base = Measure(0.0, 0.05, -9.0, -9.5, 20.0)
+    result = SearchResult("add", 0.7, 0.01, 0.1, 0.1, base, [
+        CurvePoint(8, 1e-4, Measure(0.3, 0.05, -3.0, -8.0, 20.1), (base, Measure(0.0, 0.1, -8.0, -9.0, 20.3)), False),
+        CurvePoint(16, 2e-4, Measure(0.8, 0.05, -1.0, -8.0, 20.1), (base, base), True)])
+    saved = json.loads(json.dumps(result.to_dict()))
+    assert curve_frame(saved).equals(result.to_frame())
 
 
 def test_ship_rejects_unknown_items():
