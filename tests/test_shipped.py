@@ -169,15 +169,21 @@ def test_ship_rejects_unknown_items():
     assert main(["ship", "--only", "scan/demo-target/ablation"]) == 2
 
 
-def test_shipped_demo_donor_scan_and_suppress_set(donor, tmp_path, monkeypatch):
-    """The committed results: demo-donor's English harmful activations equal a fresh computation within
-    float16 rounding, and the shipped suppression set is MS(en) at top 8% of the shipped scan."""
+@pytest.fixture
+def donor_scan(donor, tmp_path, monkeypatch):
+    """demo-donor's English activation scan as the committed results give it (empty user cache)."""
     monkeypatch.setenv("NEURONLAB_CACHE", str(tmp_path / "empty"))
-    got = en_scan(donor)
-    assert got.shipped == 2
+    return en_scan(donor)
+
+
+def test_shipped_demo_donor_scan_equals_a_fresh_one(donor, donor_scan):
+    assert donor_scan.shipped == 2
     harmful = bundled_prompts("en", split="scan").filter(label="harmful").texts
     fresh = activation_scores(donor, harmful, ("mlp",), 8)["mlp"]["mean_abs"]  # [30, 1536]
-    assert torch.allclose(got.importance["en"]["harmful"]["mlp"], fresh, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(donor_scan.importance["en"]["harmful"]["mlp"], fresh, rtol=1e-3, atol=1e-6)
+
+
+def test_shipped_demo_donor_suppress_set_is_ms_en_of_the_shipped_scan(donor, donor_scan):
     doc = shipped.experiment("demo-donor-suppress", model=donor.info.fingerprint)
-    assert doc is not None
-    assert NeuronSet.from_json(doc["result"]["neurons"]) == select_sets(got, 0.08).ms["en"]
+    assert doc is not None, "assets/results/experiments/demo-donor-suppress.json is missing or stale"
+    assert NeuronSet.from_json(doc["result"]["neurons"]) == select_sets(donor_scan, 0.08).ms["en"]
