@@ -376,7 +376,7 @@ def cmd_scan(args) -> None:
     neurons_path, scores_path = write_scan(args.out, result, safety)
     stats = safety.stats()
     print(f"{result.method} scan of {lm.spec} ({', '.join(result.sites)}), top {args.top_p:.1%} per layer; "
-          f"{result.cache_hits}/{2 * len(langs)} prompt sets from the cache")
+          f"{result.cache_hits}/{2 * len(langs)} prompt sets from the cache, {result.shipped} from the shipped results")
     for name, count in stats["counts"].items():
         print(f"  {name:<10} {count:>6} neurons  ({stats['share'][name]:.3%} of {stats['total_neurons']})")
     print(f"wrote {neurons_path} and {scores_path}")

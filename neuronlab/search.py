@@ -84,8 +84,7 @@ class SearchResult:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per step, k = 0 (the unpatched destination) first."""
-        start = CurvePoint(0, 0.0, self.base, (self.base,), False)
-        return pd.DataFrame([start.row()] + [p.row() for p in self.points])
+        return pd.DataFrame([_start_row(self.base)] + [p.row() for p in self.points])
 
     def to_dict(self) -> dict:
         return {"direction": self.direction, "goal": self.goal, "max_ppl_change": self.max_ppl_change,
@@ -98,6 +97,16 @@ class SearchResult:
         path = Path(path)
         path.write_text(json.dumps(self.to_dict(), indent=1))
         return path
+
+
+def _start_row(base: Measure) -> dict:
+    """The k = 0 row: the destination as it is (its own random control)."""
+    return CurvePoint(0, 0.0, base, (base,), False).row()
+
+
+def curve_frame(curve: dict) -> pd.DataFrame:
+    """``SearchResult.to_frame()`` rebuilt from ``to_dict()`` output (a saved or shipped curve)."""
+    return pd.DataFrame([_start_row(Measure(**curve["base"]))] + curve["points"])
 
 
 def search_steps(start: int, cap: int) -> list[int]:

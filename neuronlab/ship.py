@@ -165,12 +165,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(out: Path, timings: dict[str, float]) -> dict:
-    """``manifest.json``: every shipped file with its sha256 and size, and each item's command and time
-    (items made earlier keep their entries)."""
+def write_manifest(out: Path, made: dict[str, dict]) -> dict:
+    """``manifest.json``: every shipped file with its sha256 and size, and each item's command, time and
+    notes ``made`` {name: {"seconds", ...}} (items made earlier keep their entries)."""
     path = out / "manifest.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
-    made = {name: {"made_by": f"{COMMAND} --only {name}", "seconds": round(s, 1)} for name, s in timings.items()}
+    made = {name: {"made_by": f"{COMMAND} --only {name}", **entry} for name, entry in made.items()}
     files = {p.relative_to(out).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
              for p in sorted(out.rglob("*")) if p.is_file() and p.name not in ("manifest.json", "README.md")
              and not p.name.startswith(".")}
@@ -194,7 +194,7 @@ def readme_text(manifest: dict) -> str:
         "  models (fingerprints) and settings it was made with.",
         "- `manifest.json`: every file's sha256 and size, and each item's command and time.", "",
         f"Total: {manifest['total_bytes'] / 1e6:.1f} MB in {len(manifest['files'])} files.", "",
-        "| item | what | seconds to make |", "|---|---|---|"]
+        "| item | what | seconds (this run) |", "|---|---|---|"]
     for name in items():
         if name in made:
             if name in shipped.EXPERIMENTS:
@@ -202,7 +202,9 @@ def readme_text(manifest: dict) -> str:
             else:
                 _, model, method = name.split("/")
                 what = f"{method} scan of {model}: {', '.join(shipped.SCAN_LANGS)}, MLP, scan split"
-            lines.append(f"| `{name}` | {what} | {made[name]['seconds']:g} |")
+            cached = made[name].get("parts_from_user_cache")
+            note = f" ({cached} of its parts read from the user's scan cache)" if cached else ""
+            lines.append(f"| `{name}` | {what} | {made[name]['seconds']:g}{note} |")
     missing = [n for n in items() if n not in made]
     if missing:
         lines += ["", f"Not shipped yet: {', '.join(missing)} (computed live)."]
@@ -225,16 +227,18 @@ def ship(only: Sequence[str] | None = None, out: Path | None = None, load: Loade
 
     for i, name in enumerate(names, 1):
         log(f"[{i}/{len(names)}] {name}")
-        start = time.perf_counter()
+        start, notes = time.perf_counter(), {}
         if name.startswith("scan/"):
             _, model, method = name.split("/")
             result = ship_scan(get(model), method, out, progress())
+            notes["parts_from_user_cache"] = result.cache_hits
             log(f"    {2 * len(result.languages)} parts: {result.cache_hits} from the user cache, "
                 f"{result.shipped} already shipped")
         else:
             write_experiment(out, run_experiment(shipped.EXPERIMENTS[name], get, progress()))
         seconds = time.perf_counter() - start
-        manifest = write_manifest(out, {name: seconds})  # after every item: an interrupted run keeps its items
+        # after every item, so that an interrupted run keeps what it finished
+        manifest = write_manifest(out, {name: {"seconds": round(seconds, 1), **notes}})
         text = readme_text(manifest)
         shipped.write_atomic(out / "README.md", lambda tmp: tmp.write_text(text))
         log(f"    done in {seconds:.0f} s; {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB "

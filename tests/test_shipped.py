@@ -11,6 +11,7 @@ from neuronlab.cli import main
 from neuronlab.prompts import bundled_prompts
 from neuronlab.scan import run_scan, select_sets
 from neuronlab.scoring import activation_scores
+from neuronlab.search import CurvePoint, Measure, SearchResult, curve_frame
 
 TINY = shipped.Standard("tiny-suppress", "effects", {"model": "tiny-llama"},
                         {**shipped.EXPERIMENTS["demo-donor-suppress"].settings, "limit": 2, "max_new_tokens": 3,
@@ -155,19 +156,34 @@ def test_suppress_experiment_keeps_its_set_and_paired_replies(results, tiny):
     assert all(set(r["before"]) == set(r["after"]) == {"reply", "refusal", "reply_lang"} for r in result["replies"])
 
 
+def test_a_saved_curve_gives_back_its_frame():
+    base = Measure(0.0, 0.05, -9.0, -9.5, 20.0)
+    result = SearchResult("add", 0.7, 0.01, 0.1, 0.1, base, [
+        CurvePoint(8, 1e-4, Measure(0.3, 0.05, -3.0, -8.0, 20.1), (base, Measure(0.0, 0.1, -8.0, -9.0, 20.3)), False),
+        CurvePoint(16, 2e-4, Measure(0.8, 0.05, -1.0, -8.0, 20.1), (base, base), True)])
+    saved = json.loads(json.dumps(result.to_dict()))
+    assert curve_frame(saved).equals(result.to_frame())
+
+
 def test_ship_rejects_unknown_items():
     assert main(["ship", "--only", "scan/demo-target/ablation"]) == 2
 
 
-def test_shipped_demo_donor_scan_and_suppress_set(donor, tmp_path, monkeypatch):
-    """The committed results: demo-donor's English harmful activations equal a fresh computation within
-    float16 rounding, and the shipped suppression set is MS(en) at top 8% of the shipped scan."""
+@pytest.fixture
+def donor_scan(donor, tmp_path, monkeypatch):
+    """demo-donor's English activation scan as the committed results give it (empty user cache)."""
     monkeypatch.setenv("NEURONLAB_CACHE", str(tmp_path / "empty"))
-    got = en_scan(donor)
-    assert got.shipped == 2
+    return en_scan(donor)
+
+
+def test_shipped_demo_donor_scan_equals_a_fresh_one(donor, donor_scan):
+    assert donor_scan.shipped == 2
     harmful = bundled_prompts("en", split="scan").filter(label="harmful").texts
     fresh = activation_scores(donor, harmful, ("mlp",), 8)["mlp"]["mean_abs"]  # [30, 1536]
-    assert torch.allclose(got.importance["en"]["harmful"]["mlp"], fresh, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(donor_scan.importance["en"]["harmful"]["mlp"], fresh, rtol=1e-3, atol=1e-6)
+
+
+def test_shipped_demo_donor_suppress_set_is_ms_en_of_the_shipped_scan(donor, donor_scan):
     doc = shipped.experiment("demo-donor-suppress", model=donor.info.fingerprint)
-    assert doc is not None
-    assert NeuronSet.from_json(doc["result"]["neurons"]) == select_sets(got, 0.08).ms["en"]
+    assert doc is not None, "assets/results/experiments/demo-donor-suppress.json is missing or stale"
+    assert NeuronSet.from_json(doc["result"]["neurons"]) == select_sets(donor_scan, 0.08).ms["en"]
