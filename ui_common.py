@@ -28,7 +28,8 @@ from neuronlab.prompts import BUNDLED_LANGUAGES, bundled_prompts
 from neuronlab.presets import DEFAULT as DEFAULT_PRESET
 from neuronlab.presets import PRESETS, Costs, EvalSize, Preset, evaluation_size, measure_costs
 from neuronlab.progress import Progress, Tracker, Work, about, duration, no_progress, span
-from neuronlab.scan import SafetyNeurons, ScanResult, write_scan
+from neuronlab.scan import DEFAULT_TOP_P, SafetyNeurons, ScanResult, run_scan, select_sets, write_scan
+from neuronlab.shipped import EXPERIMENTS, experiment
 from neuronlab.shared import SharedModel, use_together
 from neuronlab.transfer import transfer_patch
 
@@ -323,10 +324,11 @@ def neuron_sets() -> dict[str, NeuronSet]:
 
 
 def available_sets() -> dict[str, NeuronSet]:
-    """The session's named sets plus the sets of its last scan (prefixed ``scan#``)."""
+    """The session's named sets, the sets of its last scan (prefixed ``scan#``) and the shipped experiments' sets
+    of the loaded built-ins (``shipped#``)."""
     safety: SafetyNeurons | None = st.session_state.get("safety")
     scan = {f"{SCAN_PREFIX}{name}": s for name, s in safety.sets().items()} if safety else {}
-    return {**scan, **neuron_sets()}
+    return {**shipped_sets(), **scan, **neuron_sets()}
 
 
 def save_set_form(neurons: NeuronSet, default_name: str, key: str) -> None:
@@ -464,3 +466,75 @@ def example_download(kind: str) -> None:
         label = "Example file" if len(files) == 1 else f"Example file ({suffix.upper()})"
         column.download_button(label, (EXAMPLES_DIR / name).read_bytes, name, MIME.get(suffix, "text/plain"),
                                key=f"example_{name}", on_click="ignore")
+
+
+# ---- results shipped for the built-ins ------------------------------------------------------------------
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _stored_scan(key: ModelKey) -> ScanResult | None:
+    """The model's activation scan of every bundled language, when it is stored (shipped for the built-ins) in
+    full; shared by every session."""
+    with use_together(model_store().get(key)) as (lm,):
+        return run_scan(lm, bundled_prompts(), list(BUNDLED_LANGUAGES), compute=False)
+
+
+def shipped_scan(role: str) -> ScanResult | None:
+    """The stored scan of the session's ``role`` model (None when it would have to be computed)."""
+    key = loaded_keys().get(role)
+    return _stored_scan(key) if key is not None else None
+
+
+def current_safety() -> tuple[ScanResult, SafetyNeurons] | None:
+    """The scan the pages show and its safety sets at the chosen top p: this session's last scan, else the scan
+    shipped for the loaded donor (or target); None when there is neither."""
+    scan = st.session_state.get("scan")
+    if scan is None:
+        scan = next((s for role in ("donor", "target") if (s := shipped_scan(role)) is not None), None)
+        if scan is None:
+            return None
+    top_p = st.session_state.get("scan_top_p", DEFAULT_TOP_P * 100) / 100
+    safety = st.session_state.get("safety")
+    if safety is None or safety.top_p != top_p or st.session_state.get("safety_of") is not scan:
+        safety = select_sets(scan, top_p)
+        st.session_state["safety"], st.session_state["safety_of"] = safety, scan
+    return scan, safety
+
+
+def shipped_experiments(kind: str = "") -> dict[str, dict]:
+    """{name: document} of the standard experiments shipped for the loaded models (by fingerprint), of ``kind``."""
+    fingerprints = {role: model_store().get(key).info.fingerprint for role, key in loaded_keys().items()}
+    by_spec = {key.spec: fingerprints[role] for role, key in loaded_keys().items()}
+    out = {}
+    for name, standard in EXPERIMENTS.items():
+        if kind and standard.kind != kind or not all(spec in by_spec for spec in standard.models.values()):
+            continue
+        doc = experiment(name, **{role: by_spec[spec] for role, spec in standard.models.items()})
+        if doc is not None:
+            out[name] = doc
+    return out
+
+
+def shipped_sets() -> dict[str, NeuronSet]:
+    """The neuron sets of the shipped experiments of the loaded models, e.g. demo-donor's own MS(en)."""
+    return {f"shipped#{name}": NeuronSet.from_json(doc["result"]["neurons"]).renamed(f"shipped#{name}")
+            for name, doc in shipped_experiments("effects").items()}
+
+
+def effects_results(doc: dict, effect_name: str) -> dict[str, dict]:
+    """A shipped effects experiment as ``evaluate`` results by variant: the model as it is, with the effect, and
+    each random control (for ``show_evaluation``)."""
+    evaluation = doc["result"]["evaluation"]
+    mc = {"mc_n": evaluation["utility"]["mc_n"]}
+    out = {"as it is": {**evaluation["baseline"], "utility": {**evaluation["baseline"]["utility"], **mc}},
+           effect_name: evaluation}
+    for run in evaluation["controls"]["runs"]:
+        out[f"random neurons, seed {run['seed']}"] = {**run, "utility": {**run["utility"], **mc}}
+    return out
+
+
+def show_shipped_effects(doc: dict, effect_name: str, key: str) -> None:
+    """A shipped experiment's table and chart, with what it is and the command that made it."""
+    s = doc["settings"]
+    st.caption(f"Shipped with NeuronLab for the built-in models: {EXPERIMENTS[doc['name']].about}. Judged replies to "
+               f"held-out prompts ({', '.join(s['langs'])}, {s['max_new_tokens']} new tokens), {s['seeds']} random "
+               f"control(s). Made by `{doc['made_by']}`.")
+    show_evaluation(effects_results(doc, effect_name), key)

@@ -7,7 +7,13 @@ ui.header("Evaluate", "Refusal on harmful and harmless prompts per language, and
                       "choice), for the model as loaded, with this session's interventions, and with its weight patch.")
 role = st.radio("Model", ui.ROLES, key="ev_model", horizontal=True, **ui.KEEP)
 ui.model_or_stop(role)
-interventions = st.session_state.get("interventions", {}).get(role, [])
+if shipped := ui.shipped_experiments("effects"):
+    with st.expander("Measured for the built-in models (shipped)", expanded="evaluation" not in st.session_state):
+        for name, doc in shipped.items():
+            st.markdown(f"**{name}**")
+            ui.show_shipped_effects(doc, "suppressed" if doc["settings"]["action"] == "suppress" else "patched",
+                                    f"shipped_{name}")
+interventions = ui.session_interventions().get(role, [])
 patch = ui.session_patch(role)
 available = {"plain": (role, None, [])}
 if interventions:
@@ -17,6 +23,9 @@ if patch is not None:
 chosen = st.multiselect("Variants", list(available), default=list(available), key=f"ev_variants_{role}",
                         help="intervened: the interventions set on *Intervene & chat*; patched: the weight patch "
                              "applied on *Transfer*. Each appears once you have set one.")
+if interventions:
+    st.caption(f"intervened = {ui.describe_interventions(interventions)}, switched on on *Intervene & chat* (clear it "
+               "with ✕ in the sidebar).")
 if len(available) == 1:
     st.caption("Only the plain model so far: set interventions on *Intervene & chat* or apply a patch on *Transfer* "
                "to compare.")

@@ -58,12 +58,16 @@ def shared_neurons(safety: SafetyNeurons, layers: int) -> None:
 
 ui.header("Overlap", "Which safety neurons the languages share: Venn/UpSet regions, Jaccard similarity, and the "
                      "shared (SS) neurons per layer.")
-safety: SafetyNeurons | None = st.session_state.get("safety")
-if safety is None:
+current = ui.current_safety()
+if current is None:
     st.info("No scan yet: run one on the **Safety neurons** page first.")
     st.page_link("pages/safety_neurons.py", label="Go to Safety neurons", icon="🔥")
     st.stop()
-layers = st.session_state["scan"].n_layers
+scan, safety = current
+if "scan" not in st.session_state:
+    st.caption(f"From the scan shipped for **{scan.model}** (top {safety.top_p:.1%} per layer); a scan you run on "
+               "*Safety neurons* replaces it.")
+layers = scan.n_layers
 names = list(safety.ms)
 langs = st.multiselect("Languages (MS sets)", names, default=names[:3], key="overlap_langs", persist_state="session")
 if len(langs) < 2:

@@ -161,6 +161,7 @@ def share_stats(safety: SafetyNeurons) -> None:
 def results(result: ScanResult) -> None:
     top_p = st.slider("Top p (% of neurons per layer)", 0.1, 20.0, DEFAULT_TOP_P * 100, 0.1, key="scan_top_p", **KEEP)
     safety = st.session_state["safety"] = select_sets(result, top_p / 100)
+    st.session_state["safety_of"] = result
     st.caption(f"Scan of **{result.model}** · {result.method} · sites {', '.join(result.sites)} · prompts per "
                "language: " + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()))
     lang = heatmap(result)
@@ -172,7 +173,12 @@ def results(result: ScanResult) -> None:
 
 ui.header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "
                             "harmful but not on harmless prompts are that language's safety neurons.")
-role = st.radio("Model to scan", ui.ROLES, key="scan_model", horizontal=True, **KEEP)
+role = st.radio("Model to scan", ui.ROLES, key="scan_model", horizontal=True, index=1, **KEEP,
+                help="Safety neurons show best in a model that refuses (the donor of the demo pair).")
 scan_form(role)
 if "scan" in st.session_state:
     results(st.session_state["scan"])
+elif (stored := ui.shipped_scan(role)) is not None:
+    st.info(f"Showing the scan shipped with NeuronLab for **{stored.model}** (activation, every bundled language, "
+            "all scan prompts): press **Run scan** to compute one with the settings above.")
+    results(stored)

@@ -10,7 +10,7 @@ from neuronlab.presets import PRESETS, CurveSize, Preset, curve_work, ranking_wo
 from neuronlab.progress import Work, shares, span
 from neuronlab.prompts import bundled_prompts
 from neuronlab.scan import SITE_GROUPS
-from neuronlab.search import minimal_subset, search_steps
+from neuronlab.search import curve_frame, minimal_subset, search_steps
 from neuronlab.shared import use_together
 from neuronlab.transfer import RANKINGS, rank_scores, top_neurons, transfer_patch
 
@@ -196,6 +196,27 @@ def upload() -> None:
         apply_buttons(cached[1], role, "tf_up")
 
 
+def shipped_transfer() -> None:
+    """The transfer and curve shipped for the loaded built-in pair, shown before anything is run."""
+    docs = {**ui.shipped_experiments("effects"), **ui.shipped_experiments("curve")}
+    docs = {name: doc for name, doc in docs.items() if doc["settings"]["action"] in ("transfer", "curve")}
+    if not docs:
+        return
+    with st.expander("Measured for this built-in pair (shipped)", expanded="transfer" not in st.session_state):
+        for name, doc in docs.items():
+            st.markdown(f"**{name}**")
+            if doc["kind"] == "curve":
+                curve_doc = doc["result"]
+                frame = curve_frame(curve_doc)
+                found = next((p["k"] for p in curve_doc["points"] if p["meets"]), None)
+                ui.chart(transfer_curve_figure(frame, curve_doc["goal"], found), f"shipped_{name}",
+                         "Solid: the ranked neurons; dashed: random neurons; dotted: the target before; right axis: "
+                         "perplexity. The star marks the smallest set that met the goal (fast refusal score on "
+                         f"{doc['settings']['prompts_per_label']} scan prompts per label). Made by `{doc['made_by']}`.")
+            else:
+                ui.show_shipped_effects(doc, "patched", f"shipped_{name}")
+
+
 ui.header("Transfer", "Copy a small set of neurons' weights from one model into the other (CNT): add a function the "
                       "target lacks, or delete one, and measure refusal and utility before and after.")
 donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
@@ -205,6 +226,7 @@ if not compat.compatible:
     st.warning("Donor and target are not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in compat.problems))
     st.stop()
 session_status()
+shipped_transfer()
 ui.preset_picker("tf_preset", transfer_fill)
 direction = st.radio("Direction", list(DIRECTIONS), format_func=DIRECTIONS.get, key="tf_direction", **KEEP)
 left, middle, right = st.columns(3)
