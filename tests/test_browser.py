@@ -229,8 +229,11 @@ def test_app_in_a_real_browser(playwright_api, server, tmp_path):
             page.get_by_text("MLP neurons per layer").wait_for(timeout=WORK_TIMEOUT)
             settle(page)
             screenshot(page, shots, "5-tour")
-            for name in PAGES:
+            for number, name in enumerate(PAGES, 1):  # every page once more, each in a screenshot
                 goto(page, name)
+                if name in ("transfer", "evaluate"):  # their shipped measurements, for the picture
+                    page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(state="visible")
+                screenshot(page, shots, f"page-{number}-{name}")
         finally:
             browser.close()
     print(f"\nbrowser test: {time.monotonic() - started:.0f} s; screenshots in {shots} and {SCREENSHOTS}")
