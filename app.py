@@ -46,14 +46,13 @@ def session_status() -> None:
         st.caption(f"✅ {role}: **{key.spec}** ({key.dtype}, {key.device})")
     for role in models:
         if (patch := ui.session_patch(role)) is not None:
-            left, right = st.columns([5, 1], vertical_alignment="center")
-            left.markdown(f"🩹 **{role} patched**: {ui.patch_label(patch)}")
-            right.button("✕", key=f"clear_patch_{role}", help=f"Revert the {role}'s weight patch",
-                         on_click=ui.set_session_patch, args=(role, None))
+            st.markdown(f"🩹 **{role} patched**: {ui.patch_label(patch)}")
+            st.button("Revert", key=f"clear_patch_{role}", icon=":material/close:", type="tertiary",
+                      help=f"Revert the {role}'s weight patch", on_click=ui.set_session_patch, args=(role, None))
     for role, interventions in ui.session_interventions().items():
-        left, right = st.columns([5, 1], vertical_alignment="center")
-        left.markdown(f"⚡ **{role} intervened**: {ui.describe_interventions(interventions)}")
-        right.button("✕", key=f"clear_iv_{role}", help="Switch these neurons back on", on_click=ui.clear_interventions)
+        st.markdown(f"⚡ **{role} intervened**: {ui.describe_interventions(interventions)}")
+        st.button("Switch off", key=f"clear_iv_{role}", icon=":material/close:", type="tertiary",
+                  help="Switch these neurons back on", on_click=ui.clear_interventions)
     if models and not ui.session_interventions() and not any(ui.session_patch(r) for r in models):
         st.caption("No patch, no intervention: the models run as loaded.")
 

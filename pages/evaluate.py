@@ -25,7 +25,7 @@ chosen = st.multiselect("Variants", list(available), default=list(available), ke
                              "applied on *Transfer*. Each appears once you have set one.")
 if interventions:
     st.caption(f"intervened = {ui.describe_interventions(interventions)}, switched on on *Intervene & chat* (clear it "
-               "with ✕ in the sidebar).")
+               "in the sidebar).")
 if len(available) == 1:
     st.caption("Only the plain model so far: set interventions on *Intervene & chat* or apply a patch on *Transfer* "
                "to compare.")
