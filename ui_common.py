@@ -197,9 +197,23 @@ def describe_interventions(interventions: list[Intervention]) -> str:
 
 # ---- which model refuses ---------------------------------------------------------------------------
 def refusal_estimates() -> dict[str, RefusalEstimate]:
-    """{role: how often it refuses} for the loaded models measured so far in this session."""
-    known = st.session_state.get("refusal_estimates", {})
+    """{role: how often it refuses} for the loaded models: the shipped measurement of a built-in, else the quick
+    check once it has run in this session."""
+    known = {**st.session_state.get("refusal_estimates", {}), **shipped_refusals()}
     return {role: known[key] for role, key in loaded_keys().items() if key in known}
+
+
+def shipped_refusals() -> dict[ModelKey, RefusalEstimate]:
+    """The English refusal rates of the loaded built-ins, as measured (judged replies) by the shipped experiments."""
+    by_spec = {key.spec: key for key in loaded_keys().values()}
+    out = {}
+    for doc in shipped_experiments("effects").values():
+        measured = doc["models"]["model" if "model" in doc["models"] else "target"]["spec"]
+        block = doc["result"]["evaluation"]["baseline"]["languages"].get("en")
+        if measured in by_spec and block:
+            out[by_spec[measured]] = RefusalEstimate(block["harmful"]["refusal_rate"], block["harmless"]["refusal_rate"],
+                                                     block["harmful"]["n"], "judged replies, shipped")
+    return out
 
 
 def estimate_refusals() -> None:
