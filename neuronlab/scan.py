@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import shipped
 from .gguf_cache import cache_root
 from .loading import LoadedModel
 from .neurons import NeuronSet
-from . import shipped
 from .progress import Progress, language_name, no_progress
 from .prompts import PromptSet
 from .scoring import ablation_scores, activation_scores, attribution_scores
