@@ -95,7 +95,8 @@ def exchange(user: str, replies: dict, active: str) -> dict:
         with column, st.chat_message("assistant"):
             st.caption(f"{title}: {active}" if side == "patched" else title)
             reply = replies[side]
-            if isinstance(reply, str):
+            if isinstance(reply, str):  # a reply of an earlier turn
+                st.markdown(reply)
                 out[side] = reply
             else:
                 with closing(reply) as chunks:  # ends the reply (and frees the model) even if the run stops

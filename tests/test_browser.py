@@ -251,10 +251,10 @@ def test_the_tour_from_a_cold_page(playwright_api, server, tmp_path):
             page.set_default_timeout(UI_TIMEOUT)
             started = time.monotonic()
             page.goto(server)
-            page.locator(".st-key-start_tour button").wait_for()
+            page.get_by_role("button", name="Start the Tour →").wait_for()
             settle(page)
             timings["start page"] = time.monotonic() - started
-            page.locator(".st-key-start_tour button").click()
+            page.get_by_role("button", name="Start the Tour →").click()
             page.wait_for_url("**/tour")
             settle(page)
             main = page.locator('[data-testid="stMain"]')
