@@ -59,7 +59,7 @@ PRESETS = {p.name: p for p in (
            ScanSize(("en", "zh"), 8),
            EvalSize(("en",), 4, 16, seeds=1, mc_questions=10),
            EvalSize(("en",), 4, 16, mc_questions=10),
-           CurveSize(4, 1, 0.3, 64, benign=3)),
+           CurveSize(4, 1, 0.2775, 64, benign=3)),  # two steps on SmolLM2's 46,080 MLP neurons: 64 and 128
     Preset("full", "the research settings: every prompt, long replies, three random controls (minutes to hours)",
            ScanSize(("en", "zh", "es", "fr"), None),
            EvalSize(("en",), 60, 48, seeds=3),
