@@ -109,7 +109,13 @@ def settle(page, timeout: int = WORK_TIMEOUT) -> None:
     element is stale any more, then check that the page shows no exception."""
     page.wait_for_timeout(600)  # the rerun request reaches the server and the status widget appears
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)
-    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=UI_TIMEOUT)
+    try:
+        page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=UI_TIMEOUT)
+    except Exception:  # name what stayed stale, for the next reader of a failed run
+        stale = page.evaluate("() => [...document.querySelectorAll('[data-stale=\"true\"]')]"
+                              ".map(e => (e.getAttribute('data-testid') || e.className) + ': ' + e.innerText.slice(0, 80))")
+        print(f"still stale on {page.url}: {stale}")
+        raise
     assert_no_exception(page)
 
 
