@@ -5,7 +5,8 @@ import ui_common as ui
 
 ui.header("Evaluate", "Refusal on harmful and harmless prompts per language, and utility (perplexity, multiple "
                       "choice), for the model as loaded, with this session's interventions, and with its weight patch.")
-role = st.radio("Model", ui.ROLES, key="ev_model", horizontal=True, **ui.KEEP)
+intervened = next(iter(ui.session_interventions()), "target")  # open on the model with the interventions
+role = st.radio("Model", ui.ROLES, key="ev_model", horizontal=True, index=ui.ROLES.index(intervened), **ui.KEEP)
 ui.model_or_stop(role)
 if shipped := ui.shipped_experiments("effects"):
     with st.expander("Measured for the built-in models (shipped)", expanded="evaluation" not in st.session_state):
