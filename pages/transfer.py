@@ -208,8 +208,7 @@ def shipped_transfer() -> None:
             if doc["kind"] == "curve":
                 curve_doc = doc["result"]
                 frame = curve_frame(curve_doc)
-                found = next((p["k"] for p in curve_doc["points"] if p["meets"]), None)
-                ui.chart(transfer_curve_figure(frame, curve_doc["goal"], found), f"shipped_{name}",
+                ui.chart(transfer_curve_figure(frame, curve_doc["goal"], curve_doc["found_k"]), f"shipped_{name}",
                          "Solid: the ranked neurons; dashed: random neurons; dotted: the target before; right axis: "
                          "perplexity. The star marks the smallest set that met the goal (fast refusal score on "
                          f"{doc['settings']['prompts_per_label']} scan prompts per label). Made by `{doc['made_by']}`.")
