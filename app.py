@@ -1,27 +1,27 @@
 """NeuronLab in the browser: the sidebar picks and loads the target and donor models and shows what this session
 has switched on; pages do the rest.
 
-UI only: every computation lives in the ``neuronlab`` package (shared UI glue in ``ui_common``).
+UI only: every computation lives in the ``neuronlab`` package (shared UI glue in ``webui.common``).
 """
 import streamlit as st
 
-import ui_common as ui
-from neuronlab.builtins import BUILTINS
-from neuronlab.loading import DEVICES, DTYPES
+from webui import common as ui
+from neuronlab.models.builtins import BUILTINS
+from neuronlab.models.loading import DEVICES, DTYPES
 
 st.set_page_config(page_title="NeuronLab", page_icon="🧠", layout="wide")
 
 BUILT = [name for name, b in BUILTINS.items() if b.available]
 OTHER = "other…"
 PAGES = [
-    st.Page("pages/start.py", title="Start", icon="👋", default=True),
-    st.Page("pages/tour.py", title="Tour", icon="🎓"),
-    st.Page("pages/models.py", title="Models", icon="🧩"),
-    st.Page("pages/safety_neurons.py", title="Safety neurons", icon="🔥"),
-    st.Page("pages/overlap.py", title="Overlap", icon="🔗"),
-    st.Page("pages/intervene.py", title="Intervene & chat", icon="💬"),
-    st.Page("pages/transfer.py", title="Transfer", icon="🔀"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
+    st.Page("webui/pages/start.py", title="Start", icon="👋", default=True),
+    st.Page("webui/pages/tour.py", title="Tour", icon="🎓"),
+    st.Page("webui/pages/models.py", title="Models", icon="🧩"),
+    st.Page("webui/pages/safety_neurons.py", title="Safety neurons", icon="🔥"),
+    st.Page("webui/pages/overlap.py", title="Overlap", icon="🔗"),
+    st.Page("webui/pages/intervene.py", title="Intervene & chat", icon="💬"),
+    st.Page("webui/pages/transfer.py", title="Transfer", icon="🔀"),
+    st.Page("webui/pages/evaluate.py", title="Evaluate", icon="📊"),
 ]
 
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch
 from transformers import LlamaForCausalLM
 
-from neuronlab.tiny import byte_tokenizer, tiny_llama_config
+from neuronlab.models.tiny import byte_tokenizer, tiny_llama_config
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-import neuronlab.scan  # noqa: E402
+import neuronlab.analysis.scan  # noqa: E402
 
 TIMEOUT = 900
 
@@ -68,7 +68,7 @@ def main() -> None:
         init(self, *a, **kw)
     PagesManager.__init__ = navigation_only
     scans = tempfile.mkdtemp(prefix="neuronlab-bench-")
-    neuronlab.scan.cache_root = lambda: Path(scans)  # scans are never cache hits
+    neuronlab.analysis.scan.cache_root = lambda: Path(scans)  # scans are never cache hits
 
     at = run(AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT))
     at.selectbox(key="target_pick").select(args.target)
@@ -76,7 +76,7 @@ def main() -> None:
     run(at.button(key="load_models").click())
 
     def page(name: str, preset_key: str) -> None:
-        run(at.switch_page(f"pages/{name}.py"))
+        run(at.switch_page(f"webui/pages/{name}.py"))
         if at.radio(key=preset_key).value != args.preset:
             run(at.radio(key=preset_key).set_value(args.preset))
 

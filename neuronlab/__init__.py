@@ -1,9 +1,9 @@
 """NeuronLab: find, look at, switch and move the safety neurons of Hugging Face causal LMs."""
-from .errors import ModelSpecError
-from .interventions import Intervention, intervene
-from .loading import LoadedModel, ModelInfo, fingerprint, load_model
-from .neurons import Neuron, NeuronSet, NeuronSetError, load_neuron_set
-from .sites import SITES, Architecture, architecture_of
+from neuronlab.errors import ModelSpecError
+from neuronlab.neurons.interventions import Intervention, intervene
+from neuronlab.models.loading import LoadedModel, ModelInfo, fingerprint, load_model
+from neuronlab.neurons.sets import Neuron, NeuronSet, NeuronSetError, load_neuron_set
+from neuronlab.neurons.sites import SITES, Architecture, architecture_of
 
 __all__ = [
     "SITES", "Architecture", "Intervention", "LoadedModel", "ModelInfo", "ModelSpecError", "Neuron",

@@ -9,13 +9,13 @@ from collections.abc import Callable
 
 import torch
 
-from .generation import Sampling, _generate_ids, encode_chat, encode_prompts
-from .interventions import Intervention, intervene
-from .loading import LoadedModel
-from .neurons import NeuronSet
-from .progress import Progress, no_progress
-from .prompts import bundled_prompts
-from .scoring import activation_scores, final_hidden
+from neuronlab.models.generation import Sampling, _generate_ids, encode_chat, encode_prompts
+from neuronlab.neurons.interventions import Intervention, intervene
+from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.sets import NeuronSet
+from neuronlab.progress import Progress, no_progress
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.analysis.scoring import activation_scores, final_hidden
 
 PROMPTS = [
     "How do I bake a loaf of sourdough bread at home?",

@@ -6,14 +6,14 @@ import json
 import sys
 from contextlib import nullcontext
 
-from .builtins import BUILTINS
-from .errors import ModelSpecError
-from .interventions import DEFAULT_SCALE, Intervention
-from .loading import DEVICES, DTYPES, load_model
-from .neurons import NeuronSetError, load_neuron_set
-from .progress import text_bar
-from .patches import PatchError
-from .prompts import PromptFileError
+from neuronlab.models.builtins import BUILTINS
+from neuronlab.errors import ModelSpecError
+from neuronlab.neurons.interventions import DEFAULT_SCALE, Intervention
+from neuronlab.models.loading import DEVICES, DTYPES, load_model
+from neuronlab.neurons.sets import NeuronSetError, load_neuron_set
+from neuronlab.progress import text_bar
+from neuronlab.neurons.patches import PatchError
+from neuronlab.data.prompts import PromptFileError
 
 
 def _model_args(p: argparse.ArgumentParser, flag: str = "--model") -> None:
@@ -77,8 +77,8 @@ def cmd_models(args) -> None:
 
 
 def cmd_chat(args) -> None:
-    from .generation import Sampling, generate, stream
-    from .patches import Patch, apply_patch
+    from neuronlab.models.generation import Sampling, generate, stream
+    from neuronlab.neurons.patches import Patch, apply_patch
 
     interventions = _interventions(args)
     patch = Patch.load(args.patch) if args.patch else None
@@ -99,9 +99,9 @@ def cmd_chat(args) -> None:
 
 
 def cmd_transfer(args) -> None:
-    from .compat import require_compatible
-    from .prompts import bundled_prompts
-    from .transfer import rank_scores, top_neurons, transfer_patch
+    from neuronlab.transfer.compatibility import require_compatible
+    from neuronlab.data.prompts import bundled_prompts
+    from neuronlab.transfer.ranking import rank_scores, top_neurons, transfer_patch
 
     if args.count is not None and args.fraction is not None:
         raise ValueError("give --count or --fraction, not both")
@@ -131,13 +131,13 @@ def _transfer_search(args, source, dest, scores, within, harmful, harmless) -> N
     """``transfer --search``: the minimal-subset curve (JSON + HTML figure) and the minimal patch."""
     from pathlib import Path
 
-    from .evaluation import benign_texts, refusal_rates
-    from .neurons import random_like
-    from .patches import patched
-    from .plots import transfer_curve_figure
-    from .prompts import bundled_prompts
-    from .search import minimal_subset
-    from .transfer import transfer_patch
+    from neuronlab.evaluation.metrics import benign_texts, refusal_rates
+    from neuronlab.neurons.sets import random_like
+    from neuronlab.neurons.patches import patched
+    from neuronlab.plots import transfer_curve_figure
+    from neuronlab.data.prompts import bundled_prompts
+    from neuronlab.transfer.curve import minimal_subset
+    from neuronlab.transfer.ranking import transfer_patch
 
     direction = "delete" if args.delete else "add"
     result = minimal_subset(source, dest, scores, harmful, harmless, benign_texts(args.lang), args.lang, direction,
@@ -171,10 +171,10 @@ def _transfer_search(args, source, dest, scores, within, harmful, harmless) -> N
 
 def _eval_effects(args, lm) -> tuple[list, str]:
     """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
-    from .compat import require_compatible
-    from .effects import Effect, copy_from, fixed
-    from .expansion import RECIPE, retrainer
-    from .patches import Patch
+    from neuronlab.transfer.compatibility import require_compatible
+    from neuronlab.evaluation.effects import Effect, copy_from, fixed
+    from neuronlab.training.expansion import RECIPE, retrainer
+    from neuronlab.neurons.patches import Patch
 
     if args.remove_diff and not args.neurons:
         raise ValueError("--remove-diff needs --neurons REF (the neurons whose difference is removed)")
@@ -209,9 +209,9 @@ def _eval_effects(args, lm) -> tuple[list, str]:
 
 
 def cmd_eval(args) -> None:
-    from .effects import evaluate_effects
-    from .prompts import bundled_prompts, load_prompts
-    from .replies import ReplyLog
+    from neuronlab.evaluation.effects import evaluate_effects
+    from neuronlab.data.prompts import bundled_prompts, load_prompts
+    from neuronlab.evaluation.replies import ReplyLog
 
     langs = _csv(args.langs)
     prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
@@ -251,7 +251,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_rejudge(args) -> None:
-    from .replies import read_replies, rejudge
+    from neuronlab.evaluation.replies import read_replies, rejudge
 
     result = rejudge(read_replies(args.file))
     if args.json:
@@ -278,11 +278,11 @@ def _print_effect(effect: dict, seeds: int) -> None:
 
 
 def cmd_train_donor(args) -> None:
-    from .donors import donor_prompts, train_donor
-    from .prompts import PromptSet
-    from .finetune import TrainConfig
-    from .prompts import bundled_prompts
-    from .scan import run_scan, select_sets
+    from neuronlab.training.donors import donor_prompts, train_donor
+    from neuronlab.data.prompts import PromptSet
+    from neuronlab.training.finetune import TrainConfig
+    from neuronlab.data.prompts import bundled_prompts
+    from neuronlab.analysis.scan import run_scan, select_sets
 
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          opening_weight=args.opening_weight, own_target=args.own_target,
@@ -301,10 +301,10 @@ def cmd_train_donor(args) -> None:
 
 
 def cmd_train_chat(args) -> None:
-    from .donors import donor_prompts, train_chat
-    from .finetune import TrainConfig
-    from .neurons import random_per_layer
-    from .prompts import PromptSet, bundled_prompts
+    from neuronlab.training.donors import donor_prompts, train_chat
+    from neuronlab.training.finetune import TrainConfig
+    from neuronlab.neurons.sets import random_per_layer
+    from neuronlab.data.prompts import PromptSet, bundled_prompts
 
     lm, teacher = _load(args, args.model), _load(args, args.teacher)
     neurons = random_per_layer(lm.arch, args.per_layer, seed=args.seed)
@@ -317,8 +317,8 @@ def cmd_train_chat(args) -> None:
 
 
 def cmd_finetune(args) -> None:
-    from .expansion import expand
-    from .finetune import TrainConfig
+    from neuronlab.training.expansion import expand
+    from neuronlab.training.finetune import TrainConfig
 
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          eval_every=args.eval_every, own_target=args.own_target, avoid_weight=args.avoid_refusal)
@@ -339,7 +339,7 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import run_bench
+    from neuronlab.bench import run_bench
 
     lm = _load(args, args.model)
     result = run_bench(lm, repeats=args.repeats, new_tokens=args.new_tokens, progress=text_bar())
@@ -350,7 +350,7 @@ def cmd_bench(args) -> None:
 
 
 def cmd_ship(args) -> None:
-    from .ship import ship
+    from neuronlab.ship import ship
 
     ship(_csv(args.only) if args.only else None, args.out, load=lambda spec: load_model(spec, progress=text_bar()),
          progress=text_bar)
@@ -361,8 +361,8 @@ def _csv(text: str) -> list[str]:
 
 
 def cmd_scan(args) -> None:
-    from .prompts import bundled_prompts, load_prompts
-    from .scan import run_scan, select_sets, write_scan
+    from neuronlab.data.prompts import bundled_prompts, load_prompts
+    from neuronlab.analysis.scan import run_scan, select_sets, write_scan
 
     langs = _csv(args.langs)
     prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)

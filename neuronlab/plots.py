@@ -16,8 +16,8 @@ import torch
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from .neurons import NeuronSet
-from .overlap import counts_by_layer, exclusive_regions, jaccard_by_layer, jaccard_matrix
+from neuronlab.neurons.sets import NeuronSet
+from neuronlab.analysis.overlap import counts_by_layer, exclusive_regions, jaccard_by_layer, jaccard_matrix
 
 PALETTE = qualitative.Plotly
 MATRIX_ON, MATRIX_OFF = "#303030", "#d9d9d9"

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import torch
 
-from . import shipped
-from .effects import Effect, copy_from, evaluate_effects
-from .evaluation import benign_texts
-from .loading import LoadedModel, load_model
-from .progress import Progress, no_progress
-from .prompts import bundled_prompts
-from .scan import ScanResult, run_scan, select_sets
-from .search import minimal_subset
-from .transfer import rank_scores, top_neurons, transfer_patch
+from neuronlab.data import shipped
+from neuronlab.evaluation.effects import Effect, copy_from, evaluate_effects
+from neuronlab.evaluation.metrics import benign_texts
+from neuronlab.models.loading import LoadedModel, load_model
+from neuronlab.progress import Progress, no_progress
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.analysis.scan import ScanResult, run_scan, select_sets
+from neuronlab.transfer.curve import minimal_subset
+from neuronlab.transfer.ranking import rank_scores, top_neurons, transfer_patch
 
 MANIFEST_FORMAT = "neuronlab.shipped-manifest/1"
 COMMAND = "python -m neuronlab ship"

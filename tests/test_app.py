@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 from test_shared import scrambled_patch
 
 from neuronlab import Intervention, NeuronSet, load_model
-from neuronlab.judge import is_refusal
-from neuronlab.patches import Patch
+from neuronlab.evaluation.judge import is_refusal
+from neuronlab.neurons.patches import Patch
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGES = ["start", "tour", "models", "safety_neurons", "overlap", "intervene", "transfer", "evaluate"]
@@ -51,7 +51,7 @@ def app(model: str | None = None) -> AppTest:
 
 
 def page(at: AppTest, name: str) -> AppTest:
-    return run(at.switch_page(f"pages/{name}.py"))
+    return run(at.switch_page(f"webui/pages/{name}.py"))
 
 
 def figure(at: AppTest, index: int = 0) -> dict:

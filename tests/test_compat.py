@@ -3,7 +3,7 @@ import copy
 
 import torch
 
-from neuronlab.compat import check_compatibility
+from neuronlab.transfer.compatibility import check_compatibility
 
 
 def test_a_model_is_compatible_with_itself_and_a_fine_tuned_copy(smol):

@@ -5,17 +5,17 @@ import json
 import pytest
 import torch
 
-import neuronlab.effects
+import neuronlab.evaluation.effects
 from neuronlab import NeuronSet, intervene
 from neuronlab.cli import main
-from neuronlab.effects import Effect, copy_from, evaluate_effects, fixed, mean_ablation
-from neuronlab.evaluation import benign_texts, perplexity
-from neuronlab.generation import encode_prompts
-from neuronlab.interventions import scoped_hooks
-from neuronlab.loading import fingerprint
-from neuronlab.neurons import random_like
-from neuronlab.patches import extract_patch, patched
-from neuronlab.prompts import bundled_prompts
+from neuronlab.evaluation.effects import Effect, copy_from, evaluate_effects, fixed, mean_ablation
+from neuronlab.evaluation.metrics import benign_texts, perplexity
+from neuronlab.models.generation import encode_prompts
+from neuronlab.neurons.interventions import scoped_hooks
+from neuronlab.models.loading import fingerprint
+from neuronlab.neurons.sets import random_like
+from neuronlab.neurons.patches import extract_patch, patched
+from neuronlab.data.prompts import bundled_prompts
 
 NEURONS = NeuronSet([(0, "mlp", 5), (0, "mlp", 77), (2, "mlp", 3), (2, "attn_v", 7), (3, "attn_q", 1)], name="few")
 HARMLESS = bundled_prompts("en", split="scan").filter(label="harmless").texts[:5]
@@ -100,8 +100,8 @@ def test_controls_that_change_no_weight_reuse_the_baseline(tiny, source, monkeyp
     overlapping = [bool(set(random_like(NEURONS, tiny.arch, s)) & set(NEURONS)) for s in seeds]
     assert not all(overlapping)
     runs, replies = [], []
-    real_evaluate = neuronlab.effects.evaluate
-    monkeypatch.setattr(neuronlab.effects, "evaluate", lambda *a, **k: runs.append(1) or real_evaluate(*a, **k))
+    real_evaluate = neuronlab.evaluation.effects.evaluate
+    monkeypatch.setattr(neuronlab.evaluation.effects, "evaluate", lambda *a, **k: runs.append(1) or real_evaluate(*a, **k))
     with patched(donor, extract_patch(source, NEURONS)):  # a donor that differs from tiny on NEURONS only
         out = evaluate_effects(tiny, prompts, ["en"], [Effect("patch", NEURONS, make_patch=copy_from(donor))],
                                seeds=seeds, max_new_tokens=2, on_reply=replies.append)
@@ -145,7 +145,7 @@ def test_eval_verb_reports_controls_and_removes_a_difference(tmp_path, capsys):
 
 
 def test_eval_verb_controls_for_patch_files(tiny, tmp_path, capsys):
-    from neuronlab.transfer import transfer_patch
+    from neuronlab.transfer.ranking import transfer_patch
 
     common = ["eval", "--model", "tiny-llama", "--langs", "en", "--limit", "1", "--max-new-tokens", "2", "--json"]
     transfer = transfer_patch(tiny, tiny, NEURONS).save(tmp_path / "transfer.safetensors")

@@ -4,14 +4,14 @@ import torch
 
 from neuronlab import NeuronSet
 from neuronlab.cli import main
-from neuronlab.donors import donor_examples
-from neuronlab.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
-from neuronlab.finetune import TrainConfig, refusal_pairs
-from neuronlab.judge import judge
-from neuronlab.langid import LANGUAGES
-from neuronlab.loading import fingerprint
-from neuronlab.patches import Patch, patched
-from neuronlab.prompts import BUNDLED_LANGUAGES
+from neuronlab.training.donors import donor_examples
+from neuronlab.training.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
+from neuronlab.training.finetune import TrainConfig, refusal_pairs
+from neuronlab.evaluation.judge import judge
+from neuronlab.evaluation.langid import LANGUAGES
+from neuronlab.models.loading import fingerprint
+from neuronlab.neurons.patches import Patch, patched
+from neuronlab.data.prompts import BUNDLED_LANGUAGES
 
 NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 3) for i in range(0, 128, 8)] + [(2, "attn_o", 4)])
 
@@ -87,7 +87,7 @@ def test_a_model_that_starts_above_the_budget_may_not_get_worse(tiny):
 def test_harmless_replies_the_judge_calls_refusals_are_left_out(tiny, monkeypatch, build):
     prompts, _ = safety_split(["en"], validation=0, limit=2)
     harmless = prompts.filter(label="harmless").texts
-    monkeypatch.setattr("neuronlab.finetune.generate_batch",
+    monkeypatch.setattr("neuronlab.training.finetune.generate_batch",
                         lambda lm, texts, **k: [refusals("en")[0], "Sure, here are three ideas."])
     pairs = build(tiny, prompts)
     assert [e for e in pairs if e[0] in harmless] == [(harmless[1], "Sure, here are three ideas.", True)]
@@ -125,6 +125,6 @@ def test_finetune_verb_writes_a_patch_that_changes_only_the_chosen_neurons(tiny,
     assert all(torch.equal(again.tensors[k], v) for k, v in patch.tensors.items())
     generated = []  # a second set reuses the training pairs: no more generation
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("neuronlab.expansion.generate_batch", lambda *a, **k: generated.append(1) or [])
-        mp.setattr("neuronlab.expansion.FalseRefusalStop.false_refusals", lambda self, lm: 0.0)
+        mp.setattr("neuronlab.training.expansion.generate_batch", lambda *a, **k: generated.append(1) or [])
+        mp.setattr("neuronlab.training.expansion.FalseRefusalStop.false_refusals", lambda self, lm: 0.0)
         assert train(NEURONS).neurons == NEURONS and not generated

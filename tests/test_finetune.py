@@ -2,9 +2,9 @@
 import torch
 
 from neuronlab import NeuronSet
-from neuronlab.finetune import TrainConfig, _batch, finetune_neurons
-from neuronlab.loading import fingerprint
-from neuronlab.patches import patched
+from neuronlab.training.finetune import TrainConfig, _batch, finetune_neurons
+from neuronlab.models.loading import fingerprint
+from neuronlab.neurons.patches import patched
 
 NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 2) for i in range(0, 128, 4)]
                     + [(2, "attn_v", 3), (3, "attn_o", 5)])
@@ -53,9 +53,9 @@ def test_early_stop_ends_training(tiny):
 
 
 def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
-    from neuronlab.donors import REFUSALS, donor_examples, train_donor
-    from neuronlab.finetune import refusal_pairs
-    from neuronlab.prompts import bundled_prompts
+    from neuronlab.training.donors import REFUSALS, donor_examples, train_donor
+    from neuronlab.training.finetune import refusal_pairs
+    from neuronlab.data.prompts import bundled_prompts
 
     en = bundled_prompts("en", split="scan")
     few = type(en)(p for p in en if p.id in ("harmful-001", "harmful-003", "harmless-001"))
@@ -75,7 +75,7 @@ def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
 
 def test_reply_loss_weighs_examples_and_openings():
     """Each example's mean counts once however long its reply, and opening tokens weigh more."""
-    from neuronlab.finetune import reply_loss
+    from neuronlab.training.finetune import reply_loss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 6, 5)  # [batch, seq, vocab]
@@ -90,8 +90,8 @@ def test_reply_loss_weighs_examples_and_openings():
 
 
 def test_donor_training_prompts_stay_out_of_the_held_out_split():
-    from neuronlab.donors import donor_prompts
-    from neuronlab.prompts import bundled_prompts
+    from neuronlab.training.donors import donor_prompts
+    from neuronlab.data.prompts import bundled_prompts
 
     extra = donor_prompts(more=True)
     held = {p.text.lower() for p in bundled_prompts("en").filter(split="heldout")}
@@ -102,7 +102,7 @@ def test_donor_training_prompts_stay_out_of_the_held_out_split():
 
 def test_reply_logits_skip_the_prompt_but_give_the_same_loss(tiny):
     """Projecting only the positions that predict reply tokens changes the cost, not the loss."""
-    from neuronlab.finetune import reply_logits, reply_loss
+    from neuronlab.training.finetune import reply_logits, reply_loss
 
     batch = _batch(tiny, [("a much longer prompt than the other one", "ok"), ("hi", "hello there, friend")], 128)
     config = TrainConfig(opening_weight=4.0)
@@ -116,9 +116,9 @@ def test_reply_logits_skip_the_prompt_but_give_the_same_loss(tiny):
 
 def test_train_chat_learns_the_teachers_replies_on_random_neurons_only(tiny):
     """A chat target is distilled from a teacher's replies into random neurons, evenly spread over layers."""
-    from neuronlab.donors import teacher_examples, train_chat
-    from neuronlab.neurons import random_per_layer
-    from neuronlab.prompts import bundled_prompts
+    from neuronlab.training.donors import teacher_examples, train_chat
+    from neuronlab.neurons.sets import random_per_layer
+    from neuronlab.data.prompts import bundled_prompts
 
     neurons = random_per_layer(tiny.arch, 8, seed=3)
     assert neurons.per_layer_counts("mlp") == {layer: 8 for layer in range(4)}
@@ -134,7 +134,7 @@ def test_train_chat_learns_the_teachers_replies_on_random_neurons_only(tiny):
 
 def _reply_kl(lm, patch, examples) -> float:
     """Mean KL(untrained || patched) of the next-token distributions at the reply positions of ``examples``."""
-    from neuronlab.finetune import reply_logits
+    from neuronlab.training.finetune import reply_logits
 
     batch = _batch(lm, examples, 64)
     with torch.no_grad():
@@ -149,8 +149,8 @@ def _reply_kl(lm, patch, examples) -> float:
 def test_own_replies_learned_as_distributions_keep_the_model_where_token_targets_sharpen_it(tiny):
     """Past the opening tokens, an own reply's targets are the untrained model's next-token distributions, so
     training on them leaves those distributions almost as they were; token targets pull them to the tokens."""
-    from neuronlab.finetune import Example, _distributions, _soft
-    from neuronlab.generation import Sampling, generate_batch
+    from neuronlab.training.finetune import Example, _distributions, _soft
+    from neuronlab.models.generation import Sampling, generate_batch
 
     prompts = ["say hi", "greet me", "hey", "name a colour", "count to three", "what is up"]
     own = [Example(q, r, own=True) for q, r in zip(prompts, generate_batch(tiny, prompts, sampling=Sampling(max_new_tokens=10)))]
@@ -172,7 +172,7 @@ def test_own_replies_learned_as_distributions_keep_the_model_where_token_targets
     batch = _batch(tiny, examples, 64)
     n = int((batch["labels"][0] != -100).sum())
     assert ids.shape == probs.shape == (n, 5) and torch.allclose(probs.sum(-1), torch.ones(n))
-    from neuronlab.finetune import reply_logits
+    from neuronlab.training.finetune import reply_logits
     with torch.no_grad():
         logits, targets = reply_logits(tiny.model, batch)
     assert torch.equal(ids, logits[0, targets[0] != -100].topk(5).indices)
@@ -182,7 +182,7 @@ def test_own_replies_learned_as_distributions_keep_the_model_where_token_targets
 
 
 def test_opening_unlikelihood_is_minus_log_of_one_minus_the_openings_probability():
-    from neuronlab.finetune import opening_unlikelihood
+    from neuronlab.training.finetune import opening_unlikelihood
 
     torch.manual_seed(1)
     logits = torch.randn(2, 5, 7)  # [batch, k, vocab]
@@ -196,7 +196,7 @@ def test_opening_unlikelihood_is_minus_log_of_one_minus_the_openings_probability
 
 def _opening_logp(lm, pairs, tokens: int = 3) -> float:
     """Mean log-probability of the first ``tokens`` reply tokens of (prompt, reply) ``pairs``."""
-    from neuronlab.finetune import reply_logits
+    from neuronlab.training.finetune import reply_logits
 
     with torch.no_grad():
         logits, targets = reply_logits(lm.model, _batch(lm, pairs, 64))

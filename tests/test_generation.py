@@ -1,6 +1,6 @@
 """Generation on the real built-in models, and the benchmark's report shape."""
 from neuronlab.bench import run_bench
-from neuronlab.generation import Sampling, generate, plain_chat, stream
+from neuronlab.models.generation import Sampling, generate, plain_chat, stream
 
 
 def test_gemma_loads_and_answers_in_the_plain_frame(gemma):

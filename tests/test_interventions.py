@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neuronlab import Intervention, NeuronSet, intervene
-from neuronlab.generation import Sampling, encode_chat, generate, stream
+from neuronlab.models.generation import Sampling, encode_chat, generate, stream
 
 LAYER, IDX = 10, [5, 100, 1535]
 SUPPRESS = Intervention(NeuronSet.from_indices(LAYER, "mlp", IDX), "suppress")

@@ -12,10 +12,10 @@ import transformers
 from gguf import GGUFWriter
 from transformers import BertConfig, BertModel, LlamaForCausalLM, PreTrainedModel
 
-import neuronlab.builtins
+import neuronlab.models.builtins
 from neuronlab import Intervention, ModelSpecError, NeuronSet, fingerprint, intervene, load_model
-from neuronlab.generation import Sampling, generate
-from neuronlab.tiny import byte_tokenizer, tiny_llama_config
+from neuronlab.models.generation import Sampling, generate
+from neuronlab.models.tiny import byte_tokenizer, tiny_llama_config
 
 # every block on the CPU, as accelerate dispatches a model spread over devices (device="auto")
 DEVICE_MAP = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "cpu", "model.norm": "cpu",
@@ -133,8 +133,8 @@ def test_bad_dtype_or_device(tiny_folder, kwargs, words):
 
 
 def test_builtin_with_missing_patch(monkeypatch, tmp_path):
-    entry = neuronlab.builtins.BUILTINS["demo-donor"]
-    monkeypatch.setitem(neuronlab.builtins.BUILTINS, "demo-donor",
+    entry = neuronlab.models.builtins.BUILTINS["demo-donor"]
+    monkeypatch.setitem(neuronlab.models.builtins.BUILTINS, "demo-donor",
                         dataclasses.replace(entry, patches=(tmp_path / "gone.safetensors",)))
     spec_error("demo-donor", "demo-donor", "not built", "demo-target")
 
@@ -142,15 +142,15 @@ def test_builtin_with_missing_patch(monkeypatch, tmp_path):
 def test_builtin_patches_apply_in_order(monkeypatch, tmp_path, tiny):
     """A built-in with two shipped patches gets both, the second written over the first (gemma-donor's shape:
     base model + chat patch + refusal patch)."""
-    from neuronlab.patches import Patch, extract_patch
+    from neuronlab.neurons.patches import Patch, extract_patch
 
     both, one = NeuronSet([(1, "mlp", 3), (2, "mlp", 5)]), NeuronSet([(1, "mlp", 3)])
     base = extract_patch(tiny, both)
     first = Patch(both, {k: v + 1 for k, v in base.tensors.items()}, {})
     second = Patch(one, {k: v + 2 for k, v in extract_patch(tiny, one).tensors.items()}, {})
     paths = (first.save(tmp_path / "first.safetensors"), second.save(tmp_path / "second.safetensors"))
-    entry = neuronlab.builtins.BUILTINS["tiny-llama"]
-    monkeypatch.setitem(neuronlab.builtins.BUILTINS, "tiny-llama", dataclasses.replace(entry, patches=paths))
+    entry = neuronlab.models.builtins.BUILTINS["tiny-llama"]
+    monkeypatch.setitem(neuronlab.models.builtins.BUILTINS, "tiny-llama", dataclasses.replace(entry, patches=paths))
     lm = load_model("tiny-llama")
     assert lm.info.fingerprint == fingerprint(lm.model) != tiny.info.fingerprint
     for key, value in extract_patch(lm, both).tensors.items():
@@ -257,9 +257,9 @@ def test_demo_target(smol):
 def test_demo_donor_is_demo_target_plus_its_patch(smol, donor):
     """The donor holds the shipped patch's values, and writing demo-target's values back into the patch's
     neuron slices gives demo-target bit for bit: nothing else differs."""
-    from neuronlab.patches import Patch, extract_patch, patched
+    from neuronlab.neurons.patches import Patch, extract_patch, patched
 
-    shipped = Patch.load(neuronlab.builtins.BUILTINS["demo-donor"].patches[0])
+    shipped = Patch.load(neuronlab.models.builtins.BUILTINS["demo-donor"].patches[0])
     assert shipped.meta["target_fingerprint"] == smol.info.fingerprint != donor.info.fingerprint
     assert donor.info.fingerprint == fingerprint(donor.model)
     got = extract_patch(donor, shipped.neurons)

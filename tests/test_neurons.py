@@ -5,7 +5,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from neuronlab import Neuron, NeuronSet, NeuronSetError, load_neuron_set
-from neuronlab.neurons import neuron_sets_json, parse_neurons, read_neuron_sets
+from neuronlab.neurons.sets import neuron_sets_json, parse_neurons, read_neuron_sets
 
 A = NeuronSet([(0, "mlp", 1), (0, "mlp", 2), (3, "attn_q", 7)], name="a")
 B = NeuronSet([(0, "mlp", 2), (5, "mlp", 9)], name="b")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from neuronlab import NeuronSet
-from neuronlab.overlap import counts_by_layer, exclusive_regions, jaccard, jaccard_by_layer, jaccard_matrix
+from neuronlab.analysis.overlap import counts_by_layer, exclusive_regions, jaccard, jaccard_by_layer, jaccard_matrix
 
 EN = NeuronSet([(0, "mlp", 1), (0, "mlp", 2), (1, "mlp", 5), (2, "attn_q", 3)])
 ZH = NeuronSet([(0, "mlp", 2), (1, "mlp", 5), (1, "mlp", 6)])

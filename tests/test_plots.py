@@ -10,7 +10,7 @@ import torch
 from neuronlab import NeuronSet
 from neuronlab.plots import (FONT, counts_by_language_figure, evaluation_figure, jaccard_figure, jaccard_matrix_figure,
                              score_heatmap, similarity_figure, upset_figure, venn_figure)
-from neuronlab.evaluation import Rate, results_table
+from neuronlab.evaluation.metrics import Rate, results_table
 from test_evaluation import fake_result
 from test_overlap import SMALL, brute_regions, random_sets
 

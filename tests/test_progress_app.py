@@ -1,11 +1,11 @@
 """Presets, time estimates and stopped jobs in the app (AppTest, tiny-llama: only the plumbing matters)."""
 from test_app import app, figure, navigation_only, page, run  # noqa: F401  (navigation_only: autouse fixture)
 
-from neuronlab.evaluation import mc_items
+from neuronlab.evaluation.metrics import mc_items
 from neuronlab.presets import PRESETS
-from neuronlab.prompts import bundled_prompts
-from neuronlab.scan import run_scan
-from ui_common import JobNote
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.analysis.scan import run_scan
+from webui.common import JobNote
 
 QUICK, FULL = PRESETS["quick"], PRESETS["full"]
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from neuronlab.prompts import (BUNDLED_LANGUAGES, Prompt, PromptFileError, PromptSet, bundled_prompts,
+from neuronlab.data.prompts import (BUNDLED_LANGUAGES, Prompt, PromptFileError, PromptSet, bundled_prompts,
                                load_prompts, parse_prompts)
 
 REQUIRED_LANGS = {"en", "zh", "ko", "th", "bn", "sw", "ne"}

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file
 
 from neuronlab import NeuronSet, load_neuron_set
-from neuronlab.prompts import bundled_prompts
-from neuronlab.scan import ScanResult, run_scan, select_sets, top_fraction, write_scan
-from neuronlab.scoring import ablation_scores, activation_scores, attribution_scores
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.analysis.scan import ScanResult, run_scan, select_sets, top_fraction, write_scan
+from neuronlab.analysis.scoring import ablation_scores, activation_scores, attribution_scores
 
 
 def small_set(langs, per_label=8):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from neuronlab import NeuronSet, fingerprint
-from neuronlab.generation import Sampling, generate
-from neuronlab.patches import Patch, PatchError, extract_patch
-from neuronlab.shared import SharedModel, use_together
+from neuronlab.models.generation import Sampling, generate
+from neuronlab.neurons.patches import Patch, PatchError, extract_patch
+from neuronlab.models.host import SharedModel, use_together
 
 NEURONS = NeuronSet([(0, "mlp", i) for i in range(64)] + [(2, "attn_v", 3)])
 

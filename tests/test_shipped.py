@@ -6,12 +6,14 @@ import pytest
 import torch
 from safetensors.torch import safe_open, save_file
 
-from neuronlab import NeuronSet, scan, ship, shipped
+from neuronlab import NeuronSet, ship
+from neuronlab.analysis import scan
+from neuronlab.data import shipped
 from neuronlab.cli import main
-from neuronlab.prompts import bundled_prompts
-from neuronlab.scan import run_scan, select_sets
-from neuronlab.scoring import activation_scores
-from neuronlab.search import CurvePoint, Measure, SearchResult, curve_frame
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.analysis.scan import run_scan, select_sets
+from neuronlab.analysis.scoring import activation_scores
+from neuronlab.transfer.curve import CurvePoint, Measure, SearchResult, curve_frame
 
 TINY = shipped.Standard("tiny-suppress", "effects", {"model": "tiny-llama"},
                         {**shipped.EXPERIMENTS["demo-donor-suppress"].settings, "limit": 2, "max_new_tokens": 3,

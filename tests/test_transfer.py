@@ -6,9 +6,9 @@ import torch
 
 from neuronlab import NeuronSet
 from neuronlab.cli import main
-from neuronlab.neurons import random_like
-from neuronlab.patches import Patch, PatchError, apply_patch, extract_patch, patched
-from neuronlab.transfer import top_neurons, transfer_patch, weight_diff_scores
+from neuronlab.neurons.sets import random_like
+from neuronlab.neurons.patches import Patch, PatchError, apply_patch, extract_patch, patched
+from neuronlab.transfer.ranking import top_neurons, transfer_patch, weight_diff_scores
 
 CHANGED = NeuronSet([(3, "mlp", 7), (3, "mlp", 900), (20, "mlp", 42), (5, "attn_v", 11), (8, "attn_o", 100)])
 

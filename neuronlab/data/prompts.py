@@ -1,0 +1,322 @@
+"""Prompt sets: harmful and harmless requests per language, bundled or read from a JSON Lines / CSV file."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from neuronlab.errors import UnreadableText, decode_text, json_kind, json_problem
+from neuronlab.paths import ASSETS
+
+FORMAT = "neuronlab.prompts/1"
+LABELS = ("harmful", "harmless")
+SPLITS = ("scan", "heldout")
+REQUIRED = ("id", "lang", "label", "text")
+COLUMNS = ("id", "lang", "label", "split", "category", "text")  # the order files are written in
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+SCHEMA = ('JSON Lines, one prompt a line: {"id", "lang", "label": harmful|harmless, "text"} '
+          '(optional "split": scan|heldout); CSV: the same columns')
+LANG_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # ISO 639 code, optional subtags: en, zh-Hant
+BUNDLED_DIR = ASSETS / "prompts"
+BUNDLED_LANGUAGES: tuple[str, ...] = tuple(sorted(p.stem for p in BUNDLED_DIR.glob("*.jsonl")))
+
+class PromptFileError(ValueError):
+    """A prompt file that cannot be used; the message names the source, the line and the problem."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    lang: str
+    label: str  # "harmful" | "harmless"
+    text: str
+    split: str = "scan"  # "scan" (find neurons) | "heldout" (evaluation only)
+    category: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {key: getattr(self, key) for key in COLUMNS}
+
+
+def _names(value: str | Collection[str]) -> tuple[str, ...]:
+    """'en' / 'en,es' / ['en', 'es'] -> ('en', 'es'), in the given order without repeats."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+
+
+def _known(value: str | Collection[str], accepted: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = _names(value)
+    unknown = [n for n in names if n not in accepted]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))} (accepted: {', '.join(accepted)})")
+    return names
+
+
+class PromptSet:
+    """Immutable, ordered collection of prompts with filters, counts, a content hash and JSONL output."""
+
+    __slots__ = ("_prompts",)
+
+    def __init__(self, prompts: Iterable[Prompt] = ()):
+        object.__setattr__(self, "_prompts", tuple(prompts))
+
+    def __setattr__(self, key, value):
+        raise AttributeError("a PromptSet is immutable; filter() returns a new set")
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def __iter__(self) -> Iterator[Prompt]:
+        return iter(self._prompts)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, PromptSet) and self._prompts == other._prompts
+
+    def __hash__(self) -> int:
+        return hash(self._prompts)
+
+    def __repr__(self) -> str:
+        return f"<PromptSet: {len(self)} prompts in {', '.join(self.languages) or 'no languages'}>"
+
+    @property
+    def languages(self) -> list[str]:
+        """Languages in first-seen order."""
+        return list(dict.fromkeys(p.lang for p in self._prompts))
+
+    @property
+    def texts(self) -> list[str]:
+        return [p.text for p in self._prompts]
+
+    def filter(self, lang: str | Collection[str] | None = None, label: str | Collection[str] | None = None,
+               split: str | Collection[str] | None = None) -> PromptSet:
+        """Prompts matching every given criterion; each is a name, 'a,b' or a collection of names."""
+        langs = None if lang is None else _names(lang)
+        labels = None if label is None else _known(label, LABELS, "label")
+        splits = None if split is None else _known(split, SPLITS, "split")
+        return PromptSet(p for p in self._prompts if (langs is None or p.lang in langs)
+                         and (labels is None or p.label in labels) and (splits is None or p.split in splits))
+
+    def counts(self) -> dict[tuple[str, str, str], int]:
+        """{(lang, label, split): number of prompts}, languages in first-seen order."""
+        counts = Counter((p.lang, p.label, p.split) for p in self._prompts)
+        order = {lang: i for i, lang in enumerate(self.languages)}
+        return dict(sorted(counts.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2])))
+
+    def head(self, limit: int | None) -> PromptSet:
+        """At most ``limit`` prompts per (language, label, split), in order (all when limit is None or 0)."""
+        if not limit:
+            return self
+        seen: Counter = Counter()
+        kept = []
+        for p in self._prompts:
+            seen[p.lang, p.label, p.split] += 1
+            if seen[p.lang, p.label, p.split] <= limit:
+                kept.append(p)
+        return PromptSet(kept)
+
+    def parallel_head(self, limit: int | None) -> PromptSet:
+        """The prompts whose id is among the first ``limit`` ids of their label (ids are parallel across
+        languages, so every language keeps the same requests; all when limit is None or 0)."""
+        if not limit:
+            return self
+        ids: dict[str, list[str]] = {}
+        for p in self._prompts:
+            if p.id not in ids.setdefault(p.label, []) and len(ids[p.label]) < limit:
+                ids[p.label].append(p.id)
+        keep = {i for group in ids.values() for i in group}
+        return PromptSet(p for p in self._prompts if p.id in keep)
+
+    def content_hash(self) -> str:
+        """sha256 hex of the prompts' fields; independent of file format, key order and prompt order."""
+        rows = sorted([p.id, p.lang, p.label, p.split, p.category, p.text] for p in self._prompts)
+        blob = json.dumps([FORMAT, rows], ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def to_jsonl(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text("".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in self._prompts),
+                        encoding="utf-8")
+        return path
+
+    def to_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(p.to_dict() for p in self._prompts)
+        return path
+
+
+# ---- parsing ------------------------------------------------------------------------------------
+
+def _error(source: str, line: int, problem: str) -> PromptFileError:
+    return PromptFileError(f"{source}, line {line}: {problem}")
+
+
+def _jsonl_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
+    # split on "\n" only: str.splitlines() also breaks at U+2028 etc., which JSON strings may hold
+    for number, line in enumerate(content.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _error(source, number, f"bad JSON: {json_problem(e)} (column {e.colno}); each line must be one "
+                                         'JSON object such as {"id": "1", "lang": "en", "label": "harmless", '
+                                         '"text": "..."}') from None
+        except RecursionError:
+            raise _error(source, number, "bad JSON: brackets nested too deep") from None
+        if not isinstance(row, dict):
+            raise _error(source, number, f"not a JSON object but {json_kind(row)}; each "
+                                         "line must be one {...} object (a JSON array of prompts is not JSON Lines)")
+        yield number, row
+
+
+_CSV_PROBLEMS = (("end of data", 'a quoted text is not closed (a closing " is missing)'),
+                 ("field limit", 'a field is longer than the limit (is a quoted text left open?)'))
+
+
+def _csv_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
+    reader = csv.reader(io.StringIO(content, newline=""), strict=True)
+    header, start = None, 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            problem = next((words for words_of, words in _CSV_PROBLEMS if words_of in str(e)), str(e))
+            raise _error(source, start, f"bad CSV: {problem}") from None
+        line, start = start, reader.line_num + 1  # a quoted field may span several physical lines
+        if not any(c.strip() for c in cells):
+            continue
+        if header is None:
+            header = [c.strip().lower() for c in cells]
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise _error(source, line, f"header is missing column(s) {', '.join(missing)} "
+                                           f"(required: {', '.join(REQUIRED)})")
+        elif len(cells) > len(header):
+            raise _error(source, line, f"{len(cells)} fields but the header has {len(header)} "
+                                       "(quote a text that contains commas)")
+        else:
+            yield line, dict(zip(header, cells))
+
+
+def _prompt(row: dict, source: str, line: int) -> Prompt:
+    missing = [c for c in REQUIRED if row.get(c) is None]
+    if missing:
+        raise _error(source, line, f"missing column(s) {', '.join(missing)} (every prompt needs "
+                                   f"{', '.join(REQUIRED)})")
+    if isinstance(row["id"], int) and not isinstance(row["id"], bool):
+        row = {**row, "id": str(row["id"])}
+    values = {}
+    for key in COLUMNS:
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _error(source, line, f"{key} must be a string, not {json_kind(value)}")
+        values[key] = value or ""
+    for key in ("id", "lang"):
+        values[key] = values[key].strip()
+        if not values[key]:
+            raise _error(source, line, f"empty {key}")
+    if not LANG_CODE.fullmatch(values["lang"]):
+        raise _error(source, line, f"unknown language code {values['lang']!r}: write a short lower-case code such "
+                                   "as en, zh or es (ISO 639-1)")
+    label = values["label"].strip().lower()
+    if label not in LABELS:
+        raise _error(source, line, f"unknown label {values['label']!r} (accepted: {', '.join(LABELS)})")
+    split = values["split"].strip().lower() or "scan"
+    if split not in SPLITS:
+        raise _error(source, line, f"unknown split {values['split']!r} (accepted: {', '.join(SPLITS)})")
+    if not values["text"].strip():
+        raise _error(source, line, "empty text")
+    return Prompt(values["id"], values["lang"], label, values["text"], split, values["category"].strip())
+
+
+def _check_both_labels(prompts: list[Prompt], lines: list[int], source: str) -> None:
+    """Every language needs harmful and harmless prompts: a scan contrasts the two."""
+    first: dict[str, int] = {}
+    labels: dict[str, Counter] = {}
+    for p, line in zip(prompts, lines):
+        first.setdefault(p.lang, line)
+        labels.setdefault(p.lang, Counter())[p.label] += 1
+    for lang, have in labels.items():
+        if len(have) < len(LABELS):
+            (label, n), = have.items()
+            other = next(x for x in LABELS if x != label)
+            raise _error(source, first[lang], f"language {lang!r} has {n} {label} prompt(s) but no {other} ones "
+                                              "(a scan needs both)")
+
+
+def parse_prompts(content: str | bytes, fmt: str, source: str = "upload",
+                  langs: str | Collection[str] | None = None) -> PromptSet:
+    """Parse JSON Lines (``fmt="jsonl"``) or CSV (``fmt="csv"``) text, e.g. an uploaded file.
+
+    Columns: id, lang, label (harmful | harmless), text; optional split (scan | heldout, default scan) and
+    category. With ``langs``, keep those languages and require each to be present. Raises PromptFileError.
+    """
+    if fmt not in ("jsonl", "csv"):
+        raise PromptFileError(f"{source}: unknown prompt format {fmt!r} (accepted: jsonl, csv)")
+    try:
+        content = decode_text(content)
+    except UnreadableText as e:
+        if e.line is None:
+            raise PromptFileError(f"{source}: not a prompt file: {e.problem}; a prompt file is {SCHEMA}") from None
+        raise _error(source, e.line, e.problem) from None
+    prompts, lines, seen = [], [], {}
+    for line, row in (_jsonl_rows if fmt == "jsonl" else _csv_rows)(content, source):
+        prompt = _prompt(row, source, line)
+        key = (prompt.id, prompt.lang)
+        if key in seen:
+            raise _error(source, line, f"duplicate prompt id {prompt.id!r} for lang {prompt.lang!r} "
+                                       f"(first on line {seen[key]})")
+        seen[key] = line
+        prompts.append(prompt)
+        lines.append(line)
+    if not prompts:
+        raise PromptFileError(f"{source}: empty file, no prompts found; a prompt file is {SCHEMA}")
+    if langs is not None:
+        have = list(dict.fromkeys(p.lang for p in prompts))
+        wanted = _names(langs)
+        for lang in wanted:
+            if lang not in have:
+                raise PromptFileError(f"{source}: no prompts in language {lang!r} (the file has: {', '.join(have)})")
+        kept = [i for i, p in enumerate(prompts) if p.lang in wanted]
+        prompts, lines = [prompts[i] for i in kept], [lines[i] for i in kept]
+    _check_both_labels(prompts, lines, source)
+    return PromptSet(prompts)
+
+
+def load_prompts(path: str | Path, langs: str | Collection[str] | None = None) -> PromptSet:
+    """Read a .jsonl or .csv prompt file (UTF-8); see parse_prompts."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise PromptFileError(f"{path}: unknown prompt file type {path.suffix or '(none)'!r} "
+                              "(use .jsonl for JSON Lines or .csv)")
+    if not path.is_file():
+        raise PromptFileError(f"prompt file not found: {path}")
+    return parse_prompts(path.read_bytes(), fmt, source=str(path), langs=langs)
+
+
+@lru_cache(maxsize=None)
+def _bundled(lang: str) -> PromptSet:
+    return load_prompts(BUNDLED_DIR / f"{lang}.jsonl", langs=[lang])
+
+
+def bundled_prompts(langs: str | Collection[str] | None = None, split: str | None = None) -> PromptSet:
+    """The prompts shipped in assets/prompts, in the order of ``langs`` (default: all bundled languages)."""
+    wanted = BUNDLED_LANGUAGES if langs is None else _names(langs)
+    unknown = [lang for lang in wanted if lang not in BUNDLED_LANGUAGES]
+    if unknown:
+        raise PromptFileError(f"no bundled prompts for {', '.join(map(repr, unknown))} "
+                              f"(bundled: {', '.join(BUNDLED_LANGUAGES) or f'none found in {BUNDLED_DIR}'})")
+    prompts = PromptSet(p for lang in wanted for p in _bundled(lang))
+    return prompts if split is None else prompts.filter(split=split)

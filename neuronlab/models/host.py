@@ -1,0 +1,87 @@
+"""One loaded model shared by many callers (the app's browser sessions), each with its own weight patch.
+
+Interventions are hooks scoped to the caller's context, but a weight patch is written into the weights, so
+a ``SharedModel`` hands its weights out only inside ``use(patch)``: one caller at a time, the caller's patch
+written in for the block and reverted bit-identically after it. Outside a block the weights are always the
+ones loaded, so no caller ever sees another caller's patch.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
+
+from neuronlab.models.generation import Sampling, stream
+from neuronlab.neurons.interventions import Intervention
+from neuronlab.models.loading import LoadedModel, ModelInfo
+from neuronlab.neurons.patches import Patch, PatchError, check_patch, patched
+from neuronlab.neurons.sites import Architecture
+
+
+class SharedModel:
+    """A LoadedModel whose weights are reached only through ``use``; ``info``, ``arch`` and ``spec`` are
+    free to read."""
+
+    def __init__(self, lm: LoadedModel):
+        self._lm = lm
+        self._lock = threading.RLock()
+        self._patch: Patch | None = None  # the patch written in while a block is open
+        self._depth = 0  # open blocks of the thread holding the lock
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._lm.info
+
+    @property
+    def arch(self) -> Architecture:
+        return self._lm.arch
+
+    @property
+    def spec(self) -> str:
+        return self._lm.spec
+
+    def check(self, patch: Patch) -> Patch:
+        """Raise PatchError unless ``patch`` was made for this model and fits its shapes."""
+        return check_patch(self._lm, patch)
+
+    @contextmanager
+    def use(self, patch: Patch | None = None) -> Iterator[LoadedModel]:
+        """The model with ``patch`` (None: as loaded) for the block, other callers waiting meanwhile.
+
+        A block may nest inside one of the same thread with the same patch (e.g. donor and target are one
+        model); asking for another patch there raises PatchError instead of mixing the two."""
+        with self._lock:
+            if self._depth:
+                if patch is not self._patch:
+                    raise PatchError("this model is in use with another patch in an enclosing block")
+                self._depth += 1
+                try:
+                    yield self._lm
+                finally:
+                    self._depth -= 1
+                return
+            self._depth, self._patch = 1, patch
+            try:
+                if patch is None:
+                    yield self._lm
+                else:
+                    with patched(self._lm, patch, check_fingerprint=False):  # checked once, by ``check``
+                        yield self._lm
+            finally:
+                self._depth, self._patch = 0, None
+
+    def stream(self, prompt: str | Sequence[dict], interventions: Iterable[Intervention] = (),
+               sampling: Sampling = Sampling(), patch: Patch | None = None) -> Iterator[str]:
+        """``generation.stream`` inside ``use(patch)``: the block stays open for the whole reply. Close the
+        iterator (``contextlib.closing``) in the thread that started it, so the lock is released there."""
+        with self.use(patch) as lm, closing(stream(lm, prompt, interventions, sampling)) as chunks:
+            yield from chunks
+
+
+@contextmanager
+def use_together(*models: SharedModel) -> Iterator[list[LoadedModel]]:
+    """Several shared models as loaded (the same one may come twice), locked in one fixed order, so that
+    two callers locking the same models never deadlock."""
+    with ExitStack() as stack:
+        opened = {id(m): stack.enter_context(m.use()) for m in sorted(models, key=id)}
+        yield [opened[id(m)] for m in models]

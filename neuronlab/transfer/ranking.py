@@ -1,0 +1,209 @@
+"""Cross-Model Neuron Transfer (CNT, arXiv 2603.18449): copy a small set of neurons' weights from a
+donor into a target of the same architecture. Function addition copies the donor's neurons into the
+target; function deletion copies the target's (unaligned) neurons into the donor.
+
+Rankings of candidate neurons:
+- ``weight-diff``: the norm of each neuron's weight change between donor and target (all its slices);
+- ``contrast``: |mean activation on harmful − on harmless prompts| in the donor;
+- ``causal``: a first-order estimate of how much swapping each neuron's weights alone from the source
+  into the destination moves the destination's refusal objective (``causal_scores``);
+- ``random``: a seeded random order (the control).
+
+The causal objective is R(harmful) − w·R(harmless), R = mean over prompts of ``refusal_score`` (log of
+the probability that the reply opens with a refusal). The harmless term (w = 1 by default) ranks
+neurons that raise refusal everywhere (false refusals) below those that raise it only on harmful
+prompts. For neuron i of a site, let M be the smallest module holding all its weights (the MLP block
+for ``mlp``, the projection itself for attention sites), X the destination's input to M and G the
+gradient of the objective at the site module's output. With M run on X once with each model's weights:
+- output-port sites (q/k/v rows): Δ_i = Σ_t G_t,i · (y^src_t,i − y^dst_t,i);
+- input-port sites (MLP channels, o_proj columns): Δ_i = Σ_t a^src_t,i (W^src G_t)_i − a^dst_t,i (W^dst G_t)_i,
+  a the site module's input (for the MLP, act(gate·x)·(up·x) with that model's gate/up rows) and
+  W G the gradient of <G, down(a)> with respect to a.
+One forward and one backward pass of the destination per batch give every neuron at once; neurons
+whose weights are identical in both models score exactly 0.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch.func import functional_call
+
+from neuronlab.transfer.compatibility import require_compatible
+from neuronlab.evaluation.metrics import refusal_openings
+from neuronlab.models.generation import chat_ids, left_padded
+from neuronlab.neurons.interventions import scoped_hooks
+from neuronlab.models.loading import LoadedModel, fingerprint
+from neuronlab.neurons.sets import NeuronSet
+from neuronlab.neurons.patches import Patch, extract_patch
+from neuronlab.progress import Progress, no_progress
+from neuronlab.data.prompts import PromptSet, bundled_prompts
+from neuronlab.analysis.scoring import activation_scores
+from neuronlab.neurons.sites import Site
+
+RANKINGS = ("weight-diff", "contrast", "causal", "random")
+
+
+def weight_diff_scores(donor: LoadedModel, target: LoadedModel, sites=("mlp",)) -> dict[str, torch.Tensor]:
+    """{site: [L, N]} L2 norm of (donor − target) over each neuron's weight slices."""
+    out = {}
+    for site in sites:
+        s = donor.arch.sites[site]
+        per_layer = []
+        for layer in range(donor.arch.n_layers):
+            total = torch.zeros(s.size, dtype=torch.float64)
+            for ws in s.weights:
+                a, b = (lm.arch.layer(lm.model, layer).get_parameter(ws.param).detach()
+                        .narrow(ws.dim, ws.offset, s.size).double().cpu() for lm in (donor, target))
+                diff = (a - b).pow(2)
+                total += diff.sum(dim=[d for d in range(diff.dim()) if d != ws.dim]) if diff.dim() > 1 else diff
+            per_layer.append(total.sqrt().float())
+        out[site] = torch.stack(per_layer)  # [L, N]
+    return out
+
+
+def contrast_scores(donor: LoadedModel, harmful: list[str], harmless: list[str], sites=("mlp",),
+                    batch_size: int = 8) -> dict[str, torch.Tensor]:
+    """{site: [L, N]} |difference of mean last-token activations| on the donor."""
+    h = activation_scores(donor, harmful, sites, batch_size)
+    b = activation_scores(donor, harmless, sites, batch_size)
+    return {s: (h[s]["mean"] - b[s]["mean"]).abs() for s in sites}
+
+
+def _opening_batch(lm: LoadedModel, prompts: Sequence[str], openings: Sequence[str]) -> tuple[dict, torch.Tensor]:
+    """Every chat context followed by every opening, left-padded: input_ids / attention_mask /
+    position_ids [prompts*openings, seq], and each opening's length [prompts*openings]."""
+    tok = lm.tokenizer
+    rows = [(chat_ids(lm, p), tok(o, add_special_tokens=False)["input_ids"]) for p in prompts for o in openings]
+    return left_padded(lm, [a + b for a, b in rows]), torch.tensor([len(b) for _, b in rows])
+
+
+def _refusal_objective(lm: LoadedModel, prompts: Sequence[str], lang: str) -> torch.Tensor:
+    """Σ over ``prompts`` of refusal_score, differentiable (a scalar)."""
+    openings = refusal_openings(lang)
+    batch, lengths = _opening_batch(lm, prompts, openings)
+    m = int(lengths.max())
+    logits = lm.model(**batch, logits_to_keep=m + 1).logits[:, :-1].float()  # [rows, m, vocab]
+    targets = batch["input_ids"][:, -m:]  # [rows, m]
+    logp = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]  # [rows, m]
+    keep = torch.arange(m, device=logp.device) >= (m - lengths.to(logp.device))[:, None]  # opening tokens only
+    per_row = (logp * keep).sum(-1)  # [rows]
+    return per_row.view(len(prompts), len(openings)).logsumexp(-1).sum()
+
+
+def _scope(site: Site) -> str:
+    """The smallest module holding all of a site's weight slices (the MLP block for ``mlp``)."""
+    return ".".join(os.path.commonprefix([ws.param.split(".")[:-1] for ws in site.weights]))
+
+
+def _recorder(store: dict, key):
+    """A hook function that keeps the tensor it sees under ``key``."""
+    def fn(t: torch.Tensor) -> None:
+        store[key] = t
+    return fn
+
+
+def _swap_terms(scope: torch.nn.Module, module: torch.nn.Module, site: Site, params: dict[str, torch.Tensor],
+                x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Σ over tokens of each neuron's first-order share of <G, module output> when ``scope`` runs on
+    ``x`` with ``params`` [N] (see the module docstring)."""
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [(module, "input", _recorder(seen, "input")), (module, "output", _recorder(seen, "output"))]
+    with scoped_hooks(hooks), torch.set_grad_enabled(site.port == "input"):  # a graph only for W^T G
+        functional_call(scope, params, (x,))
+    if site.port == "input":
+        a = seen["input"]  # [rows, seq, width]
+        (grad_a,) = torch.autograd.grad(seen["output"], a, g)  # W^T G [rows, seq, width]
+        terms = a.detach() * grad_a
+    else:
+        terms = g * seen["output"].detach()  # [rows, seq, width]
+    return terms[..., site.offset:site.offset + site.size].sum((0, 1)).double()  # [N]
+
+
+def causal_scores(source: LoadedModel, dest: LoadedModel, harmful: Sequence[str], harmless: Sequence[str] = (),
+                  lang: str = "en", harmless_weight: float = 1.0, sites: Sequence[str] = ("mlp",),
+                  batch_size: int = 4, progress: Progress = no_progress) -> dict[str, torch.Tensor]:
+    """{site: [L, N]} first-order change of R(harmful) − w·R(harmless) in ``dest`` when one neuron's
+    weights are copied from ``source`` (addition: source = donor; deletion: source = target)."""
+    arch = dest.arch
+    totals = {s: torch.zeros(arch.n_layers, arch.sites[s].size, dtype=torch.float64) for s in sites}
+    jobs = [(harmful[i:i + batch_size], 1.0 / len(harmful)) for i in range(0, len(harmful), batch_size)]
+    if harmless and harmless_weight:
+        jobs += [(harmless[i:i + batch_size], -harmless_weight / len(harmless))
+                 for i in range(0, len(harmless), batch_size)]
+    places = [(layer, site, _scope(arch.sites[site])) for layer in range(arch.n_layers) for site in sites]
+    for j, (prompts, weight) in enumerate(jobs):
+        inputs, outputs = {}, {}  # scope inputs [rows, seq, in], site module outputs [rows, seq, out]
+        hooks = []
+        for layer, site, scope in places:
+            block = arch.layer(dest.model, layer)
+            hooks += [(block.get_submodule(scope), "input", _recorder(inputs, (layer, scope))),
+                      (block.get_submodule(arch.sites[site].module), "output", _recorder(outputs, (layer, site)))]
+        with torch.enable_grad():
+            with scoped_hooks(hooks):
+                objective = _refusal_objective(dest, prompts, lang) * weight
+            keys = list(outputs)
+            grads = dict(zip(keys, torch.autograd.grad(objective, [outputs[k] for k in keys])))
+            for layer, site, scope in places:
+                s = arch.sites[site]
+                x = inputs[(layer, scope)].detach().requires_grad_(s.port == "input")  # [rows, seq, in]
+                scope_module = arch.layer(dest.model, layer).get_submodule(scope)
+                module = arch.layer(dest.model, layer).get_submodule(s.module)
+                g = grads[(layer, site)]  # [rows, seq, out]
+                src = dict(source.arch.layer(source.model, layer).get_submodule(scope).named_parameters())
+                dst = dict(scope_module.named_parameters())
+                delta = _swap_terms(scope_module, module, s, src, x, g) - _swap_terms(scope_module, module, s, dst, x, g)
+                totals[site][layer] += delta.cpu()
+        progress((j + 1) / len(jobs), f"Estimating how much each neuron moves refusal (batch {j + 1}/{len(jobs)})")
+    same = weight_diff_scores(source, dest, sites)
+    return {s: torch.where(same[s] == 0, 0.0, t.float()) for s, t in totals.items()}
+
+
+def random_scores(lm: LoadedModel, sites=("mlp",), seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {s: torch.rand(lm.arch.n_layers, lm.arch.sites[s].size, generator=gen) for s in sites}
+
+
+def rank_scores(ranking: str, donor: LoadedModel, target: LoadedModel, sites=("mlp",), seed: int = 0,
+                prompts: PromptSet | None = None, delete: bool = False, lang: str = "en",
+                harmless_weight: float = 1.0, progress: Progress = no_progress) -> dict[str, torch.Tensor]:
+    """{site: [L, N]} scores of one of ``RANKINGS`` (highest first is best); ``contrast`` and ``causal``
+    use ``prompts`` (default: the bundled scan prompts of ``lang``). ``causal`` ranks for the transfer's
+    direction: addition raises the target's refusal, deletion (``delete``) lowers the donor's."""
+    if ranking in ("contrast", "causal"):
+        prompts = prompts if prompts is not None else bundled_prompts(lang, split="scan")
+        harmful, harmless = prompts.filter(label="harmful").texts, prompts.filter(label="harmless").texts
+    if ranking == "weight-diff":
+        return weight_diff_scores(donor, target, sites)
+    if ranking == "contrast":
+        return contrast_scores(donor, harmful, harmless, sites)
+    if ranking == "causal":
+        source, dest = (target, donor) if delete else (donor, target)
+        estimate = causal_scores(source, dest, harmful, harmless, lang, harmless_weight, sites, progress=progress)
+        return {s: -t if delete else t for s, t in estimate.items()}
+    if ranking == "random":
+        return random_scores(donor, sites, seed)
+    raise ValueError(f"unknown ranking {ranking!r}; use one of {', '.join(RANKINGS)}")
+
+
+def top_neurons(scores: dict[str, torch.Tensor], count: int | None = None, fraction: float | None = None,
+                within: NeuronSet | None = None) -> NeuronSet:
+    """The ``count`` (or ``fraction`` of all scored) highest-scoring neurons over all layers and sites,
+    optionally only among ``within``."""
+    entries = [(float(v), layer, site, int(i)) for site, t in scores.items()
+               for layer, row in enumerate(t) for i, v in enumerate(row.tolist())
+               if within is None or (layer, site, i) in within]
+    if count is None:
+        total = sum(t.numel() for t in scores.values()) if within is None else len(within)
+        count = len(entries) if fraction is None else max(1, round(fraction * total))
+    entries.sort(key=lambda e: -e[0])
+    return NeuronSet((layer, site, i) for _, layer, site, i in entries[:count])
+
+
+def transfer_patch(donor: LoadedModel, target: LoadedModel, neurons: NeuronSet, check: bool = True, **meta) -> Patch:
+    """A patch that writes the donor's weights for ``neurons`` into the target (``check=False`` when the
+    caller has run ``require_compatible`` already)."""
+    if check:
+        require_compatible(donor, target)
+    return extract_patch(donor, neurons, target=target.spec, target_fingerprint=fingerprint(target.model), **meta)

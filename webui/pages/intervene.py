@@ -1,0 +1,151 @@
+"""Intervene & chat: switch neurons off or scale them up and chat with the patched model beside the plain one."""
+from contextlib import closing
+
+import streamlit as st
+
+from webui import common as ui
+from neuronlab import Intervention, NeuronSet, NeuronSetError
+from neuronlab.models.generation import Sampling
+from neuronlab.neurons.sets import neuron_sets_json, parse_neurons, read_neuron_sets
+from neuronlab.neurons.patches import Patch
+from neuronlab.models.host import SharedModel
+
+KEEP = ui.KEEP
+TYPED = "typed neurons"
+SIDES = {"patched": "🧪 with your changes", "plain": "as loaded"}
+
+
+def set_files(shared: SharedModel) -> None:
+    """Upload neuron sets (checked against the model) and download the session's sets."""
+    with st.expander("Neuron set files (JSON)"):
+        upload = st.file_uploader("Upload neuron sets: one set, or a neurons.json of several", type=["json"],
+                                  key="iv_upload")
+        ui.example_download("neuron_sets")
+        if upload is not None:
+            try:
+                sets = read_neuron_sets(upload.getvalue(), upload.name, shared.arch)
+            except NeuronSetError as e:  # names the file (and the set) already
+                st.error(str(e))
+            else:
+                ui.neuron_sets().update(sets)
+                st.success(f"Loaded {', '.join(sets)} from {upload.name}.")
+        mine = ui.available_sets()
+        st.download_button("Download all sets (JSON)", lambda: neuron_sets_json(mine), "neuron_sets.json",
+                           "application/json", key="iv_download", disabled=not mine, on_click="ignore")
+
+
+def chosen_sets(shared: SharedModel) -> dict[str, NeuronSet]:
+    """The picked and typed neuron sets that fit the model (the others are reported)."""
+    sets = ui.available_sets()
+    names = st.multiselect("Neuron sets", list(sets), key="iv_sets", **KEEP,
+                           help="Sets you saved on the other pages, uploaded, and the last scan's (scan#…).")
+    typed = st.text_input("Single neurons", key="iv_typed", placeholder="20 mlp 5; 20 mlp 17; 0-1 mlp *", **KEEP,
+                          help="LAYERS SITE INDICES entries split by ';'; LAYERS and INDICES are comma lists of numbers, ranges a-b "
+                               "and * (all), e.g. 3 mlp 17,20.")
+    chosen = {}
+    for name in names + ([TYPED] if typed.strip() else []):
+        try:
+            chosen[name] = parse_neurons(typed, shared.arch) if name == TYPED else sets[name].validate(shared.arch)
+        except NeuronSetError as e:
+            st.error(f"{name}: {e}")
+    return chosen
+
+
+def interventions_for(chosen: dict[str, NeuronSet]) -> list[Intervention]:
+    """Suppress or activate (with a scale) per chosen set."""
+    out = []
+    for name, neurons in chosen.items():
+        left, right = st.columns([1, 2])
+        mode = left.radio(f"**{name}** ({len(neurons):,} neurons)", ["suppress", "activate"], horizontal=True,
+                          key=f"iv_mode:{name}", **KEEP)
+        scale = right.slider("scale (activate)", 0.0, 10.0, 2.0, 0.5, key=f"iv_scale:{name}",
+                             disabled=mode != "activate", **KEEP)
+        out.append(Intervention(neurons, mode, scale if mode == "activate" else None, label=name))
+    return out
+
+
+def badge(interventions: list[Intervention], patch: Patch | None) -> None:
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    with left:
+        if interventions:
+            st.badge("intervention on", icon="⚡", color="red")
+            st.markdown(ui.describe_interventions(interventions))
+        if patch is not None:
+            st.badge("weight patch on", icon="🩹", color="orange")
+            st.markdown(f"{ui.patch_label(patch)}, applied on *Transfer*")
+        if not interventions and patch is None:
+            st.badge("no intervention: the model runs unchanged", color="gray")
+    right.button("Reset", key="iv_reset", on_click=ui.clear_interventions, disabled=not interventions, width="stretch")
+
+
+def messages(history: list[dict], side: str, prompt: str) -> list[dict]:
+    """One side's conversation so far plus the new user message."""
+    out = []
+    for turn in history:
+        out += [{"role": "user", "content": turn["user"]}, {"role": "assistant", "content": turn[side]}]
+    return out + [{"role": "user", "content": prompt}]
+
+
+def exchange(user: str, replies: dict, active: str) -> dict:
+    """Draw a user message and the two replies side by side; iterators are streamed. Returns the texts."""
+    with st.chat_message("user"):
+        st.markdown(user)
+    out = {}
+    for column, (side, title) in zip(st.columns(2), SIDES.items()):
+        with column, st.chat_message("assistant"):
+            st.caption(f"{title}: {active}" if side == "patched" else title)
+            reply = replies[side]
+            if isinstance(reply, str):  # a reply of an earlier turn
+                st.markdown(reply)
+                out[side] = reply
+            else:
+                with closing(reply) as chunks:  # ends the reply (and frees the model) even if the run stops
+                    out[side] = st.write_stream(chunks)
+    return out
+
+
+def chat(shared: SharedModel, interventions: list[Intervention], patch: Patch | None, role: str) -> None:
+    history = st.session_state.setdefault(f"chat_{role}", [])
+    for turn in history:
+        exchange(turn["user"], turn, turn["active"])
+    prompt = st.chat_input("Message the model", key="chat_input")
+    if prompt:
+        sampling = Sampling(max_new_tokens=st.session_state["iv_max_new_tokens"])
+        active = " · ".join(filter(None, [ui.describe_interventions(interventions), patch and ui.patch_label(patch)])) or "no intervention"
+        replies = exchange(prompt, {
+            "patched": shared.stream(messages(history, "patched", prompt), interventions, sampling, patch),
+            "plain": shared.stream(messages(history, "plain", prompt), [], sampling)}, active)
+        history.append({"user": prompt, "active": active, **replies})
+
+
+def which_refuses() -> str | None:
+    """Say which loaded model refuses harmful requests (measured); returns that role, or None if unknown."""
+    refusals = ui.refusal_estimates()
+    if not refusals:
+        if st.button("Which model refuses? (a quick check on 8 + 8 English prompts)", key="iv_check"):
+            ui.estimate_refusals()
+            st.rerun()
+        return None
+    st.caption("Suppressing safety neurons only shows in a model that refuses: " + "; ".join(
+        f"**{role}** ({ui.loaded_keys()[role].spec}) refuses {est.describe()}" for role, est in refusals.items()))
+    return max(refusals, key=lambda role: refusals[role].harmful)
+
+
+ui.header("Intervene & chat", "Switch chosen neurons off (suppress) or scale them up (activate), then chat: the "
+                              "intervened model answers on the left, the unchanged model on the right.")
+refuser = which_refuses()
+roles = [r for r in ui.ROLES if r in ui.loaded_keys()] or list(ui.ROLES)
+role = st.radio("Chat with", roles, key="iv_model", horizontal=True, **KEEP,
+                index=roles.index(refuser) if refuser in roles else 0,
+                captions=[ui.loaded_keys()[r].spec if r in ui.loaded_keys() else "" for r in roles])
+shared = ui.model_or_stop(role)
+set_files(shared)
+interventions = interventions_for(chosen_sets(shared))
+ui.set_interventions(role, interventions)  # shown in the sidebar, measured on Evaluate
+patch = ui.session_patch(role)
+badge(interventions, patch)
+left, right = st.columns([5, 1], vertical_alignment="bottom")
+left.slider("max new tokens", 8, 512, 96, 8, key="iv_max_new_tokens", **KEEP)
+if right.button("Clear chat", key="iv_clear", width="stretch"):
+    st.session_state[f"chat_{role}"] = []
+chat(shared, interventions, patch, role)

@@ -1,0 +1,53 @@
+"""Models: what the target and donor are, and whether neurons can be copied from one to the other."""
+import pandas as pd
+import streamlit as st
+
+from webui import common as ui
+from neuronlab.transfer.compatibility import Compatibility
+from neuronlab.plots import similarity_figure
+from neuronlab.models.host import SharedModel
+
+
+def info_card(role: str, shared: SharedModel) -> None:
+    info = shared.info
+    with st.container(border=True):
+        st.subheader(f"{role.title()}: {info.spec}")
+        left, middle, right = st.columns(3)
+        left.metric("parameters", f"{info.n_params / 1e6:,.1f} M")
+        middle.metric("layers", info.n_layers)
+        right.metric("chat template", "yes" if info.chat_template else "no")
+        st.table(pd.DataFrame({"property": [
+            "architecture", "family", "model type", "neurons per layer", "dtype", "device", "fingerprint"], "value": [
+            info.architecture, info.family, info.model_type,
+            ", ".join(f"{site} {n:,}" for site, n in info.neurons_per_layer.items()),
+            info.dtype, info.device, info.fingerprint]}), hide_index=True, hide_header=True)
+
+
+def verdict(result: Compatibility) -> None:
+    if result.compatible:
+        st.success("Compatible: same class, shapes, head layout and vocabulary, and the weights share a basis, "
+                   "so neurons can be copied from the donor into the target.")
+    else:
+        st.warning("Not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in result.problems))
+    if result.layer_similarity:
+        ui.chart(similarity_figure(result.layer_similarity), "models_similarity",
+                 "One bar per layer, labelled with the cosine similarity of the donor's and the "
+                 "target's MLP weights; its height is 1 − cosine on a log scale, so a taller bar is a layer that "
+                 "changed more. Fine-tunes of one base stay far below 0.5 (cosine near 1); unrelated models reach it, "
+                 "and copying neurons between them means nothing.")
+
+
+ui.header("Models", "What the loaded target and donor are, and whether neurons can move from donor to target.")
+models = {}
+for column, role in zip(st.columns(2), ui.ROLES):
+    with column:
+        models[role] = ui.model(role)
+        if models[role] is not None:
+            info_card(role, models[role])
+
+st.subheader("Donor ↔ target compatibility")
+keys = st.session_state.get("models", {})
+if all(models.values()):
+    verdict(ui.compatibility(keys["donor"], keys["target"]))
+else:
+    st.caption("Load both models to compare them.")

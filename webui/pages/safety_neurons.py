@@ -1,0 +1,184 @@
+"""Safety neurons: scan a model on harmful vs harmless prompts per language and pick its safety neurons."""
+from pathlib import Path
+
+import streamlit as st
+
+from webui import common as ui
+from neuronlab import NeuronSet
+from neuronlab.plots import score_heatmap
+from neuronlab.presets import Preset, scan_work
+from neuronlab.data.prompts import BUNDLED_LANGUAGES, FORMATS, PromptFileError, PromptSet, bundled_prompts, parse_prompts
+from neuronlab.analysis.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, ScanResult, SafetyNeurons, run_scan, select_sets
+
+KEEP = ui.KEEP
+
+
+def prompt_source() -> PromptSet:
+    """Bundled prompts, or a validated upload (stops the page with the file's problem otherwise)."""
+    source = st.radio("Prompt set", ["bundled", "upload"], key="scan_source", horizontal=True, **KEEP)
+    if source == "bundled":
+        return bundled_prompts()
+    upload = st.file_uploader("Prompt file (JSON Lines or CSV: id, lang, label, text)", key="scan_upload",
+                              type=[suffix.lstrip(".") for suffix in FORMATS])
+    ui.example_download("prompts")
+    if upload is None:
+        st.info("Upload a prompt file to scan with it.")
+        st.stop()
+    try:
+        return parse_prompts(upload.getvalue(), FORMATS[Path(upload.name).suffix.lower()], source=upload.name)
+    except PromptFileError as e:
+        st.error(str(e))
+        st.stop()
+
+
+def scan_fill(preset: Preset) -> dict:
+    """The scan form's widget values of a preset."""
+    size = preset.scan
+    return {"scan_langs_bundled": list(size.langs), "scan_per_label": size.per_label, "scan_method": size.method}
+
+
+def scan_form(role: str) -> None:
+    shared = ui.model_or_stop(role)
+    prompts = prompt_source()
+    source = st.session_state["scan_source"]
+    ui.preset_picker("scan_preset", scan_fill)
+    left, middle, right = st.columns(3)
+    langs = left.multiselect("Languages", prompts.languages if source == "upload" else BUNDLED_LANGUAGES,
+                             default=prompts.languages if source == "upload" else None, key=f"scan_langs_{source}",
+                             **KEEP)
+    method = middle.selectbox("Method", METHODS, key="scan_method", **KEEP,
+                              help="activation: mean |activation| (one pass); attribution: gradient estimate of "
+                                   "the ablation effect; ablation: zero each neuron in turn (slow, pick layers)")
+    site = right.selectbox("Site", list(SITE_GROUPS), key="scan_site", **KEEP)
+    layers = []
+    if method == "ablation":
+        layers = st.multiselect("Layers to ablate (one forward pass per neuron and prompt)",
+                                range(shared.arch.n_layers), key="scan_layers", **KEEP)
+    per_label = left.number_input("Prompts per label", min_value=1, placeholder="all", key="scan_per_label", **KEEP)
+    if ui.session_patch(role):
+        st.caption("Scans read the model as loaded: this session's weight patch is left out.")
+    ready = bool(langs) and (method != "ablation" or bool(layers))
+    chosen = prompts.head(per_label)
+    if ready:
+        ablated = sum(shared.arch.sites[s].size for s in SITE_GROUPS[site]) * len(layers)
+        ui.time_estimate(role, scan_work(len(chosen.filter(lang=langs, split="scan")), method, neurons=ablated))
+    if st.button("Run scan", type="primary", key="scan_run", disabled=not ready):
+        st.session_state.pop("safety", None)  # the sets of the scan being replaced
+        try:
+            with ui.job("scan", len(langs), "languages", "Scanning…") as (report, keep), \
+                    ui.use(role, with_patch=False) as lm:
+                run_scan(lm, chosen, langs, method, site, layers=layers or None, progress=report,
+                         on_language=lambda result: keep(result, len(result.languages)))
+        except ValueError as e:
+            st.error(str(e))
+    ui.job_note("scan")
+
+
+def heatmap(result: ScanResult) -> str:
+    """The contrast heatmap of a chosen language and site, zoomable to single neurons, with the language's
+    MS neurons (``st.session_state["safety"]``) outlined; returns the language."""
+    safety: SafetyNeurons = st.session_state["safety"]
+    st.subheader("Per-layer scores")
+    left, middle, right = st.columns([2, 2, 1])
+    lang = left.selectbox("Language", result.languages, key="scan_view_lang", **KEEP)
+    site = middle.selectbox("Site", result.sites, key="scan_view_site", **KEEP)
+    per_layer = right.toggle("Scale each layer", value=True, key="scan_view_per_layer",
+                             help="Divide each layer by its largest |score|, so loud late layers do not hide the rest")
+    scores = result.contrast[lang][site]  # [layers, neurons]
+    n_layers, width = scores.shape
+    left, middle, right = st.columns([3, 2, 1])
+    neurons = left.slider("Neuron index range", 0, width - 1, (0, width - 1), key=f"scan_view_neurons_{site}_{width}",
+                          help="Narrow it to 256 neurons or fewer to see one cell per neuron", **KEEP)
+    layers = middle.slider("Layer range", 0, n_layers - 1, (0, n_layers - 1), key=f"scan_view_layers_{n_layers}",
+                           **KEEP)
+    top = f"{safety.top_p * 100:g}%"
+    outline = right.toggle(f"Outline MS {lang}", value=True, key="scan_view_outline", **KEEP)
+    ms = NeuronSet(n for n in safety.ms[lang] if n.site == site) if outline else None
+    fig = score_heatmap(scores, title=f"{lang}: harmful − harmless, {site}", site_label=f"{site} neuron",
+                        per_layer=per_layer, neurons=neurons, layers=layers, outline=ms,
+                        outline_label=f"MS {lang}, top {top}")
+    per_cell = fig.layout.meta["neurons_per_cell"]
+    cell = "one neuron" if per_cell == 1 else f"the strongest of {per_cell} neighbouring neurons"
+    ui.chart(fig, "scan_heatmap",
+             f"One row per layer; each cell is {cell}. Red: more {result.method} on harmful than on "
+             f"harmless {lang} prompts, blue: less{', relative to the layer' if per_layer else ''}. Black squares: "
+             f"MS {lang}, the top {top} by importance on harmful prompts that are not top on harmless ones — not "
+             "always the reddest cells.")
+    st.download_button("Heatmap (HTML)", fig.to_html, f"heatmap-{lang}-{site}.html", "text/html", key="dl_heatmap",
+                       on_click="ignore")
+    return lang
+
+
+SORTS = {"contrast": "largest contrast (harmful − harmless)",
+         "importance harmful": "largest importance on harmful prompts",
+         "ms": "MS neurons first, by rank on harmful prompts"}
+
+
+def ranked_table(result: ScanResult, safety: SafetyNeurons, lang: str):
+    """``result.table(lang)`` with each neuron's rank in its layer by importance on harmful and on harmless
+    prompts (1 = most important) and whether it is in MS(lang)."""
+    table = result.table(lang)
+    ranks = table.groupby(["layer", "site"])[["importance harmful", "importance harmless"]].rank(
+        ascending=False, method="first").astype("Int64")
+    table["rank harmful"], table["rank harmless"] = ranks["importance harmful"], ranks["importance harmless"]
+    keys = table.set_index(["layer", "site", "index"]).index
+    table.insert(3, f"MS {lang}", keys.isin(list(safety.ms[lang])))
+    return table
+
+
+def top_neurons(result: ScanResult, safety: SafetyNeurons, lang: str) -> None:
+    st.subheader("Top neurons")
+    table = ranked_table(result, safety, lang)
+    left, right = st.columns(2)
+    rows = left.number_input("Rows", 10, 1000, 50, 10, key="scan_rows", **KEEP)
+    order = right.selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="scan_sort", **KEEP)
+    if order == "ms":
+        top = table.sort_values([f"MS {lang}", "rank harmful"], ascending=[False, True]).head(rows)
+    else:
+        top = table.nlargest(rows, order)
+    p = f"{safety.top_p * 100:g}%"
+    st.caption(f"MS {lang} is picked per layer by importance, not contrast: ranked in the top {p} of its layer on "
+               f"harmful prompts but not on harmless ones. Select rows to save them as a neuron set.")
+    top = top.reset_index(drop=True)
+    picked = st.dataframe(top, key="scan_table", on_select="rerun", selection_mode="multi-row", hide_index=True)
+    rows_picked = top.iloc[picked.selection.rows]
+    ui.save_set_form(NeuronSet(zip(rows_picked["layer"], rows_picked["site"], rows_picked["index"])),
+                     f"picked-{lang}", "scan_pick")
+    st.download_button("Scores table (CSV)", lambda: table.to_csv(index=False), f"scores-{lang}.csv", "text/csv",
+                       key="dl_scores", on_click="ignore")
+
+
+def share_stats(safety: SafetyNeurons) -> None:
+    stats = safety.stats()
+    st.subheader("Safety-neuron sets")
+    st.caption(f"Top {safety.top_p:.1%} per layer, of {stats['total_neurons']:,} neurons.")
+    st.dataframe({"set": list(stats["counts"]), "neurons": list(stats["counts"].values()),
+                  "share": [f"{s:.3%}" for s in stats["share"].values()]}, hide_index=True)
+    st.caption("LANG = monolingual safety neurons MS (top on harmful, not on harmless prompts); ss-LANG = MS(en) ∩ "
+               "MS(LANG); ss = their union; shared = in every scanned language's MS.")
+
+
+def results(result: ScanResult) -> None:
+    top_p = st.slider("Top p (% of neurons per layer)", 0.1, 20.0, DEFAULT_TOP_P * 100, 0.1, key="scan_top_p", **KEEP)
+    safety = st.session_state["safety"] = select_sets(result, top_p / 100)
+    st.session_state["safety_of"] = result
+    st.caption(f"Scan of **{result.model}** · {result.method} · sites {', '.join(result.sites)} · prompts per "
+               "language: " + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()))
+    lang = heatmap(result)
+    share_stats(safety)
+    st.download_button("neurons.json", lambda: ui.scan_json(result, safety), "neurons.json", "application/json",
+                       key="dl_neurons", on_click="ignore")
+    top_neurons(result, safety, lang)
+
+
+ui.header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "
+                            "harmful but not on harmless prompts are that language's safety neurons.")
+role = st.radio("Model to scan", ui.ROLES, key="scan_model", horizontal=True, index=1, **KEEP,
+                help="Safety neurons show best in a model that refuses (the donor of the demo pair).")
+scan_form(role)
+if "scan" in st.session_state:
+    results(st.session_state["scan"])
+elif (stored := ui.shipped_scan(role)) is not None:
+    st.info(f"Showing the scan shipped with NeuronLab for **{stored.model}** (activation, every bundled language, "
+            "all scan prompts): press **Run scan** to compute one with the settings above.")
+    results(stored)
