@@ -1,7 +1,8 @@
 """NeuronLab: find, look at, switch and move the safety neurons of Hugging Face causal LMs."""
 from neuronlab.errors import ModelSpecError
 from neuronlab.neurons.interventions import Intervention, intervene
-from neuronlab.models.loading import LoadedModel, ModelInfo, fingerprint, load_model
+from neuronlab.models.loading import LoadedModel, ModelInfo, load_model
+from neuronlab.neurons.patches import fingerprint
 from neuronlab.neurons.sets import Neuron, NeuronSet, NeuronSetError, load_neuron_set
 from neuronlab.neurons.sites import SITES, Architecture, architecture_of
 

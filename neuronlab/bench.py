@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from neuronlab.models.generation import Sampling, _generate_ids, encode_chat, encode_prompts
+from neuronlab.models.generation import Sampling, generate_ids, encode_chat, encode_prompts
 from neuronlab.neurons.interventions import Intervention, intervene
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.sets import NeuronSet
@@ -79,8 +79,8 @@ def run_bench(lm: LoadedModel, repeats: int = 5, new_tokens: int = 32,
     enc = encode_chat(lm, PROMPTS[0])
     sampling = Sampling(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     progress(0.5, "greedy generation: plain vs intervened")
-    gen_plain, gen_hooked, gen_ratio = _paired_times(lambda: _generate_ids(lm, enc, [], sampling),
-                                            lambda: _generate_ids(lm, enc, ivs, sampling), repeats)
+    gen_plain, gen_hooked, gen_ratio = _paired_times(lambda: generate_ids(lm, enc, [], sampling),
+                                            lambda: generate_ids(lm, enc, ivs, sampling), repeats)
     progress(0.8, "activation scan vs plain forward passes")
     texts = bundled_prompts("en", split="scan").texts[:32]
     batches = [encode_prompts(lm, texts[i:i + 8]) for i in range(0, len(texts), 8)]

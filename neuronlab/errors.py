@@ -4,11 +4,16 @@ from __future__ import annotations
 import json
 
 
-class ModelSpecError(ValueError):
+class NeuronLabError(ValueError):
+    """Base of every error a user can act on: its message says what was wrong and what is accepted. Front
+    ends show the message alone (no traceback); anything else is a bug."""
+
+
+class ModelSpecError(NeuronLabError):
     """A model spec that cannot be loaded."""
 
 
-class UnreadableText(ValueError):
+class UnreadableText(NeuronLabError):
     """File content that is not UTF-8 text; ``line`` is where it stops being text (None: binary data)."""
 
     def __init__(self, problem: str, line: int | None = None):

@@ -12,9 +12,8 @@ from neuronlab.evaluation.effects import Effect, copy_from, evaluate_effects, fi
 from neuronlab.evaluation.metrics import benign_texts, perplexity
 from neuronlab.models.generation import encode_prompts
 from neuronlab.neurons.interventions import scoped_hooks
-from neuronlab.models.loading import fingerprint
 from neuronlab.neurons.sets import random_like
-from neuronlab.neurons.patches import extract_patch, patched
+from neuronlab.neurons.patches import extract_patch, fingerprint, patched
 from neuronlab.data.prompts import bundled_prompts
 
 NEURONS = NeuronSet([(0, "mlp", 5), (0, "mlp", 77), (2, "mlp", 3), (2, "attn_v", 7), (3, "attn_q", 1)], name="few")

@@ -9,8 +9,7 @@ from neuronlab.training.expansion import FalseRefusalStop, expand, parallel_exam
 from neuronlab.training.finetune import TrainConfig, refusal_pairs
 from neuronlab.evaluation.judge import judge
 from neuronlab.evaluation.langid import LANGUAGES
-from neuronlab.models.loading import fingerprint
-from neuronlab.neurons.patches import Patch, patched
+from neuronlab.neurons.patches import Patch, fingerprint, patched
 from neuronlab.data.prompts import BUNDLED_LANGUAGES
 
 NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 3) for i in range(0, 128, 8)] + [(2, "attn_o", 4)])

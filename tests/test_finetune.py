@@ -3,8 +3,7 @@ import torch
 
 from neuronlab import NeuronSet
 from neuronlab.training.finetune import TrainConfig, _batch, finetune_neurons
-from neuronlab.models.loading import fingerprint
-from neuronlab.neurons.patches import patched
+from neuronlab.neurons.patches import fingerprint, patched
 
 NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 2) for i in range(0, 128, 4)]
                     + [(2, "attn_v", 3), (3, "attn_o", 5)])

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from neuronlab.data import shipped
-from neuronlab.models.gguf_cache import cache_root
+from neuronlab.paths import cache_root
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.progress import Progress, language_name, no_progress

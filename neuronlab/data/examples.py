@@ -1,7 +1,6 @@
 """The example files shown beside the app's uploaders (assets/examples, written by make_examples.py there)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import NamedTuple
 
 from neuronlab.neurons.sets import SCHEMA as NEURON_SCHEMA

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from neuronlab.errors import UnreadableText, decode_text, json_kind, json_problem
+from neuronlab.data.jsonl import JsonLinesError, json_lines
+from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind
 from neuronlab.paths import ASSETS
 
 FORMAT = "neuronlab.prompts/1"
@@ -27,7 +28,7 @@ LANG_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # ISO 639 code, optio
 BUNDLED_DIR = ASSETS / "prompts"
 BUNDLED_LANGUAGES: tuple[str, ...] = tuple(sorted(p.stem for p in BUNDLED_DIR.glob("*.jsonl")))
 
-class PromptFileError(ValueError):
+class PromptFileError(NeuronLabError):
     """A prompt file that cannot be used; the message names the source, the line and the problem."""
 
 
@@ -159,23 +160,16 @@ def _error(source: str, line: int, problem: str) -> PromptFileError:
     return PromptFileError(f"{source}, line {line}: {problem}")
 
 
+_JSONL_HINTS = {"json": '; each line must be one JSON object such as {"id": "1", "lang": "en", "label": "harmless", '
+                        '"text": "..."}',
+                "object": "; each line must be one {...} object (a JSON array of prompts is not JSON Lines)"}
+
+
 def _jsonl_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
-    # split on "\n" only: str.splitlines() also breaks at U+2028 etc., which JSON strings may hold
-    for number, line in enumerate(content.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise _error(source, number, f"bad JSON: {json_problem(e)} (column {e.colno}); each line must be one "
-                                         'JSON object such as {"id": "1", "lang": "en", "label": "harmless", '
-                                         '"text": "..."}') from None
-        except RecursionError:
-            raise _error(source, number, "bad JSON: brackets nested too deep") from None
-        if not isinstance(row, dict):
-            raise _error(source, number, f"not a JSON object but {json_kind(row)}; each "
-                                         "line must be one {...} object (a JSON array of prompts is not JSON Lines)")
-        yield number, row
+    try:
+        yield from json_lines(content)
+    except JsonLinesError as e:
+        raise _error(source, e.line, e.problem + _JSONL_HINTS.get(e.kind, "")) from None
 
 
 _CSV_PROBLEMS = (("end of data", 'a quoted text is not closed (a closing " is missing)'),

@@ -10,12 +10,10 @@
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -25,6 +23,7 @@ from neuronlab.neurons.interventions import Intervention, intervene
 from neuronlab.evaluation.judge import REFUSAL_OPENINGS, JudgeResult, judge
 from neuronlab.models.loading import LoadedModel
 from neuronlab.progress import Progress, Work, language_name, no_progress, shares, span
+from neuronlab.data.jsonl import json_lines
 from neuronlab.data.prompts import PromptSet
 from neuronlab.paths import ASSETS
 
@@ -148,7 +147,7 @@ def perplexity(lm: LoadedModel, texts: Sequence[str], interventions: Iterable[In
 
 
 def mc_items() -> list[dict]:
-    return [json.loads(line) for line in (EVAL_ASSETS / "mc.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in json_lines((EVAL_ASSETS / "mc.jsonl").read_text(encoding="utf-8"))]
 
 
 def mc_accuracy(lm: LoadedModel, items: Sequence[dict], interventions: Iterable[Intervention] = ()) -> Rate:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from neuronlab.data.jsonl import JsonLinesError, json_lines
 from neuronlab.evaluation.metrics import verdict_block
 from neuronlab.evaluation.judge import JudgeResult, judge
 
@@ -45,15 +46,11 @@ def read_replies(path: str | Path) -> list[dict]:
     if not Path(path).is_file():
         raise ValueError(f"no replies file at {path}")
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{n}: not JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n}: not a JSON object")
+    try:
+        numbered = list(json_lines(Path(path).read_text(encoding="utf-8")))
+    except JsonLinesError as err:
+        raise ValueError(f"{path}:{err.line}: {'' if err.kind == 'object' else 'not JSON: '}{err.problem}") from None
+    for n, row in numbered:
         missing = [k for k in ("variant", "lang", "label", "reply") if k not in row]
         if missing:
             raise ValueError(f"{path}:{n}: a reply row needs {', '.join(missing)}")

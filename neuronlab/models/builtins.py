@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuronlab.errors import ModelSpecError
-from neuronlab.models.gguf_cache import cache_root, converted_folder
+from neuronlab.models.gguf_cache import converted_folder
+from neuronlab.paths import cache_root
 from neuronlab.progress import Progress, no_progress
 from neuronlab.paths import ASSETS
 

@@ -82,7 +82,7 @@ class _EventStop(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _generate_ids(lm: LoadedModel, enc: dict, interventions: Iterable[Intervention], sampling: Sampling,
+def generate_ids(lm: LoadedModel, enc: dict, interventions: Iterable[Intervention], sampling: Sampling,
                   **extra) -> torch.Tensor:
     """Token ids [batch, prompt + new] generated with ``interventions`` on."""
     kwargs = dict(max_new_tokens=sampling.max_new_tokens, min_new_tokens=sampling.min_new_tokens,
@@ -105,7 +105,7 @@ def generate(lm: LoadedModel, prompt: str | Sequence[dict], interventions: Itera
              sampling: Sampling = Sampling()) -> str:
     """The model's reply to ``prompt`` with ``interventions`` on."""
     enc = encode_chat(lm, prompt)
-    return _reply(lm, _generate_ids(lm, enc, interventions, sampling)[0, enc["input_ids"].shape[1]:])
+    return _reply(lm, generate_ids(lm, enc, interventions, sampling)[0, enc["input_ids"].shape[1]:])
 
 
 def _reply(lm: LoadedModel, new_ids: torch.Tensor) -> str:
@@ -122,7 +122,7 @@ def generate_batch(lm: LoadedModel, prompts: Sequence[str], interventions: Itera
     interventions, replies = list(interventions), []
     for start in range(0, len(prompts), batch_size):
         enc = encode_prompts(lm, prompts[start:start + batch_size])
-        ids = _generate_ids(lm, {k: enc[k] for k in ("input_ids", "attention_mask")}, interventions, sampling)
+        ids = generate_ids(lm, {k: enc[k] for k in ("input_ids", "attention_mask")}, interventions, sampling)
         replies.extend(_reply(lm, row) for row in ids[:, enc["input_ids"].shape[1]:])
     return replies
 
@@ -163,7 +163,7 @@ def stream(lm: LoadedModel, prompt: str | Sequence[dict], interventions: Iterabl
 
     def work() -> None:
         try:
-            _generate_ids(lm, enc, interventions, sampling, streamer=streamer, stopping_criteria=[_EventStop(stop)])
+            generate_ids(lm, enc, interventions, sampling, streamer=streamer, stopping_criteria=[_EventStop(stop)])
         except BaseException as e:  # handed to the consumer below
             errors.append(e)
             streamer.end()

@@ -13,14 +13,11 @@ import shutil
 from pathlib import Path
 
 from neuronlab.errors import ModelSpecError
+from neuronlab.paths import cache_root
 from neuronlab.progress import Progress, no_progress
 
 CACHE_FORMAT = 1
 
-
-def cache_root() -> Path:
-    """``$NEURONLAB_CACHE``, else ``~/.cache/neuronlab``."""
-    return Path(os.environ.get("NEURONLAB_CACHE") or Path.home() / ".cache" / "neuronlab")
 
 
 def gguf_architecture(path: Path) -> str:

@@ -1,7 +1,6 @@
 """Load a causal LM from a built-in name, a local folder (safetensors), a .gguf file or a hub id."""
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -14,6 +13,7 @@ from neuronlab.models.builtins import BUILTINS, builtin_folder
 from neuronlab.errors import ModelSpecError
 from neuronlab.models.gguf_cache import converted_folder
 from neuronlab.progress import Progress, no_progress
+from neuronlab.neurons.patches import Patch, apply_patch, check_patch, fingerprint
 from neuronlab.neurons.sites import Architecture, UnsupportedModelError, architecture_of
 
 ACCEPTED = ("accepted: a built-in name (" + ", ".join(BUILTINS) + "), a local folder with config.json and "
@@ -60,17 +60,6 @@ class LoadedModel:
         return self.model.get_input_embeddings().weight.device
 
 
-def fingerprint(model: nn.Module) -> str:
-    """Content hash of a model's weights (tied tensors counted once)."""
-    digest, seen = hashlib.sha256(), set()
-    for name, tensor in sorted(model.state_dict().items()):
-        if tensor.device.type == "meta" or (tensor.data_ptr(), tensor.shape) in seen:
-            continue
-        seen.add((tensor.data_ptr(), tensor.shape))
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
-        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
-        digest.update(memoryview(data))
-    return digest.hexdigest()[:16]
 
 
 def _device_label(model: nn.Module) -> str:
@@ -132,8 +121,6 @@ def _resolve(spec: str, progress: Progress) -> str:
 
 def _apply_shipped_patch(lm: LoadedModel, path: Path) -> None:
     """Write a built-in's shipped patch into ``lm``, its base model just loaded, and re-fingerprint it."""
-    from neuronlab.neurons.patches import Patch, apply_patch, check_patch
-
     apply_patch(lm, check_patch(lm, Patch.load(path)), check_fingerprint=False)
     lm.info = replace(lm.info, fingerprint=fingerprint(lm.model))
 

@@ -7,18 +7,24 @@ that undoes it (the target's values before), so a revert is bit-identical.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
+from torch import nn
 
-from neuronlab.models.loading import LoadedModel, fingerprint
 from neuronlab.neurons.sets import NeuronSet, NeuronSetError
+from neuronlab.errors import NeuronLabError
+
+if TYPE_CHECKING:  # annotations only: models/ loads models and imports this module
+    from neuronlab.models.loading import LoadedModel
 
 FORMAT = "neuronlab.patch/1"
 NEURON_PREFIX = "neurons."
@@ -27,7 +33,20 @@ SCHEMA = ("a .safetensors file of some neurons' weights, their list and both mod
 NOT_A_PATCH = "not a NeuronLab patch (safetensors) file"
 
 
-class PatchError(ValueError):
+def fingerprint(model: nn.Module) -> str:
+    """Content hash of a model's weights (tied tensors counted once)."""
+    digest, seen = hashlib.sha256(), set()
+    for name, tensor in sorted(model.state_dict().items()):
+        if tensor.device.type == "meta" or (tensor.data_ptr(), tensor.shape) in seen:
+            continue
+        seen.add((tensor.data_ptr(), tensor.shape))
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+        digest.update(memoryview(data))
+    return digest.hexdigest()[:16]
+
+
+class PatchError(NeuronLabError):
     """A patch that is malformed or does not fit the model it is applied to."""
 
 

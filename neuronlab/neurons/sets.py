@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neuronlab.errors import UnreadableText, decode_text, json_kind, json_problem
+from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind, json_problem
 from neuronlab.neurons.sites import SITES, Architecture
 
 FORMAT = "neuronlab.neurons/1"
@@ -20,7 +20,7 @@ SCHEMA = ('JSON: {"sets": {NAME: {"neurons": {SITE: {LAYER: [INDEX, ...]}}}}} (S
 _WHOLE = re.compile(r"-?\d+")
 
 
-class NeuronSetError(ValueError):
+class NeuronSetError(NeuronLabError):
     """A neuron set that is malformed or does not fit a model."""
 
 

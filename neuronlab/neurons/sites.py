@@ -15,12 +15,13 @@ import weakref
 from dataclasses import dataclass
 
 from torch import nn
+from neuronlab.errors import NeuronLabError
 
 SITES = ("mlp", "attn_q", "attn_k", "attn_v", "attn_o")
 ATTN_SITES = ("attn_q", "attn_k", "attn_v", "attn_o")
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(NeuronLabError):
     """The model's layout matches none of the known families."""
 
 

@@ -11,7 +11,6 @@ never trained on. The trained neurons' weights are shipped as a patch over the t
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 from neuronlab.training.finetune import Example, TrainConfig, finetune_neurons, own_replies, refusal_pairs
 from neuronlab.models.generation import Sampling, generate_batch

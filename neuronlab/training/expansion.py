@@ -17,7 +17,6 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 from neuronlab.training.finetune import Example, TrainConfig, finetune_neurons, own_replies, refusal_pairs
 from neuronlab.models.generation import Sampling, generate_batch

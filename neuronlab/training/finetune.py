@@ -27,9 +27,9 @@ import torch
 
 from neuronlab.models.generation import Sampling, chat_ids, generate_batch
 from neuronlab.evaluation.judge import judge
-from neuronlab.models.loading import LoadedModel, fingerprint
+from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.sets import NeuronSet
-from neuronlab.neurons.patches import Patch, apply_patch, extract_patch
+from neuronlab.neurons.patches import Patch, apply_patch, extract_patch, fingerprint
 from neuronlab.progress import Progress, no_progress
 from neuronlab.data.prompts import PromptSet
 

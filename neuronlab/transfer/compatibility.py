@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 from neuronlab.models.loading import LoadedModel
+from neuronlab.errors import NeuronLabError
 
 
-class IncompatibleModelsError(ValueError):
+class IncompatibleModelsError(NeuronLabError):
     """Donor and target differ in a way that makes a neuron copy meaningless."""
 
 

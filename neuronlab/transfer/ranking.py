@@ -34,9 +34,9 @@ from neuronlab.transfer.compatibility import require_compatible
 from neuronlab.evaluation.metrics import refusal_openings
 from neuronlab.models.generation import chat_ids, left_padded
 from neuronlab.neurons.interventions import scoped_hooks
-from neuronlab.models.loading import LoadedModel, fingerprint
+from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.sets import NeuronSet
-from neuronlab.neurons.patches import Patch, extract_patch
+from neuronlab.neurons.patches import Patch, extract_patch, fingerprint
 from neuronlab.progress import Progress, no_progress
 from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.analysis.scoring import activation_scores
