@@ -31,6 +31,7 @@ NEURON_PREFIX = "neurons."
 SCHEMA = ("a .safetensors file of some neurons' weights, their list and both models' fingerprints, made on the "
           "Transfer page or by `python -m neuronlab transfer`")
 NOT_A_PATCH = "not a NeuronLab patch (safetensors) file"
+PATCH_KINDS = ("transfer", "finetune", "revert", "other")
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -56,6 +57,19 @@ class Patch:
     tensors: dict[str, torch.Tensor]  # "LAYER.SITE.PARAM" -> source values at the neurons' slice
     meta: dict = field(default_factory=dict)
     source: str = field(default="", compare=False)  # the file it was read from, named in error messages
+
+    @property
+    def kind(self) -> str:
+        """What made the patch: ``transfer`` (a donor's weights for a target), ``finetune`` (trained in
+        place), ``revert`` (a model's own weights, to undo another patch) or ``other``. Written into the
+        metadata when a patch is made; read from older files' metadata keys."""
+        if self.meta.get("kind") in PATCH_KINDS:
+            return self.meta["kind"]
+        if "reverts" in self.meta:
+            return "revert"
+        if "method" in self.meta or "recipe" in self.meta:
+            return "finetune"
+        return "transfer" if "target" in self.meta and "source" in self.meta else "other"
 
     @property
     def n_values(self) -> int:
@@ -200,7 +214,7 @@ def apply_patch(lm: LoadedModel, patch: Patch, check_fingerprint: bool = True) -
         for key, param, dim, pos in slices:
             undo[key] = param.detach().index_select(dim, pos).cpu().clone()
             param.index_copy_(dim, pos, patch.tensors[key].to(param.device, param.dtype))
-    return Patch(patch.neurons, undo, {"reverts": patch.meta.get("source_fingerprint"),
+    return Patch(patch.neurons, undo, {"kind": "revert", "reverts": patch.meta.get("source_fingerprint"),
                                        "architecture": lm.info.architecture})
 
 

@@ -243,7 +243,7 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Exa
                     if check(lm):
                         break
                     lm.model.train()
-        patch = extract_patch(lm, neurons, target_fingerprint=original_fp, method="masked-finetune",
+        patch = extract_patch(lm, neurons, kind="finetune", target_fingerprint=original_fp, method="masked-finetune",
                               steps=steps_run, lr=config.lr, seed=config.seed, examples=len(examples),
                               opening_weight=config.opening_weight, own_target=config.own_target,
                               avoid_weight=config.avoid_weight if avoiding else 0.0, avoided=len(avoiding), **meta)

@@ -206,4 +206,5 @@ def transfer_patch(donor: LoadedModel, target: LoadedModel, neurons: NeuronSet, 
     caller has run ``require_compatible`` already)."""
     if check:
         require_compatible(donor, target)
-    return extract_patch(donor, neurons, target=target.spec, target_fingerprint=fingerprint(target.model), **meta)
+    return extract_patch(donor, neurons, kind="transfer", target=target.spec, target_fingerprint=fingerprint(target.model),
+                         **meta)
