@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 import streamlit as st
 
-from neuronlab import Intervention, LoadedModel, ModelSpecError, NeuronSet, load_model
+from neuronlab import Intervention, LoadedModel, ModelSpecError, NeuronSet
 from neuronlab.transfer.compatibility import Compatibility, check_compatibility
 from neuronlab.evaluation.metrics import RefusalEstimate, quick_refusal_estimate
 from neuronlab.evaluation.metrics import evaluate as run_evaluation
@@ -31,6 +28,7 @@ from neuronlab.progress import Progress, Tracker, Work, about, duration, no_prog
 from neuronlab.analysis.scan import DEFAULT_TOP_P, SafetyNeurons, ScanResult, run_scan, select_sets, write_scan
 from neuronlab.data.shipped import EXPERIMENTS, experiment
 from neuronlab.models.host import SharedModel, use_together
+from neuronlab.models.registry import ModelKey, ModelRegistry
 from neuronlab.transfer.ranking import transfer_patch
 
 ROLES = ("target", "donor")
@@ -39,44 +37,12 @@ KEEP = {"persist_state": "session"}  # widget values survive page switches
 SCAN_PREFIX = "scan#"  # names of a scan's sets in the set pickers, e.g. "scan#ss-zh"
 
 
-class ModelKey(NamedTuple):
-    """Everything a loaded model depends on; one cached model per key, shared by every session."""
-
-    spec: str
-    dtype: str = "float32"
-    device: str = "cpu"
-    trust_remote_code: bool = False
-
-
 # ---- models -----------------------------------------------------------------------------------
-class ModelStore:
-    """Loaded models shared by every session: one SharedModel per ModelKey, the ``size`` most recently
-    loaded kept. Sessions reach the weights only through ``SharedModel.use``, with their own patch.
-
-    (Not a cached function itself: Streamlit would record the progress bar updates made while loading and
-    replay them on every cache hit.)"""
-
-    def __init__(self, size: int = 4):
-        self._models: OrderedDict[ModelKey, SharedModel] = OrderedDict()
-        self._lock = threading.Lock()
-        self._size = size
-
-    def get(self, key: ModelKey, progress: Progress = no_progress) -> SharedModel:
-        """The model for ``key``, loaded on first use (one load at a time). Raises ModelSpecError."""
-        if (shared := self._models.get(key)) is not None:
-            return shared
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = SharedModel(load_model(key.spec, key.dtype, key.device, key.trust_remote_code,
-                                                           progress=progress))
-                while len(self._models) > self._size:
-                    self._models.popitem(last=False)
-            return self._models[key]
-
-
 @st.cache_resource
-def model_store() -> ModelStore:
-    return ModelStore()
+def model_store() -> ModelRegistry:
+    """The models loaded for every session. (The registry is the cached resource, not each model: Streamlit would
+    record the progress bar updates made while loading and replay them on every cache hit.)"""
+    return ModelRegistry()
 
 
 def load(key: ModelKey, where=st) -> SharedModel:
