@@ -11,6 +11,8 @@ from streamlit.testing.v1 import AppTest
 from test_shared import scrambled_patch
 
 from neuronlab import Intervention, NeuronSet, load_model
+from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.judge import is_refusal
 from neuronlab.neurons.patches import Patch
 from webui import state
@@ -114,8 +116,24 @@ def test_scan_draws_a_heatmap_and_feeds_overlap_and_neuron_sets():
     run(at.selectbox(key="overlap_region").select("or-en-zh"))
     run(at.button(key="overlap_save_save").click())
     saved = at.session_state[state.NEURON_SETS]["or-en-zh"]
-    safety = at.session_state[state.SAFETY]
+    safety = select_sets(at.session_state[state.SCAN], DEFAULT_TOP_P)
     assert saved == safety.ms["en"] | safety.ms["zh"]
+
+
+def test_the_safety_sets_follow_the_stored_scan_and_top_p_on_every_page(tiny):
+    """The safety sets are computed from the session's scan and top p whenever a page asks, not left behind by
+    drawing Safety neurons: with that page never drawn, the set pickers list the scan's sets and Overlap shows them."""
+    at = app("tiny-llama")
+    scan = run_scan(tiny, bundled_prompts(["en", "zh"]).head(4), ["en", "zh"], use_cache=False)
+    at.session_state[state.SCAN], at.session_state[state.SCAN_TOP_P] = scan, 5.0
+    expected = select_sets(scan, 0.05)
+    page(at, "intervene")
+    assert {f"scan#{name}" for name in expected.sets()} <= set(at.multiselect(key=state.IV_SETS).options)
+    page(at, "overlap")
+    assert len(at.get("plotly_chart")) == 4
+    run(at.selectbox(key="overlap_region").select("or-en-zh"))
+    run(at.button(key="overlap_save_save").click())
+    assert at.session_state[state.NEURON_SETS]["or-en-zh"] == expected.ms["en"] | expected.ms["zh"]
 
 
 def test_a_bad_prompt_file_shows_its_problem():

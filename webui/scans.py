@@ -6,7 +6,7 @@ import tempfile
 
 import streamlit as st
 
-from neuronlab.analysis.scan import SafetyNeurons, ScanResult, run_scan, select_sets, write_scan
+from neuronlab.analysis.scan import SafetyNeurons, ScanResult, run_scan, write_scan
 from neuronlab.data.prompts import BUNDLED_LANGUAGES, bundled_prompts
 from neuronlab.models.host import use_together
 from neuronlab.models.registry import ModelKey
@@ -28,20 +28,20 @@ def shipped_scan(role: str) -> ScanResult | None:
     return _stored_scan(key) if key is not None else None
 
 
+def shown_scan() -> ScanResult | None:
+    """The scan the pages show: this session's last scan, else the one shipped for the model picked on Safety
+    neurons (else for the other model); None when there is none."""
+    if (scan := state.scan()) is not None:
+        return scan
+    first = state.scan_role()
+    roles = [first] + [role for role in state.ROLES if role != first]
+    return next((s for role in roles if (s := shipped_scan(role)) is not None), None)
+
+
 def current_safety() -> tuple[ScanResult, SafetyNeurons] | None:
-    """The scan the pages show and its safety sets at the chosen top p: this session's last scan, else the scan
-    shipped for the loaded donor (or target); None when there is neither."""
-    scan = state.scan()
-    if scan is None:
-        scan = next((s for role in ("donor", "target") if (s := shipped_scan(role)) is not None), None)
-        if scan is None:
-            return None
-    top_p = state.top_p()
-    safety, of = state.drawn_safety()
-    if safety is None or safety.top_p != top_p or of is not scan:
-        safety = select_sets(scan, top_p)
-        state.set_drawn_safety(safety, scan)
-    return scan, safety
+    """The scan the pages show and its safety sets at the chosen top p; None when there is no scan."""
+    scan = shown_scan()
+    return None if scan is None else (scan, state.safety_sets(scan))
 
 
 def scan_json(result: ScanResult, safety: SafetyNeurons) -> bytes:

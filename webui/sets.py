@@ -5,16 +5,17 @@ import streamlit as st
 
 from neuronlab import NeuronSet
 from webui import state
+from webui.scans import current_safety
 from webui.shipped import shipped_sets
 
 SCAN_PREFIX = "scan#"  # names of a scan's sets in the set pickers, e.g. "scan#ss-zh"
 
 
 def available_sets() -> dict[str, NeuronSet]:
-    """The session's named sets, the sets of its last scan (prefixed ``scan#``) and the shipped experiments' sets
-    of the loaded built-ins (``shipped#``)."""
-    safety, _ = state.drawn_safety()
-    scan = {f"{SCAN_PREFIX}{name}": s for name, s in safety.sets().items()} if safety else {}
+    """The session's named sets, the sets of the scan the pages show (prefixed ``scan#``) and the shipped
+    experiments' sets of the loaded built-ins (``shipped#``)."""
+    current = current_safety()
+    scan = {f"{SCAN_PREFIX}{name}": s for name, s in current[1].sets().items()} if current else {}
     return {**shipped_sets(), **scan, **state.neuron_sets()}
 
 

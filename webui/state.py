@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from neuronlab import Intervention, NeuronSet
-from neuronlab.analysis.scan import DEFAULT_TOP_P, SafetyNeurons, ScanResult
+from neuronlab.analysis.scan import DEFAULT_TOP_P, SafetyNeurons, ScanResult, select_sets
 from neuronlab.evaluation.metrics import RefusalEstimate
 from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import Patch
@@ -20,11 +20,12 @@ NEURON_SETS = "neuron_sets"  # {name: NeuronSet} saved or uploaded by the user
 REFUSAL_ESTIMATES = "refusal_estimates"  # {ModelKey: RefusalEstimate} of the quick check
 JOB_NOTES = "job_notes"  # {job key: JobNote} how each page's last job ended
 SCAN = "scan"  # the ScanResult of this session's last scan (also the scan job's key)
-SAFETY, SAFETY_OF = "safety", "safety_of"  # the SafetyNeurons last drawn, and the scan they were taken from
+_SAFETY_MEMO = "safety_memo"  # (scan, SafetyNeurons): what safety_sets computed last, kept to skip recomputing
 # widgets read beyond their page
 DTYPE, DEVICE = "dtype", "device"  # sidebar
 IV_SETS, IV_TYPED = "iv_sets", "iv_typed"  # Intervene & chat's set pickers, emptied from the sidebar
 SCAN_TOP_P = "scan_top_p"  # Safety neurons' top p slider (percent)
+SCAN_MODEL = "scan_model"  # Safety neurons' model picker
 
 
 def picker(role: str) -> str:
@@ -110,17 +111,18 @@ def top_p() -> float:
     return st.session_state.get(SCAN_TOP_P, DEFAULT_TOP_P * 100) / 100
 
 
-def drawn_safety() -> tuple[SafetyNeurons | None, ScanResult | None]:
-    """The safety sets last drawn and the scan they were taken from."""
-    return st.session_state.get(SAFETY), st.session_state.get(SAFETY_OF)
+def scan_role() -> str:
+    """The role whose model Safety neurons scans (the donor until one is picked)."""
+    return st.session_state.get(SCAN_MODEL, ROLES[1])
 
 
-def set_drawn_safety(safety: SafetyNeurons, of: ScanResult) -> None:
-    st.session_state[SAFETY], st.session_state[SAFETY_OF] = safety, of
-
-
-def forget_drawn_safety() -> None:
-    st.session_state.pop(SAFETY, None)
+def safety_sets(scan: ScanResult) -> SafetyNeurons:
+    """The safety sets of ``scan`` at the chosen top p, computed when asked (and kept while both stay the same),
+    so that no page depends on another having been drawn first."""
+    memo = st.session_state.get(_SAFETY_MEMO)
+    if memo is None or memo[0] is not scan or memo[1].top_p != top_p():
+        memo = st.session_state[_SAFETY_MEMO] = (scan, select_sets(scan, top_p()))
+    return memo[1]
 
 
 def job_notes() -> dict:

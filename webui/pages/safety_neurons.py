@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from neuronlab import NeuronSet
-from neuronlab.analysis.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, SafetyNeurons, ScanResult, run_scan, select_sets
+from neuronlab.analysis.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, SafetyNeurons, ScanResult, run_scan
 from neuronlab.data.prompts import BUNDLED_LANGUAGES, FORMATS, PromptFileError, PromptSet, bundled_prompts, parse_prompts
 from neuronlab.plots import score_heatmap
 from neuronlab.presets import Preset, scan_work
@@ -66,7 +66,6 @@ def scan_form(role: str) -> None:
         ablated = sum(shared.arch.sites[s].size for s in SITE_GROUPS[site]) * len(layers)
         time_estimate(role, scan_work(len(chosen.filter(lang=langs, split="scan")), method, neurons=ablated))
     if st.button("Run scan", type="primary", key="scan_run", disabled=not ready):
-        state.forget_drawn_safety()  # the sets of the scan being replaced
         try:
             with job(state.SCAN, len(langs), "languages", "Scanning…") as (report, keep), \
                     use(role, with_patch=False) as lm:
@@ -77,10 +76,9 @@ def scan_form(role: str) -> None:
     job_note(state.SCAN)
 
 
-def heatmap(result: ScanResult) -> str:
+def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
     """The contrast heatmap of a chosen language and site, zoomable to single neurons, with the language's
-    MS neurons (the safety sets last drawn) outlined; returns the language."""
-    safety, _ = state.drawn_safety()
+    MS neurons outlined; returns the language."""
     st.subheader("Per-layer scores")
     left, middle, right = st.columns([2, 2, 1])
     lang = left.selectbox("Language", result.languages, key="scan_view_lang", **KEEP)
@@ -162,12 +160,11 @@ def share_stats(safety: SafetyNeurons) -> None:
 
 
 def results(result: ScanResult) -> None:
-    top_p = st.slider("Top p (% of neurons per layer)", 0.1, 20.0, DEFAULT_TOP_P * 100, 0.1, key=state.SCAN_TOP_P, **KEEP)
-    safety = select_sets(result, top_p / 100)
-    state.set_drawn_safety(safety, result)
+    st.slider("Top p (% of neurons per layer)", 0.1, 20.0, DEFAULT_TOP_P * 100, 0.1, key=state.SCAN_TOP_P, **KEEP)
+    safety = state.safety_sets(result)
     st.caption(f"Scan of **{result.model}** · {result.method} · sites {', '.join(result.sites)} · prompts per "
                "language: " + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()))
-    lang = heatmap(result)
+    lang = heatmap(result, safety)
     share_stats(safety)
     st.download_button("neurons.json", lambda: scan_json(result, safety), "neurons.json", "application/json",
                        key="dl_neurons", on_click="ignore")
@@ -176,7 +173,7 @@ def results(result: ScanResult) -> None:
 
 header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "
                          "harmful but not on harmless prompts are that language's safety neurons.")
-role = st.radio("Model to scan", state.ROLES, key="scan_model", horizontal=True, index=1, **KEEP,
+role = st.radio("Model to scan", state.ROLES, key=state.SCAN_MODEL, horizontal=True, index=1, **KEEP,
                 help="Safety neurons show best in a model that refuses (the donor of the demo pair).")
 scan_form(role)
 if (scanned := state.scan()) is not None:
