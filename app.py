@@ -1,13 +1,16 @@
 """NeuronLab in the browser: the sidebar picks and loads the target and donor models and shows what this session
 has switched on; pages do the rest.
 
-UI only: every computation lives in the ``neuronlab`` package (shared UI glue in ``webui.common``).
+UI only: every computation lives in the ``neuronlab`` package (shared UI code in ``webui``, session state in
+``webui.state``).
 """
 import streamlit as st
 
-from webui import common as ui
 from neuronlab.models.builtins import BUILTINS
 from neuronlab.models.loading import DEVICES, DTYPES
+from webui import state
+from webui.models import DEMO, load_models
+from webui.widgets import describe_interventions, patch_label
 
 st.set_page_config(page_title="NeuronLab", page_icon="🧠", layout="wide")
 
@@ -27,8 +30,8 @@ PAGES = [
 
 def spec_picker(role: str) -> str:
     """A built-in name, or what the user typed after choosing "other…"."""
-    choice = st.sidebar.selectbox(f"{role.title()} model", BUILT + [OTHER], index=BUILT.index(ui.DEMO[role]),
-                                  key=f"{role}_pick")
+    choice = st.sidebar.selectbox(f"{role.title()} model", BUILT + [OTHER], index=BUILT.index(DEMO[role]),
+                                  key=state.picker(role))
     if choice != OTHER:
         return choice
     return st.sidebar.text_input(f"{role.title()}: hub id, local folder or .gguf path", key=f"{role}_spec",
@@ -39,34 +42,34 @@ def session_status() -> None:
     """What this session has on, each with one click to clear it: models, weight patches, interventions (in the
     sidebar container that is open)."""
     st.subheader("This session")
-    models = ui.loaded_keys()
+    models = state.loaded_keys()
     if not models:
         st.caption("No model loaded yet.")
     for role, key in models.items():
         st.caption(f"✅ {role}: **{key.spec}** ({key.dtype}, {key.device})")
     for role in models:
-        if (patch := ui.session_patch(role)) is not None:
-            st.markdown(f"🩹 **{role} patched**: {ui.patch_label(patch)}")
+        if (patch := state.session_patch(role)) is not None:
+            st.markdown(f"🩹 **{role} patched**: {patch_label(patch)}")
             st.button("Revert", key=f"clear_patch_{role}", icon=":material/close:", type="tertiary",
-                      help=f"Revert the {role}'s weight patch", on_click=ui.set_session_patch, args=(role, None))
-    for role, interventions in ui.session_interventions().items():
-        st.markdown(f"⚡ **{role} intervened**: {ui.describe_interventions(interventions)}")
+                      help=f"Revert the {role}'s weight patch", on_click=state.set_session_patch, args=(role, None))
+    for role, interventions in state.session_interventions().items():
+        st.markdown(f"⚡ **{role} intervened**: {describe_interventions(interventions)}")
         st.button("Switch off", key=f"clear_iv_{role}", icon=":material/close:", type="tertiary",
-                  help="Switch these neurons back on", on_click=ui.clear_interventions)
-    if models and not ui.session_interventions() and not any(ui.session_patch(r) for r in models):
+                  help="Switch these neurons back on", on_click=state.clear_interventions)
+    if models and not state.session_interventions() and not any(state.session_patch(r) for r in models):
         st.caption("No patch, no intervention: the models run as loaded.")
 
 
 def sidebar() -> None:
-    specs = {role: spec_picker(role) for role in ui.ROLES}
-    dtype = st.sidebar.selectbox("dtype", list(DTYPES), key="dtype")
-    device = st.sidebar.selectbox("device", list(DEVICES), key="device")
+    specs = {role: spec_picker(role) for role in state.ROLES}
+    dtype = st.sidebar.selectbox("dtype", list(DTYPES), key=state.DTYPE)
+    device = st.sidebar.selectbox("device", list(DEVICES), key=state.DEVICE)
     trust = st.sidebar.checkbox("trust remote code", value=False, key="trust_remote_code",
                                 help="⚠️ Runs Python code that ships with a hub model on this machine. "
                                      "Leave off unless you trust its authors.")
     if st.sidebar.button("Load models", type="primary", key="load_models", width="stretch"):
-        ui.load_models(specs, dtype, device, trust, st.sidebar)
-    for message in st.session_state.get("load_errors", {}).values():
+        load_models(specs, dtype, device, trust, st.sidebar)
+    for message in state.load_errors().values():
         st.sidebar.error(message)
 
 

@@ -11,8 +11,11 @@ from streamlit.testing.v1 import AppTest
 from test_shared import scrambled_patch
 
 from neuronlab import Intervention, NeuronSet, load_model
+from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.judge import is_refusal
 from neuronlab.neurons.patches import Patch
+from webui import state
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGES = ["start", "tour", "models", "safety_neurons", "overlap", "intervene", "transfer", "evaluate"]
@@ -93,7 +96,7 @@ def test_bad_spec_shows_an_error_and_the_app_stays_up():
     at.text_input(key="target_spec").input("/no/such/model-folder")
     run(at.button(key="load_models").click())
     assert any("no such folder" in e.value for e in at.error)
-    assert "target" not in at.session_state["models"]
+    assert "target" not in at.session_state[state.MODELS]
     page(at, "models")
     assert any("No target model loaded" in i.value for i in at.info)
 
@@ -104,17 +107,33 @@ def test_scan_draws_a_heatmap_and_feeds_overlap_and_neuron_sets():
     run(at.button(key="scan_run").click())
     z = heatmap_z(figure(at))
     assert z.shape == (4, 128) and np.isfinite(z).any() and np.abs(z).max() > 0  # tiny-llama: 4 layers × 128
-    assert at.session_state["scan"].n_prompts == {"en": {"harmful": 8, "harmless": 8},
-                                                  "zh": {"harmful": 8, "harmless": 8}}
+    assert at.session_state[state.SCAN].n_prompts == {"en": {"harmful": 8, "harmless": 8},
+                                                      "zh": {"harmful": 8, "harmless": 8}}
     assert {"neurons.json", "Scores table (CSV)", "Heatmap (HTML)"} <= {b.label for b in at.get("download_button")}
 
     page(at, "overlap")
     assert len(at.get("plotly_chart")) == 4  # Venn, per-layer Jaccard, Jaccard matrix, SS per layer
     run(at.selectbox(key="overlap_region").select("or-en-zh"))
     run(at.button(key="overlap_save_save").click())
-    saved = at.session_state["neuron_sets"]["or-en-zh"]
-    safety = at.session_state["safety"]
+    saved = at.session_state[state.NEURON_SETS]["or-en-zh"]
+    safety = select_sets(at.session_state[state.SCAN], DEFAULT_TOP_P)
     assert saved == safety.ms["en"] | safety.ms["zh"]
+
+
+def test_the_safety_sets_follow_the_stored_scan_and_top_p_on_every_page(tiny):
+    """The safety sets are computed from the session's scan and top p whenever a page asks, not left behind by
+    drawing Safety neurons: with that page never drawn, the set pickers list the scan's sets and Overlap shows them."""
+    at = app("tiny-llama")
+    scan = run_scan(tiny, bundled_prompts(["en", "zh"]).head(4), ["en", "zh"], use_cache=False)
+    at.session_state[state.SCAN], at.session_state[state.SCAN_TOP_P] = scan, 5.0
+    expected = select_sets(scan, 0.05)
+    page(at, "intervene")
+    assert {f"scan#{name}" for name in expected.sets()} <= set(at.multiselect(key=state.IV_SETS).options)
+    page(at, "overlap")
+    assert len(at.get("plotly_chart")) == 4
+    run(at.selectbox(key="overlap_region").select("or-en-zh"))
+    run(at.button(key="overlap_save_save").click())
+    assert at.session_state[state.NEURON_SETS]["or-en-zh"] == expected.ms["en"] | expected.ms["zh"]
 
 
 def test_a_bad_prompt_file_shows_its_problem():
@@ -175,9 +194,9 @@ def test_transfer_makes_a_patch_to_download_measure_and_apply():
     assert values(figure(at, 0)["data"][0]["y"]).sum() == 20  # neurons moved per layer
     assert list(dict.fromkeys(t["name"] for t in figure(at, 1)["data"])) == ["before", "after"]
     run(at.button(key="tf_apply").click())
-    assert at.session_state["patches"]["target"][1] is patch
+    assert at.session_state[state.PATCHES]["target"][1] is patch
     run(at.button(key="tf_revert").click())
-    assert "target" not in at.session_state["patches"]
+    assert "target" not in at.session_state[state.PATCHES]
 
 
 def test_transfer_curve_is_drawn_with_its_random_baseline():
@@ -234,7 +253,8 @@ def at_options(at: AppTest, key: str) -> list[str]:
 
 def test_evaluate_draws_the_chart_with_random_controls():
     at = app("tiny-llama")
-    at.session_state["interventions"] = {"target": [Intervention(NeuronSet((1, "mlp", i) for i in range(8)), "suppress")]}
+    suppressed = Intervention(NeuronSet((1, "mlp", i) for i in range(8)), "suppress")
+    at.session_state[state.INTERVENTIONS] = {"target": [suppressed]}
     page(at, "evaluate")
     quick_eval(at, "ev")
     at.number_input(key="ev_seeds").set_value(2)
@@ -277,7 +297,7 @@ def test_the_sidebar_shows_the_patch_and_the_interventions_and_clears_each():
     run(at.button(key="tf_apply").click())
     assert "target patched**: transfer of 20 neurons from tiny-llama" in sidebar_text(at)
     run(at.sidebar.button(key="clear_patch_target").click())
-    assert "patched" not in sidebar_text(at) and "target" not in at.session_state["patches"]
+    assert "patched" not in sidebar_text(at) and "target" not in at.session_state[state.PATCHES]
 
     page(at, "intervene")
     run(at.text_input(key="iv_typed").input("0 mlp 1-3"))
@@ -285,6 +305,6 @@ def test_the_sidebar_shows_the_patch_and_the_interventions_and_clears_each():
     page(at, "models")  # the state shows on every page, and clears from any
     assert "intervened" in sidebar_text(at)
     run(at.sidebar.button(key="clear_iv_target").click())
-    assert "intervened" not in sidebar_text(at) and at.session_state["iv_typed"] == ""
+    assert "intervened" not in sidebar_text(at) and at.session_state[state.IV_TYPED] == ""
     page(at, "intervene")
     assert at.text_input(key="iv_typed").value == ""

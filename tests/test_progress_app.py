@@ -5,7 +5,8 @@ from neuronlab.evaluation.metrics import mc_items
 from neuronlab.presets import PRESETS
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.analysis.scan import run_scan
-from webui.common import JobNote
+from webui import state
+from webui.jobs import JobNote
 
 QUICK, FULL = PRESETS["quick"], PRESETS["full"]
 
@@ -25,7 +26,7 @@ def test_the_preset_fills_the_scan_form_and_a_quick_scan_finishes():
     run(at.number_input(key="scan_per_label").set_value(4))  # still editable
     assert any(c.value.startswith("Takes ") and "on this machine" in c.value for c in at.caption)
     run(at.button(key="scan_run").click())
-    assert at.session_state["scan"].n_prompts == {lang: {"harmful": 4, "harmless": 4} for lang in QUICK.scan.langs}
+    assert at.session_state[state.SCAN].n_prompts == {lang: {"harmful": 4, "harmless": 4} for lang in QUICK.scan.langs}
     assert any(c.value.startswith("Finished in ") for c in at.caption)
     assert not at.warning
 
@@ -44,8 +45,8 @@ def test_quick_settings_on_the_evaluate_and_transfer_pages():
 
 def test_a_stopped_job_shows_what_finished(tiny):
     at = app("tiny-llama")
-    at.session_state["scan"] = run_scan(tiny, bundled_prompts(["en"]).head(2), ["en"], use_cache=False)
-    at.session_state["job_notes"] = {"scan": JobNote(1, 2, "languages", 3.0)}
+    at.session_state[state.SCAN] = run_scan(tiny, bundled_prompts(["en"]).head(2), ["en"], use_cache=False)
+    at.session_state[state.JOB_NOTES] = {state.SCAN: JobNote(1, 2, "languages", 3.0)}
     page(at, "safety_neurons")
     assert any("Stopped after 1 of 2 languages" in w.value for w in at.warning)
     assert figure(at)["data"]  # the finished language is drawn

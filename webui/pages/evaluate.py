@@ -1,21 +1,27 @@
 """Evaluate: refusal per language and utility of the plain, intervened and patched model, side by side."""
 import streamlit as st
 
-from webui import common as ui
+from webui import state
+from webui.evaluations import (control_variants, eval_fill, eval_settings, evaluate_variants, evaluation_work,
+                               show_evaluation)
+from webui.jobs import job, job_note, preset_picker, time_estimate
+from webui.models import model_or_stop
+from webui.shipped import shipped_experiments, show_shipped_effects
+from webui.widgets import KEEP, describe_interventions, header
 
-ui.header("Evaluate", "Refusal on harmful and harmless prompts per language, and utility (perplexity, multiple "
-                      "choice), for the model as loaded, with this session's interventions, and with its weight patch.")
-intervened = next(iter(ui.session_interventions()), "target")  # open on the model with the interventions
-role = st.radio("Model", ui.ROLES, key="ev_model", horizontal=True, index=ui.ROLES.index(intervened), **ui.KEEP)
-ui.model_or_stop(role)
-if shipped := ui.shipped_experiments("effects"):
+header("Evaluate", "Refusal on harmful and harmless prompts per language, and utility (perplexity, multiple "
+                   "choice), for the model as loaded, with this session's interventions, and with its weight patch.")
+intervened = next(iter(state.session_interventions()), "target")  # open on the model with the interventions
+role = st.radio("Model", state.ROLES, key="ev_model", horizontal=True, index=state.ROLES.index(intervened), **KEEP)
+model_or_stop(role)
+if shipped := shipped_experiments("effects"):
     with st.expander("Measured for the built-in models (shipped)", expanded="evaluation" not in st.session_state):
         for name, doc in shipped.items():
             st.markdown(f"**{name}**")
-            ui.show_shipped_effects(doc, "suppressed" if doc["settings"]["action"] == "suppress" else "patched",
-                                    f"shipped_{name}")
-interventions = ui.session_interventions().get(role, [])
-patch = ui.session_patch(role)
+            show_shipped_effects(doc, "suppressed" if doc["settings"]["action"] == "suppress" else "patched",
+                                 f"shipped_{name}")
+interventions = state.session_interventions().get(role, [])
+patch = state.session_patch(role)
 available = {"plain": (role, None, [])}
 if interventions:
     available["intervened"] = (role, None, interventions)
@@ -25,28 +31,26 @@ chosen = st.multiselect("Variants", list(available), default=list(available), ke
                         help="intervened: the interventions set on *Intervene & chat*; patched: the weight patch "
                              "applied on *Transfer*. Each appears once you have set one.")
 if interventions:
-    st.caption(f"intervened = {ui.describe_interventions(interventions)}, switched on on *Intervene & chat* (clear it "
+    st.caption(f"intervened = {describe_interventions(interventions)}, switched on on *Intervene & chat* (clear it "
                "in the sidebar).")
 if len(available) == 1:
     st.caption("Only the plain model so far: set interventions on *Intervene & chat* or apply a patch on *Transfer* "
                "to compare.")
-ui.preset_picker("ev_preset", lambda preset: {**ui.eval_fill("ev", preset.evaluation),
-                                               "ev_seeds": preset.evaluation.seeds})
-settings = ui.eval_settings("ev")
-seeds = st.number_input("Random-neuron controls (seeds)", 0, 5, key="ev_seeds", **ui.KEEP,
+preset_picker("ev_preset", lambda preset: {**eval_fill("ev", preset.evaluation), "ev_seeds": preset.evaluation.seeds})
+settings = eval_settings("ev")
+seeds = st.number_input("Random-neuron controls (seeds)", 0, 5, key="ev_seeds", **KEEP,
                         help="Each effect is also run on random neurons with the same count per layer and site, once "
                              "per seed, so that an effect can be told apart from what any neurons would do. A "
                              "patch gets controls when the model it was taken from is loaded as the other role.")
 effects = len([name for name in chosen if name != "plain"])
 if chosen and settings["langs"]:
-    ui.time_estimate(role, ui.evaluation_work(settings, len(chosen) + seeds * effects,
-                                              role if "plain" in chosen else None))
+    time_estimate(role, evaluation_work(settings, len(chosen) + seeds * effects, role if "plain" in chosen else None))
 if st.button("Run evaluation", type="primary", key="ev_run", disabled=not (chosen and settings["langs"])):
     variants = {name: available[name] for name in chosen}
-    variants.update(ui.control_variants(role, interventions if "intervened" in chosen else [],
-                                        patch if "patched" in chosen else None, seeds))
-    with ui.job("evaluation", len(variants), "model variants", "Evaluating…") as (report, keep):
-        ui.evaluate(variants, settings, report, lambda results: keep(results, len(results)))
-ui.job_note("evaluation")
+    variants.update(control_variants(role, interventions if "intervened" in chosen else [],
+                                     patch if "patched" in chosen else None, seeds))
+    with job("evaluation", len(variants), "model variants", "Evaluating…") as (report, keep):
+        evaluate_variants(variants, settings, report, lambda results: keep(results, len(results)))
+job_note("evaluation")
 if "evaluation" in st.session_state:
-    ui.show_evaluation(st.session_state["evaluation"], "evaluation")
+    show_evaluation(st.session_state["evaluation"], "evaluation")

@@ -3,14 +3,17 @@ from contextlib import closing
 
 import streamlit as st
 
-from webui import common as ui
 from neuronlab import Intervention, NeuronSet, NeuronSetError
 from neuronlab.models.generation import Sampling
-from neuronlab.neurons.sets import neuron_sets_json, parse_neurons, read_neuron_sets
-from neuronlab.neurons.patches import Patch
 from neuronlab.models.host import SharedModel
+from neuronlab.neurons.patches import Patch
+from neuronlab.neurons.sets import neuron_sets_json, parse_neurons, read_neuron_sets
+from webui import state
+from webui.models import model_or_stop
+from webui.refusals import estimate_refusals, refusal_estimates
+from webui.sets import available_sets
+from webui.widgets import KEEP, describe_interventions, example_download, header, patch_label
 
-KEEP = ui.KEEP
 TYPED = "typed neurons"
 SIDES = {"patched": "🧪 with your changes", "plain": "as loaded"}
 
@@ -20,26 +23,26 @@ def set_files(shared: SharedModel) -> None:
     with st.expander("Neuron set files (JSON)"):
         upload = st.file_uploader("Upload neuron sets: one set, or a neurons.json of several", type=["json"],
                                   key="iv_upload")
-        ui.example_download("neuron_sets")
+        example_download("neuron_sets")
         if upload is not None:
             try:
                 sets = read_neuron_sets(upload.getvalue(), upload.name, shared.arch)
             except NeuronSetError as e:  # names the file (and the set) already
                 st.error(str(e))
             else:
-                ui.neuron_sets().update(sets)
+                state.neuron_sets().update(sets)
                 st.success(f"Loaded {', '.join(sets)} from {upload.name}.")
-        mine = ui.available_sets()
+        mine = available_sets()
         st.download_button("Download all sets (JSON)", lambda: neuron_sets_json(mine), "neuron_sets.json",
                            "application/json", key="iv_download", disabled=not mine, on_click="ignore")
 
 
 def chosen_sets(shared: SharedModel) -> dict[str, NeuronSet]:
     """The picked and typed neuron sets that fit the model (the others are reported)."""
-    sets = ui.available_sets()
-    names = st.multiselect("Neuron sets", list(sets), key="iv_sets", **KEEP,
+    sets = available_sets()
+    names = st.multiselect("Neuron sets", list(sets), key=state.IV_SETS, **KEEP,
                            help="Sets you saved on the other pages, uploaded, and the last scan's (scan#…).")
-    typed = st.text_input("Single neurons", key="iv_typed", placeholder="20 mlp 5; 20 mlp 17; 0-1 mlp *", **KEEP,
+    typed = st.text_input("Single neurons", key=state.IV_TYPED, placeholder="20 mlp 5; 20 mlp 17; 0-1 mlp *", **KEEP,
                           help="LAYERS SITE INDICES entries split by ';'; LAYERS and INDICES are comma lists of numbers, ranges a-b "
                                "and * (all), e.g. 3 mlp 17,20.")
     chosen = {}
@@ -69,13 +72,13 @@ def badge(interventions: list[Intervention], patch: Patch | None) -> None:
     with left:
         if interventions:
             st.badge("intervention on", icon="⚡", color="red")
-            st.markdown(ui.describe_interventions(interventions))
+            st.markdown(describe_interventions(interventions))
         if patch is not None:
             st.badge("weight patch on", icon="🩹", color="orange")
-            st.markdown(f"{ui.patch_label(patch)}, applied on *Transfer*")
+            st.markdown(f"{patch_label(patch)}, applied on *Transfer*")
         if not interventions and patch is None:
             st.badge("no intervention: the model runs unchanged", color="gray")
-    right.button("Reset", key="iv_reset", on_click=ui.clear_interventions, disabled=not interventions, width="stretch")
+    right.button("Reset", key="iv_reset", on_click=state.clear_interventions, disabled=not interventions, width="stretch")
 
 
 def messages(history: list[dict], side: str, prompt: str) -> list[dict]:
@@ -111,7 +114,7 @@ def chat(shared: SharedModel, interventions: list[Intervention], patch: Patch | 
     prompt = st.chat_input("Message the model", key="chat_input")
     if prompt:
         sampling = Sampling(max_new_tokens=st.session_state["iv_max_new_tokens"])
-        active = " · ".join(filter(None, [ui.describe_interventions(interventions), patch and ui.patch_label(patch)])) or "no intervention"
+        active = " · ".join(filter(None, [describe_interventions(interventions), patch and patch_label(patch)])) or "no intervention"
         replies = exchange(prompt, {
             "patched": shared.stream(messages(history, "patched", prompt), interventions, sampling, patch),
             "plain": shared.stream(messages(history, "plain", prompt), [], sampling)}, active)
@@ -120,29 +123,29 @@ def chat(shared: SharedModel, interventions: list[Intervention], patch: Patch | 
 
 def which_refuses() -> str | None:
     """Say which loaded model refuses harmful requests (measured); returns that role, or None if unknown."""
-    refusals = ui.refusal_estimates()
+    refusals = refusal_estimates()
     if not refusals:
         if st.button("Which model refuses? (a quick check on 8 + 8 English prompts)", key="iv_check"):
-            ui.estimate_refusals()
+            estimate_refusals()
             st.rerun()
         return None
     st.caption("Suppressing safety neurons only shows in a model that refuses: " + "; ".join(
-        f"**{role}** ({ui.loaded_keys()[role].spec}) refuses {est.describe()}" for role, est in refusals.items()))
+        f"**{role}** ({state.loaded_keys()[role].spec}) refuses {est.describe()}" for role, est in refusals.items()))
     return max(refusals, key=lambda role: refusals[role].harmful)
 
 
-ui.header("Intervene & chat", "Switch chosen neurons off (suppress) or scale them up (activate), then chat: the "
-                              "intervened model answers on the left, the unchanged model on the right.")
+header("Intervene & chat", "Switch chosen neurons off (suppress) or scale them up (activate), then chat: the "
+                           "intervened model answers on the left, the unchanged model on the right.")
 refuser = which_refuses()
-roles = [r for r in ui.ROLES if r in ui.loaded_keys()] or list(ui.ROLES)
+roles = [r for r in state.ROLES if r in state.loaded_keys()] or list(state.ROLES)
 role = st.radio("Chat with", roles, key="iv_model", horizontal=True, **KEEP,
                 index=roles.index(refuser) if refuser in roles else 0,
-                captions=[ui.loaded_keys()[r].spec if r in ui.loaded_keys() else "" for r in roles])
-shared = ui.model_or_stop(role)
+                captions=[state.loaded_keys()[r].spec if r in state.loaded_keys() else "" for r in roles])
+shared = model_or_stop(role)
 set_files(shared)
 interventions = interventions_for(chosen_sets(shared))
-ui.set_interventions(role, interventions)  # shown in the sidebar, measured on Evaluate
-patch = ui.session_patch(role)
+state.set_interventions(role, interventions)  # shown in the sidebar, measured on Evaluate
+patch = state.session_patch(role)
 badge(interventions, patch)
 left, right = st.columns([5, 1], vertical_alignment="bottom")
 left.slider("max new tokens", 8, 512, 96, 8, key="iv_max_new_tokens", **KEEP)

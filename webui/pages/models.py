@@ -2,10 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from webui import common as ui
-from neuronlab.transfer.compatibility import Compatibility
-from neuronlab.plots import similarity_figure
 from neuronlab.models.host import SharedModel
+from neuronlab.plots import similarity_figure
+from neuronlab.transfer.compatibility import Compatibility
+from webui import state
+from webui.models import compatibility, model
+from webui.widgets import chart, header
 
 
 def info_card(role: str, shared: SharedModel) -> None:
@@ -30,24 +32,24 @@ def verdict(result: Compatibility) -> None:
     else:
         st.warning("Not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in result.problems))
     if result.layer_similarity:
-        ui.chart(similarity_figure(result.layer_similarity), "models_similarity",
-                 "One bar per layer, labelled with the cosine similarity of the donor's and the "
-                 "target's MLP weights; its height is 1 − cosine on a log scale, so a taller bar is a layer that "
-                 "changed more. Fine-tunes of one base stay far below 0.5 (cosine near 1); unrelated models reach it, "
-                 "and copying neurons between them means nothing.")
+        chart(similarity_figure(result.layer_similarity), "models_similarity",
+              "One bar per layer, labelled with the cosine similarity of the donor's and the "
+              "target's MLP weights; its height is 1 − cosine on a log scale, so a taller bar is a layer that "
+              "changed more. Fine-tunes of one base stay far below 0.5 (cosine near 1); unrelated models reach it, "
+              "and copying neurons between them means nothing.")
 
 
-ui.header("Models", "What the loaded target and donor are, and whether neurons can move from donor to target.")
+header("Models", "What the loaded target and donor are, and whether neurons can move from donor to target.")
 models = {}
-for column, role in zip(st.columns(2), ui.ROLES):
+for column, role in zip(st.columns(2), state.ROLES):
     with column:
-        models[role] = ui.model(role)
+        models[role] = model(role)
         if models[role] is not None:
             info_card(role, models[role])
 
 st.subheader("Donor ↔ target compatibility")
-keys = st.session_state.get("models", {})
+keys = state.loaded_keys()
 if all(models.values()):
-    verdict(ui.compatibility(keys["donor"], keys["target"]))
+    verdict(compatibility(keys["donor"], keys["target"]))
 else:
     st.caption("Load both models to compare them.")

@@ -4,10 +4,13 @@ import operator
 
 import streamlit as st
 
-from webui import common as ui
 from neuronlab import NeuronSet
-from neuronlab.plots import counts_by_language_figure, jaccard_figure, jaccard_matrix_figure, upset_figure, venn_figure
 from neuronlab.analysis.scan import SafetyNeurons
+from neuronlab.plots import counts_by_language_figure, jaccard_figure, jaccard_matrix_figure, upset_figure, venn_figure
+from webui import state
+from webui.scans import current_safety
+from webui.sets import save_set_form
+from webui.widgets import chart, header
 
 
 def regions(safety: SafetyNeurons, langs: list[str]) -> dict[str, tuple[str, NeuronSet]]:
@@ -26,22 +29,22 @@ def regions(safety: SafetyNeurons, langs: list[str]) -> dict[str, tuple[str, Neu
 
 def overlap_charts(ms: dict[str, NeuronSet], layers: int) -> None:
     if len(ms) <= 3:
-        ui.chart(venn_figure(ms), "overlap_venn",
-                 "each circle is one language's safety neurons (MS, its size beside the name); each number counts the "
-                 "neurons in exactly that region; English's overlap with another language holds that language's shared "
-                 "(SS) neurons.")
+        chart(venn_figure(ms), "overlap_venn",
+              "each circle is one language's safety neurons (MS, its size beside the name); each number counts the "
+              "neurons in exactly that region; English's overlap with another language holds that language's shared "
+              "(SS) neurons.")
     else:
-        ui.chart(upset_figure(ms), "overlap_upset",
-                 "each bar counts the neurons in exactly the languages marked by the dots below it, largest first; "
-                 "the bars on the left are each language's MS size.")
+        chart(upset_figure(ms), "overlap_upset",
+              "each bar counts the neurons in exactly the languages marked by the dots below it, largest first; "
+              "the bars on the left are each language's MS size.")
     left, right = st.columns(2)
     with left:
-        ui.chart(jaccard_figure(ms, layers), "overlap_jaccard_layers",
-                 "one row per layer, one column per language pair: |A ∩ B| / |A ∪ B|, 1 (yellow) = the same "
-                 "neurons, 0 (purple) = none in common; blank where neither language has any.")
+        chart(jaccard_figure(ms, layers), "overlap_jaccard_layers",
+              "one row per layer, one column per language pair: |A ∩ B| / |A ∪ B|, 1 (yellow) = the same "
+              "neurons, 0 (purple) = none in common; blank where neither language has any.")
     with right:
-        ui.chart(jaccard_matrix_figure(ms), "overlap_jaccard_matrix",
-                 "the same Jaccard similarity for the whole MS sets, every pair of languages (1 on the diagonal).")
+        chart(jaccard_matrix_figure(ms), "overlap_jaccard_matrix",
+              "the same Jaccard similarity for the whole MS sets, every pair of languages (1 on the diagonal).")
 
 
 def shared_neurons(safety: SafetyNeurons, layers: int) -> None:
@@ -51,20 +54,20 @@ def shared_neurons(safety: SafetyNeurons, layers: int) -> None:
         return
     st.dataframe({"set": [f"SS-{lang}" for lang in safety.ss], "neurons": [len(s) for s in safety.ss.values()]},
                  hide_index=True)
-    ui.chart(counts_by_language_figure(safety.ss, layers, title="Shared safety neurons per layer"), "overlap_ss",
-             f"bars count SS-LANG = MS({safety.high_resource}) ∩ MS(LANG) in each layer; the paper finds fewer SS "
-             "neurons go with weaker safety in that language.")
+    chart(counts_by_language_figure(safety.ss, layers, title="Shared safety neurons per layer"), "overlap_ss",
+          f"bars count SS-LANG = MS({safety.high_resource}) ∩ MS(LANG) in each layer; the paper finds fewer SS "
+          "neurons go with weaker safety in that language.")
 
 
-ui.header("Overlap", "Which safety neurons the languages share: Venn/UpSet regions, Jaccard similarity, and the "
-                     "shared (SS) neurons per layer.")
-current = ui.current_safety()
+header("Overlap", "Which safety neurons the languages share: Venn/UpSet regions, Jaccard similarity, and the "
+                  "shared (SS) neurons per layer.")
+current = current_safety()
 if current is None:
     st.info("No scan yet: run one on the **Safety neurons** page first.")
     st.page_link("webui/pages/safety_neurons.py", label="Go to Safety neurons", icon="🔥")
     st.stop()
 scan, safety = current
-if "scan" not in st.session_state:
+if state.scan() is None:
     st.caption(f"From the scan shipped for **{scan.model}** (top {safety.top_p:.1%} per layer); a scan you run on "
                "*Safety neurons* replaces it.")
 layers = scan.n_layers
@@ -78,4 +81,4 @@ shared_neurons(safety, layers)
 st.subheader("Save a region as a neuron set")
 sets = regions(safety, langs)
 name = st.selectbox("Region", list(sets), format_func=lambda n: sets[n][0], key="overlap_region")
-ui.save_set_form(sets[name][1], name, "overlap_save")
+save_set_form(sets[name][1], name, "overlap_save")

@@ -3,14 +3,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from webui import common as ui
 from neuronlab import NeuronSet
+from neuronlab.analysis.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, SafetyNeurons, ScanResult, run_scan
+from neuronlab.data.prompts import BUNDLED_LANGUAGES, FORMATS, PromptFileError, PromptSet, bundled_prompts, parse_prompts
 from neuronlab.plots import score_heatmap
 from neuronlab.presets import Preset, scan_work
-from neuronlab.data.prompts import BUNDLED_LANGUAGES, FORMATS, PromptFileError, PromptSet, bundled_prompts, parse_prompts
-from neuronlab.analysis.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, ScanResult, SafetyNeurons, run_scan, select_sets
-
-KEEP = ui.KEEP
+from webui import state
+from webui.jobs import job, job_note, preset_picker, time_estimate
+from webui.models import model_or_stop, use
+from webui.scans import scan_json, shipped_scan
+from webui.sets import save_set_form
+from webui.widgets import KEEP, chart, example_download, header
 
 
 def prompt_source() -> PromptSet:
@@ -20,7 +23,7 @@ def prompt_source() -> PromptSet:
         return bundled_prompts()
     upload = st.file_uploader("Prompt file (JSON Lines or CSV: id, lang, label, text)", key="scan_upload",
                               type=[suffix.lstrip(".") for suffix in FORMATS])
-    ui.example_download("prompts")
+    example_download("prompts")
     if upload is None:
         st.info("Upload a prompt file to scan with it.")
         st.stop()
@@ -38,10 +41,10 @@ def scan_fill(preset: Preset) -> dict:
 
 
 def scan_form(role: str) -> None:
-    shared = ui.model_or_stop(role)
+    shared = model_or_stop(role)
     prompts = prompt_source()
     source = st.session_state["scan_source"]
-    ui.preset_picker("scan_preset", scan_fill)
+    preset_picker("scan_preset", scan_fill)
     left, middle, right = st.columns(3)
     langs = left.multiselect("Languages", prompts.languages if source == "upload" else BUNDLED_LANGUAGES,
                              default=prompts.languages if source == "upload" else None, key=f"scan_langs_{source}",
@@ -55,29 +58,27 @@ def scan_form(role: str) -> None:
         layers = st.multiselect("Layers to ablate (one forward pass per neuron and prompt)",
                                 range(shared.arch.n_layers), key="scan_layers", **KEEP)
     per_label = left.number_input("Prompts per label", min_value=1, placeholder="all", key="scan_per_label", **KEEP)
-    if ui.session_patch(role):
+    if state.session_patch(role):
         st.caption("Scans read the model as loaded: this session's weight patch is left out.")
     ready = bool(langs) and (method != "ablation" or bool(layers))
     chosen = prompts.head(per_label)
     if ready:
         ablated = sum(shared.arch.sites[s].size for s in SITE_GROUPS[site]) * len(layers)
-        ui.time_estimate(role, scan_work(len(chosen.filter(lang=langs, split="scan")), method, neurons=ablated))
+        time_estimate(role, scan_work(len(chosen.filter(lang=langs, split="scan")), method, neurons=ablated))
     if st.button("Run scan", type="primary", key="scan_run", disabled=not ready):
-        st.session_state.pop("safety", None)  # the sets of the scan being replaced
         try:
-            with ui.job("scan", len(langs), "languages", "Scanning…") as (report, keep), \
-                    ui.use(role, with_patch=False) as lm:
+            with job(state.SCAN, len(langs), "languages", "Scanning…") as (report, keep), \
+                    use(role, with_patch=False) as lm:
                 run_scan(lm, chosen, langs, method, site, layers=layers or None, progress=report,
                          on_language=lambda result: keep(result, len(result.languages)))
         except ValueError as e:
             st.error(str(e))
-    ui.job_note("scan")
+    job_note(state.SCAN)
 
 
-def heatmap(result: ScanResult) -> str:
+def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
     """The contrast heatmap of a chosen language and site, zoomable to single neurons, with the language's
-    MS neurons (``st.session_state["safety"]``) outlined; returns the language."""
-    safety: SafetyNeurons = st.session_state["safety"]
+    MS neurons outlined; returns the language."""
     st.subheader("Per-layer scores")
     left, middle, right = st.columns([2, 2, 1])
     lang = left.selectbox("Language", result.languages, key="scan_view_lang", **KEEP)
@@ -99,11 +100,11 @@ def heatmap(result: ScanResult) -> str:
                         outline_label=f"MS {lang}, top {top}")
     per_cell = fig.layout.meta["neurons_per_cell"]
     cell = "one neuron" if per_cell == 1 else f"the strongest of {per_cell} neighbouring neurons"
-    ui.chart(fig, "scan_heatmap",
-             f"One row per layer; each cell is {cell}. Red: more {result.method} on harmful than on "
-             f"harmless {lang} prompts, blue: less{', relative to the layer' if per_layer else ''}. Black squares: "
-             f"MS {lang}, the top {top} by importance on harmful prompts that are not top on harmless ones — not "
-             "always the reddest cells.")
+    chart(fig, "scan_heatmap",
+          f"One row per layer; each cell is {cell}. Red: more {result.method} on harmful than on "
+          f"harmless {lang} prompts, blue: less{', relative to the layer' if per_layer else ''}. Black squares: "
+          f"MS {lang}, the top {top} by importance on harmful prompts that are not top on harmless ones — not "
+          "always the reddest cells.")
     st.download_button("Heatmap (HTML)", fig.to_html, f"heatmap-{lang}-{site}.html", "text/html", key="dl_heatmap",
                        on_click="ignore")
     return lang
@@ -142,8 +143,8 @@ def top_neurons(result: ScanResult, safety: SafetyNeurons, lang: str) -> None:
     top = top.reset_index(drop=True)
     picked = st.dataframe(top, key="scan_table", on_select="rerun", selection_mode="multi-row", hide_index=True)
     rows_picked = top.iloc[picked.selection.rows]
-    ui.save_set_form(NeuronSet(zip(rows_picked["layer"], rows_picked["site"], rows_picked["index"])),
-                     f"picked-{lang}", "scan_pick")
+    save_set_form(NeuronSet(zip(rows_picked["layer"], rows_picked["site"], rows_picked["index"])),
+                  f"picked-{lang}", "scan_pick")
     st.download_button("Scores table (CSV)", lambda: table.to_csv(index=False), f"scores-{lang}.csv", "text/csv",
                        key="dl_scores", on_click="ignore")
 
@@ -159,26 +160,25 @@ def share_stats(safety: SafetyNeurons) -> None:
 
 
 def results(result: ScanResult) -> None:
-    top_p = st.slider("Top p (% of neurons per layer)", 0.1, 20.0, DEFAULT_TOP_P * 100, 0.1, key="scan_top_p", **KEEP)
-    safety = st.session_state["safety"] = select_sets(result, top_p / 100)
-    st.session_state["safety_of"] = result
+    st.slider("Top p (% of neurons per layer)", 0.1, 20.0, DEFAULT_TOP_P * 100, 0.1, key=state.SCAN_TOP_P, **KEEP)
+    safety = state.safety_sets(result)
     st.caption(f"Scan of **{result.model}** · {result.method} · sites {', '.join(result.sites)} · prompts per "
                "language: " + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()))
-    lang = heatmap(result)
+    lang = heatmap(result, safety)
     share_stats(safety)
-    st.download_button("neurons.json", lambda: ui.scan_json(result, safety), "neurons.json", "application/json",
+    st.download_button("neurons.json", lambda: scan_json(result, safety), "neurons.json", "application/json",
                        key="dl_neurons", on_click="ignore")
     top_neurons(result, safety, lang)
 
 
-ui.header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "
-                            "harmful but not on harmless prompts are that language's safety neurons.")
-role = st.radio("Model to scan", ui.ROLES, key="scan_model", horizontal=True, index=1, **KEEP,
+header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "
+                         "harmful but not on harmless prompts are that language's safety neurons.")
+role = st.radio("Model to scan", state.ROLES, key=state.SCAN_MODEL, horizontal=True, index=1, **KEEP,
                 help="Safety neurons show best in a model that refuses (the donor of the demo pair).")
 scan_form(role)
-if "scan" in st.session_state:
-    results(st.session_state["scan"])
-elif (stored := ui.shipped_scan(role)) is not None:
+if (scanned := state.scan()) is not None:
+    results(scanned)
+elif (stored := shipped_scan(role)) is not None:
     st.info(f"Showing the scan shipped with NeuronLab for **{stored.model}** (activation, every bundled language, "
             "all scan prompts): press **Run scan** to compute one with the settings above.")
     results(stored)

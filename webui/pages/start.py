@@ -3,11 +3,13 @@ from neuronlab.paths import ASSETS
 
 import streamlit as st
 
-from webui import common as ui
+from webui import state
+from webui.models import DEMO, load_demo, pick_demo
+from webui.widgets import header
 
 PICTURE = ASSETS / "img" / "start.svg"
 
-ui.header("NeuronLab", "Find, look at, switch and move the safety neurons of a language model.")
+header("NeuronLab", "Find, look at, switch and move the safety neurons of a language model.")
 st.markdown(
     "A language model that refuses harmful requests does so with a small set of **safety neurons**, "
     "a fraction of a percent of its MLP channels, and each language has its own.\n\n"
@@ -18,12 +20,12 @@ st.markdown(
 st.image(str(PICTURE), caption="Red: safety neurons. Switched off, the refusing model complies; copied into the "
                                "complying model, it refuses.", width="stretch")
 left, right = st.columns(2)
-loaded = ui.loaded_keys()
-demo_loaded = all(loaded.get(role) and loaded[role].spec == name for role, name in ui.DEMO.items())
+loaded = state.loaded_keys()
+demo_loaded = all(loaded.get(role) and loaded[role].spec == name for role, name in DEMO.items())
 if left.button("Demo pair loaded ✓" if demo_loaded else "Load the demo pair", key="start_load", type="primary",
-               width="stretch", disabled=demo_loaded, on_click=ui.pick_demo,
+               width="stretch", disabled=demo_loaded, on_click=pick_demo,
                help="demo-target as the target and demo-donor as the donor; every page then works on them"):
-    ui.load_demo()
+    load_demo()
     st.rerun()
 if right.button("Start the Tour →", key="start_tour", width="stretch",
                 help="A guided walk in five steps; it loads what it needs itself"):

@@ -5,19 +5,21 @@ The Tour loads what it needs itself and shows the results shipped for the built-
 once; the replies are generated live. Without shipped results it computes a small version of each step."""
 import streamlit as st
 
-from webui import common as ui
 from neuronlab import Intervention, NeuronSet
-from neuronlab.models.generation import Sampling, generate
+from neuronlab.analysis.scan import run_scan, select_sets
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.data.shipped import EXPERIMENTS, experiment
 from neuronlab.evaluation.judge import is_refusal
+from neuronlab.models.generation import Sampling, generate
+from neuronlab.models.host import use_together
+from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import patched
 from neuronlab.plots import score_heatmap, venn_figure
-from neuronlab.data.prompts import bundled_prompts
-from neuronlab.analysis.scan import run_scan, select_sets
-from neuronlab.models.host import use_together
-from neuronlab.data.shipped import EXPERIMENTS, experiment
 from neuronlab.transfer.ranking import rank_scores, top_neurons, transfer_patch
+from webui.models import DEMO, load
+from webui.widgets import chart, header, progress
 
-DONOR, TARGET = ui.ModelKey(ui.DEMO["donor"]), ui.ModelKey(ui.DEMO["target"])
+DONOR, TARGET = ModelKey(DEMO["donor"]), ModelKey(DEMO["target"])
 SUPPRESS, TRANSFER = EXPERIMENTS["demo-donor-suppress"], EXPERIMENTS["demo-transfer"]
 TOP_P = SUPPRESS.settings["scan"]["top_p"]  # the share of neurons per layer the suppression step switches off
 MOVED = TRANSFER.settings["count"]  # neurons copied in the transfer step
@@ -29,9 +31,9 @@ MILD = ("harmful-022", "harmful-036", "harmful-034")  # held-out prompts fit for
 state = st.session_state.setdefault("tour", {})
 
 
-def shipped(name: str, **roles: ui.ModelKey) -> dict | None:
+def shipped(name: str, **roles: ModelKey) -> dict | None:
     """The shipped result of experiment ``name`` for the loaded built-ins of ``roles`` (None when there is none)."""
-    doc = experiment(name, **{role: ui.load(key).info.fingerprint for role, key in roles.items()})
+    doc = experiment(name, **{role: load(key).info.fingerprint for role, key in roles.items()})
     return doc["result"] if doc else None
 
 
@@ -56,7 +58,7 @@ def rates(result: dict) -> dict:
 
 # ---- 1. neurons -----------------------------------------------------------------------------------
 def count_neurons() -> None:
-    info = ui.load(DONOR).info
+    info = load(DONOR).info
     state["neurons"] = (info.n_layers, info.neurons_per_layer["mlp"])
 
 
@@ -74,18 +76,18 @@ def scan() -> None:
     prompts = bundled_prompts(LANGS, split="scan")
     if shipped(SUPPRESS.name, model=DONOR) is None:  # no shipped results: a small scan, live
         prompts = prompts.head(FALLBACK_PROMPTS)
-    with ui.progress("Scanning demo-donor on harmful and harmless requests…") as report, ui.load(DONOR).use() as lm:
+    with progress("Scanning demo-donor on harmful and harmless requests…") as report, load(DONOR).use() as lm:
         result = run_scan(lm, prompts, LANGS, progress=report)  # a shipped scan needs no model pass
     state["scan"], state["safety"] = result, select_sets(result, TOP_P)
 
 
 def show_scan() -> None:
     result, ms = state["scan"], state["safety"].ms["en"]
-    ui.chart(score_heatmap(result.contrast["en"]["mlp"], title="demo-donor, English: harmful − harmless",
-                           outline=ms, outline_label=f"MS(en), top {TOP_P:.0%}"), "tour_heatmap",
-             f"Each row is a layer, each cell a neuron (or a bin of neighbours), scaled per layer: red fires more on "
-             f"harmful than on harmless English requests. Outlined: the {len(ms):,} safety neurons MS(en), the top "
-             f"{TOP_P:.0%} per layer on harmful requests that are not also top on harmless ones.")
+    chart(score_heatmap(result.contrast["en"]["mlp"], title="demo-donor, English: harmful − harmless",
+                        outline=ms, outline_label=f"MS(en), top {TOP_P:.0%}"), "tour_heatmap",
+          f"Each row is a layer, each cell a neuron (or a bin of neighbours), scaled per layer: red fires more on "
+          f"harmful than on harmless English requests. Outlined: the {len(ms):,} safety neurons MS(en), the top "
+          f"{TOP_P:.0%} per layer on harmful requests that are not also top on harmless ones.")
     where = "shipped with NeuronLab" if result.shipped else "computed just now"
     st.caption(f"Scan {where}: {result.method}, prompts per language "
                + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()) + ".")
@@ -100,10 +102,10 @@ def overlap() -> None:
 
 def show_overlap() -> None:
     ms = state["safety"].ms
-    ui.chart(venn_figure({lang: ms[lang] for lang in LANGS}), "tour_venn",
-             "Each number counts the safety neurons in exactly that region of English, Chinese and Spanish; the "
-             "overlaps with English are the shared safety neurons (SS). demo-donor was taught to refuse in English "
-             "only, so most of its safety neurons are English-only.")
+    chart(venn_figure({lang: ms[lang] for lang in LANGS}), "tour_venn",
+          "Each number counts the safety neurons in exactly that region of English, Chinese and Spanish; the "
+          "overlaps with English are the shared safety neurons (SS). demo-donor was taught to refuse in English "
+          "only, so most of its safety neurons are English-only.")
 
 
 # ---- 4. suppress ----------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ def suppress() -> None:
         neurons, question = state["safety"].ms["en"], QUESTION
     sampling = Sampling(max_new_tokens=TOKENS)
     off = [Intervention(neurons, "suppress", label="MS(en)")]
-    with ui.progress("Asking demo-donor as it is…") as report, ui.load(DONOR).use() as lm:
+    with progress("Asking demo-donor as it is…") as report, load(DONOR).use() as lm:
         plain = generate(lm, question, [], sampling)
         report(0.5, f"Asking again with its {len(neurons):,} English safety neurons switched off…")
         off_reply = generate(lm, question, off, sampling)
@@ -161,8 +163,8 @@ def transfer() -> None:
     example = flipped(result, refused_before=False) if result else None
     question = example["prompt"] if example else QUESTION
     sampling = Sampling(max_new_tokens=TOKENS)
-    with ui.progress("Ranking the donor's neurons by how much their weights differ…") as report, \
-            use_together(ui.load(DONOR), ui.load(TARGET)) as (donor, target):
+    with progress("Ranking the donor's neurons by how much their weights differ…") as report, \
+            use_together(load(DONOR), load(TARGET)) as (donor, target):
         neurons = top_neurons(rank_scores(TRANSFER.settings["ranking"], donor, target), count=MOVED)
         patch = transfer_patch(donor, target, neurons, check=False)
         report(0.3, "Asking demo-target as it is…")
@@ -208,8 +210,8 @@ STEPS = [
      "Copy the donor's neurons and ask", transfer, "transfer", show_transfer),
 ]
 
-ui.header("Tour", "A guided walk in five steps on the built-in demo pair (SmolLM2-135M-Instruct and the same model "
-                  "taught to refuse): press each step's button.")
+header("Tour", "A guided walk in five steps on the built-in demo pair (SmolLM2-135M-Instruct and the same model "
+               "taught to refuse): press each step's button.")
 for number, (title, text, label, run, result_key, show) in enumerate(STEPS, 1):
     st.subheader(f"{number}. {title}")
     st.markdown(text)

@@ -1,20 +1,25 @@
 """Transfer: copy a few neurons' weights from the donor into the target (CNT), measure, apply, download."""
 import streamlit as st
 
-from webui import common as ui
 from neuronlab import NeuronSetError
-from neuronlab.neurons.patches import Patch, PatchError
+from neuronlab.analysis.scan import SITE_GROUPS
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.metrics import benign_texts
+from neuronlab.models.host import use_together
+from neuronlab.neurons.patches import Patch, PatchError
 from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
 from neuronlab.presets import PRESETS, CurveSize, Preset, curve_work, ranking_work
 from neuronlab.progress import Work, shares, span
-from neuronlab.data.prompts import bundled_prompts
-from neuronlab.analysis.scan import SITE_GROUPS
 from neuronlab.transfer.curve import curve_frame, minimal_subset, search_steps
-from neuronlab.models.host import use_together
 from neuronlab.transfer.ranking import RANKINGS, rank_scores, top_neurons, transfer_patch
+from webui import state
+from webui.evaluations import eval_fill, eval_settings, evaluate_variants, evaluation_work, show_evaluation
+from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
+from webui.models import compatibility, model_or_stop
+from webui.sets import available_sets
+from webui.shipped import shipped_experiments, show_shipped_effects
+from webui.widgets import KEEP, chart, example_download, header
 
-KEEP = ui.KEEP
 EVERY = "every neuron of a site"
 DIRECTIONS = {"add": "addition: the donor's neurons into the target",
               "delete": "deletion: the target's neurons into the donor"}
@@ -27,14 +32,14 @@ RANK_HELP = ("weight-diff: how much each neuron's weights differ between donor a
 def transfer_fill(preset: Preset) -> dict:
     """The page's widget values of a preset: the before/after evaluation and the curve."""
     size = preset.curve
-    return {**ui.eval_fill("tf_eval", preset.transfer), "tf_prompts": size.per_label, "tf_curve_seeds": size.seeds,
+    return {**eval_fill("tf_eval", preset.transfer), "tf_prompts": size.per_label, "tf_curve_seeds": size.seeds,
             "tf_cap": size.max_percent, "tf_start": size.start}
 
 
 def pool(arch) -> tuple[tuple[str, ...], object]:
     """(sites, neuron set or None) the ranking picks from."""
     left, right = st.columns(2)
-    sets = ui.available_sets()
+    sets = available_sets()
     name = left.selectbox("Pick among", [EVERY, *sets], key="tf_pool", **KEEP,
                           help="Rank every neuron of a site, or only those of a neuron set you saved or scanned.")
     if name == EVERY:
@@ -68,23 +73,24 @@ def ranked(d, t, direction: str, ranking: str, sites, seed: int, per_label: int,
 def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, seed: int, per_label: int,
                  settings: dict | None) -> None:
     """Rank, copy and (with ``settings``) evaluate before and after, as one stoppable job."""
-    donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
+    donor, target = model_or_stop("donor"), model_or_stop("target")
     dest = "target" if direction == "add" else "donor"
-    parts = [ranking_work(ranking, per_label)] + ([ui.evaluation_work(settings, 2, dest)] if settings else [])
+    parts = [ranking_work(ranking, per_label)] + ([evaluation_work(settings, 2, dest)] if settings else [])
     ends = shares(parts)
     steps = 3 if settings else 1
-    with ui.job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
+    with job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
         with use_together(donor, target) as (d, t):
             scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
             neurons = top_neurons(scores, within=within, **how_many)
             report(ends[0], f"Copying {len(neurons):,} neurons' weights")
             source, into = (d, t) if direction == "add" else (t, d)
             patch = transfer_patch(source, into, neurons, check=False, direction=direction, ranking=ranking)
-        state = {"patch": patch, "dest": dest, "layers": into.arch.n_layers, "results": None}
-        keep(state, 1)
+        made = {"patch": patch, "dest": dest, "layers": into.arch.n_layers, "results": None}
+        keep(made, 1)
         if settings:
-            ui.evaluate({"before": (dest, None, []), "after": (dest, patch, [])}, settings, span(report, ends[0], 1.0),
-                        lambda results: keep({**state, "results": results}, 1 + len(results)))
+            evaluate_variants({"before": (dest, None, []), "after": (dest, patch, [])}, settings,
+                              span(report, ends[0], 1.0),
+                              lambda results: keep({**made, "results": results}, 1 + len(results)))
 
 
 def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
@@ -93,12 +99,12 @@ def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
     left.metric("neurons moved", f"{len(patch.neurons):,}")
     middle.metric("weights written", f"{patch.meta['values']:,}")
     right.metric("share of parameters", f"{patch.meta['share_of_parameters']:.4%}")
-    ui.chart(counts_by_language_figure({"moved": patch.neurons}, layers, title="Neurons moved per layer",
-                                       legend="set"),
-             "tf_layers", "How many of the moved neurons sit in each layer (all sites together).")
+    chart(counts_by_language_figure({"moved": patch.neurons}, layers, title="Neurons moved per layer",
+                                    legend="set"),
+          "tf_layers", "How many of the moved neurons sit in each layer (all sites together).")
     if results:
         st.markdown(f"**Before and after, on the {dest}**")
-        ui.show_evaluation(results, "transfer")
+        show_evaluation(results, "transfer")
     apply_buttons(patch, dest, "tf")
     st.download_button("Patch (safetensors)", patch.to_bytes, "transfer-patch.safetensors",
                        "application/octet-stream", key="tf_download", on_click="ignore")
@@ -117,13 +123,13 @@ def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int
     start = right.number_input("First step (neurons)", 1, 10_000, key="tf_start", **KEEP)
     seeds = last.number_input("Random sets per step", 1, 5, key="tf_curve_seeds", **KEEP)
     size = CurveSize(per_label, seeds, cap, start, PRESETS[st.session_state["tf_preset"]].curve.benign)
-    ui.time_estimate("target", curve_work(size, candidates) + ranking_work(ranking, per_label))
+    time_estimate("target", curve_work(size, candidates) + ranking_work(ranking, per_label))
     if st.button("Search the minimal set", key="tf_search"):
         prompts = bundled_prompts("en", split="scan").head(per_label)
-        donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
+        donor, target = model_or_stop("donor"), model_or_stop("target")
         steps = len(search_steps(start, max(1, round(cap / 100 * candidates))))
         ends = shares([ranking_work(ranking, per_label), curve_work(size, candidates)])
-        with ui.job("tf_curve", steps, "steps", "Ranking neurons…") as (report, keep), \
+        with job("tf_curve", steps, "steps", "Ranking neurons…") as (report, keep), \
                 use_together(donor, target) as (d, t):
             scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
             source, dest = (d, t) if direction == "add" else (t, d)
@@ -132,19 +138,19 @@ def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int
                 benign_texts("en")[:size.benign], direction=direction, goal=goal, max_fraction=cap / 100, start=start,
                 seeds=seeds, within=within, progress=span(report, ends[0], 1.0),
                 on_step=lambda partial: keep(partial, len(partial.points))), steps)
-    ui.job_note("tf_curve")
+    job_note("tf_curve")
     result = st.session_state.get("tf_curve")
     if result is None:
         return
     frame = result.to_frame()
     fig = transfer_curve_figure(frame, result.goal, result.found.k if result.found else None)
-    ui.chart(fig, "tf_curve_chart", "Solid: the ranked neurons; dashed: random neurons (± standard error); dotted: "
-                                    "the model before; right axis: perplexity. The star marks the smallest set "
-                                    "that met the goal.")
+    chart(fig, "tf_curve_chart", "Solid: the ranked neurons; dashed: random neurons (± standard error); dotted: "
+                                 "the model before; right axis: perplexity. The star marks the smallest set "
+                                 "that met the goal.")
     if result.found:
         st.success(f"{result.found.k:,} neurons ({result.found.share:.4%} of the parameters) meet the goal; run "
                    f"the transfer above with a count of {result.found.k} to keep them as a patch.")
-    elif not ui.stopped("tf_curve"):
+    elif not stopped("tf_curve"):
         st.warning("No set up to the cap met the goal within the budget.")
     left, right = st.columns(2)
     left.download_button("Curve (CSV)", lambda: frame.to_csv(index=False), "transfer-curve.csv", "text/csv",
@@ -155,37 +161,37 @@ def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int
 
 def apply_buttons(patch: Patch, role: str, key: str) -> None:
     """Apply ``patch`` to this session's ``role`` model, or revert its weight patch."""
-    current = ui.session_patch(role)
+    current = state.session_patch(role)
     left, right = st.columns(2)
     if left.button(f"Apply to the {role} in this session", key=f"{key}_apply", type="primary",
                    disabled=current is patch):
         try:
-            ui.set_session_patch(role, ui.model_or_stop(role).check(patch))
+            state.set_session_patch(role, model_or_stop(role).check(patch))
         except PatchError as e:  # e.g. another model was loaded since the transfer
             st.error(str(e))
             return
         st.rerun()
     if right.button(f"Revert the {role}", key=f"{key}_revert", disabled=current is None):
-        ui.set_session_patch(role, None)
+        state.set_session_patch(role, None)
         st.rerun()
 
 
 def session_status() -> None:
-    for role in ui.ROLES:
-        if (patch := ui.session_patch(role)) is not None:
+    for role in state.ROLES:
+        if (patch := state.session_patch(role)) is not None:
             st.success(f"This session's {role} carries a weight patch of {len(patch.neurons):,} neurons "
                        f"({patch.meta.get('source', 'uploaded')}); other sessions see the model unchanged.")
 
 
 def upload() -> None:
     with st.expander("Upload a patch (safetensors)"):
-        role = st.radio("Patch the", ui.ROLES, horizontal=True, key="tf_upload_role")
+        role = st.radio("Patch the", state.ROLES, horizontal=True, key="tf_upload_role")
         file = st.file_uploader("NeuronLab patch", type=["safetensors"], key="tf_upload")
-        ui.example_download("patch")
+        example_download("patch")
         if file is None:
             return
         try:
-            patch = ui.model_or_stop(role).check(Patch.from_bytes(file.getvalue(), file.name))
+            patch = model_or_stop(role).check(Patch.from_bytes(file.getvalue(), file.name))
         except PatchError as e:  # names the file already
             st.error(str(e))
             return
@@ -198,7 +204,7 @@ def upload() -> None:
 
 def shipped_transfer() -> None:
     """The transfer and curve shipped for the loaded built-in pair, shown before anything is run."""
-    docs = {**ui.shipped_experiments("effects"), **ui.shipped_experiments("curve")}
+    docs = {**shipped_experiments("effects"), **shipped_experiments("curve")}
     docs = {name: doc for name, doc in docs.items() if doc["settings"]["action"] in ("transfer", "curve")}
     if not docs:
         return
@@ -208,25 +214,25 @@ def shipped_transfer() -> None:
             if doc["kind"] == "curve":
                 curve_doc = doc["result"]
                 frame = curve_frame(curve_doc)
-                ui.chart(transfer_curve_figure(frame, curve_doc["goal"], curve_doc["found_k"]), f"shipped_{name}",
-                         "Solid: the ranked neurons; dashed: random neurons; dotted: the target before; right axis: "
-                         "perplexity. The star marks the smallest set that met the goal (fast refusal score on "
-                         f"{doc['settings']['prompts_per_label']} scan prompts per label). Made by `{doc['made_by']}`.")
+                chart(transfer_curve_figure(frame, curve_doc["goal"], curve_doc["found_k"]), f"shipped_{name}",
+                      "Solid: the ranked neurons; dashed: random neurons; dotted: the target before; right axis: "
+                      "perplexity. The star marks the smallest set that met the goal (fast refusal score on "
+                      f"{doc['settings']['prompts_per_label']} scan prompts per label). Made by `{doc['made_by']}`.")
             else:
-                ui.show_shipped_effects(doc, "patched", f"shipped_{name}")
+                show_shipped_effects(doc, "patched", f"shipped_{name}")
 
 
-ui.header("Transfer", "Copy a small set of neurons' weights from one model into the other (CNT): add a function the "
-                      "target lacks, or delete one, and measure refusal and utility before and after.")
-donor, target = ui.model_or_stop("donor"), ui.model_or_stop("target")
-keys = st.session_state["models"]
-compat = ui.compatibility(keys["donor"], keys["target"])
+header("Transfer", "Copy a small set of neurons' weights from one model into the other (CNT): add a function the "
+                   "target lacks, or delete one, and measure refusal and utility before and after.")
+donor, target = model_or_stop("donor"), model_or_stop("target")
+keys = state.loaded_keys()
+compat = compatibility(keys["donor"], keys["target"])
 if not compat.compatible:
     st.warning("Donor and target are not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in compat.problems))
     st.stop()
 session_status()
 shipped_transfer()
-ui.preset_picker("tf_preset", transfer_fill)
+preset_picker("tf_preset", transfer_fill)
 direction = st.radio("Direction", list(DIRECTIONS), format_func=DIRECTIONS.get, key="tf_direction", **KEEP)
 left, middle, right = st.columns(3)
 ranking = left.selectbox("Ranking", RANKINGS, key="tf_ranking", help=RANK_HELP, **KEEP)
@@ -237,12 +243,12 @@ sites, within = pool(target.arch)
 candidates = len(within) if within is not None else target.arch.n_layers * sum(target.arch.sites[s].size for s in sites)
 how_many = amount()
 measure = st.toggle("Measure refusal and utility before and after", value=True, key="tf_measure", **KEEP)
-settings = ui.eval_settings("tf_eval") if measure else None
-evaluated = ui.evaluation_work(settings, 2, "target" if direction == "add" else "donor") if settings else Work()
-ui.time_estimate("target", ranking_work(ranking, per_label) + evaluated)
+settings = eval_settings("tf_eval") if measure else None
+evaluated = evaluation_work(settings, 2, "target" if direction == "add" else "donor") if settings else Work()
+time_estimate("target", ranking_work(ranking, per_label) + evaluated)
 if st.button("Run transfer", type="primary", key="tf_run", disabled=bool(settings) and not settings["langs"]):
     run_transfer(direction, ranking, sites, within, how_many, seed, per_label, settings)
-ui.job_note("transfer")
+job_note("transfer")
 if "transfer" in st.session_state:
     outcome(**st.session_state["transfer"])
 curve(direction, ranking, sites, within, seed, per_label, candidates)

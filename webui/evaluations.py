@@ -1,0 +1,129 @@
+"""Evaluations on the pages: their settings widgets, model variants evaluated one after another (the model as
+loaded computed once for all sessions), random-neuron controls, and the results shown."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+
+import streamlit as st
+
+from neuronlab import Intervention
+from neuronlab.data.prompts import BUNDLED_LANGUAGES, bundled_prompts
+from neuronlab.evaluation.metrics import evaluate, examples_table, mc_items, results_table
+from neuronlab.models.host import use_together
+from neuronlab.models.registry import ModelKey
+from neuronlab.neurons.patches import Patch
+from neuronlab.neurons.sets import random_like
+from neuronlab.plots import evaluation_figure
+from neuronlab.presets import EvalSize, evaluation_size
+from neuronlab.progress import Progress, Work, no_progress, span
+from neuronlab.transfer.ranking import transfer_patch
+from webui import state
+from webui.models import model, model_or_stop
+from webui.widgets import KEEP, chart
+
+Variant = tuple[str, Patch | None, list[Intervention]]  # (role, weight patch, interventions)
+
+
+def eval_fill(key: str, size: EvalSize) -> dict:
+    """The ``eval_settings`` widget values of a preset's evaluation size."""
+    return {f"{key}_langs": list(size.langs), f"{key}_per_label": size.per_label, f"{key}_tokens": size.max_new_tokens,
+            f"{key}_mc": size.mc_questions or len(mc_items())}
+
+
+def eval_settings(key: str) -> dict:
+    """Languages, held-out prompts per label, reply length and multiple-choice questions for an evaluation
+    (widgets keyed by ``key``, filled by a ``preset_picker``)."""
+    langs_col, prompts_col, tokens_col, mc_col = st.columns(4)
+    langs = langs_col.multiselect("Languages", BUNDLED_LANGUAGES, key=f"{key}_langs", **KEEP)
+    per_label = prompts_col.number_input("Prompts per label and language", 1, 120, key=f"{key}_per_label", **KEEP,
+                                         help="Held-out bundled prompts; more is slower but gives tighter intervals.")
+    tokens = tokens_col.number_input("Max new tokens per reply", 8, 256, step=8, key=f"{key}_tokens", **KEEP)
+    mc = mc_col.number_input("Multiple-choice questions", 1, len(mc_items()), key=f"{key}_mc", **KEEP,
+                             help="Utility: the first N bundled questions, answered by log-likelihood.")
+    return {"langs": langs, "per_label": per_label, "max_new_tokens": tokens, "mc_questions": mc}
+
+
+@st.cache_resource
+def _plain_results() -> dict[tuple[ModelKey, str], dict]:
+    """Evaluations of models as loaded (no patch, no intervention) by model and settings: greedy replies to
+    the same prompts are the same, so a "before" or "plain" variant is computed once."""
+    return {}
+
+
+def _plain_key(role: str, settings: dict) -> tuple[ModelKey, str]:
+    return state.loaded_keys()[role], json.dumps(settings, sort_keys=True)
+
+
+def evaluation_work(settings: dict, variants: int, plain_role: str | None = None) -> Work:
+    """The work of evaluating ``variants`` at ``settings``, one fewer when the plain ``plain_role`` model's
+    evaluation is kept already."""
+    kept = plain_role is not None and _plain_key(plain_role, settings) in _plain_results()
+    return evaluation_size(EvalSize(tuple(settings["langs"]), settings["per_label"], settings["max_new_tokens"],
+                                    mc_questions=settings["mc_questions"]), variants - kept)
+
+
+def evaluate_variants(variants: dict[str, Variant], settings: dict, report: Progress = no_progress,
+                      keep: Callable[[dict], None] = lambda results: None) -> dict[str, dict]:
+    """``evaluation.metrics.evaluate`` of each variant {name: (role, patch, interventions)}, reporting one
+    overall fraction; ``keep`` gets the results so far after each variant."""
+    prompts = bundled_prompts(settings["langs"], split="heldout").head(settings["per_label"])
+    out, n = {}, len(variants)
+    for i, (name, (role, patch, interventions)) in enumerate(variants.items()):
+        plain = _plain_key(role, settings)
+        if patch is None and not interventions and plain in _plain_results():
+            out[name] = _plain_results()[plain]
+        else:
+            with model_or_stop(role).use(patch) as lm:
+                out[name] = evaluate(lm, prompts, settings["langs"], interventions, settings["max_new_tokens"],
+                                     progress=span(report, i / n, (i + 1) / n, f"Evaluating {name} ({i + 1}/{n}): "),
+                                     mc_questions=settings.get("mc_questions"))
+            if patch is None and not interventions:
+                _plain_results()[plain] = out[name]
+        keep(dict(out))
+    return out
+
+
+def control_variants(role: str, interventions: list[Intervention], patch: Patch | None,
+                     seeds: int) -> dict[str, Variant]:
+    """Random-neuron controls of the session's effects, as more ``evaluate_variants`` variants: each
+    intervention, and a transfer patch whose source model is loaded here, redone on ``random_like`` neurons
+    (same count per layer and site) for seeds 0..seeds-1."""
+    shared = model_or_stop(role)
+    out = {}
+    other = model(next(r for r in state.ROLES if r != role))
+    source = other if patch is not None and other is not None and \
+        patch.meta.get("source_fingerprint") == other.info.fingerprint else None
+    for seed in range(seeds):
+        if interventions:
+            out[f"intervened · random {seed}"] = (role, None, [
+                replace(iv, neurons=random_like(iv.neurons, shared.arch, seed)) for iv in interventions])
+        if source is not None:
+            with use_together(source, shared) as (s, t):
+                control = transfer_patch(s, t, random_like(patch.neurons, shared.arch, seed), check=False)
+            out[f"patched · random {seed}"] = (role, control, [])
+    return out
+
+
+def show_evaluation(results: dict[str, dict], key: str) -> None:
+    """Grouped bar chart, table, CSV/HTML downloads and example replies of ``evaluate_variants`` results."""
+    table = results_table(results)
+    fig = evaluation_figure(table)
+    chart(fig, f"{key}_chart", "one bar per model variant; whiskers are 95% intervals (Wilson) over the prompts or "
+                               "questions. Refusal on harmful prompts is safety, on harmless ones over-refusal; "
+                               "perplexity and accuracy show whether the model still works.")
+    st.dataframe(table, hide_index=True, key=f"{key}_table")
+    left, right = st.columns(2)
+    left.download_button("Table (CSV)", lambda: table.to_csv(index=False), f"{key}.csv", "text/csv",
+                         key=f"{key}_csv", on_click="ignore")
+    right.download_button("Chart (HTML)", fig.to_html, f"{key}.html", "text/html", key=f"{key}_html",
+                          on_click="ignore")
+    with st.expander("Example replies, grouped by prompt, with the language each is written in"):
+        examples = examples_table(results).sort_values(["lang", "label", "prompt"], kind="stable")
+        examples["prompt set"] = examples["lang"] + " " + examples["label"]
+        examples["refusal"] = examples["refusal"].map({True: "yes", False: "no"})
+        shown = examples[["prompt set", "prompt", "variant", "reply", "refusal", "reply language"]]
+        # st.table wraps long replies but reads cells as Markdown: escape it, so replies show as written
+        escape = {ord(c): "\\" + c for c in "\\`*_{}[]<>()#+-.!|~$"}
+        st.table(shown.map(lambda text: str(text).translate(escape)), hide_index=True)
