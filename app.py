@@ -8,11 +8,13 @@ import streamlit as st
 
 from neuronlab.models.builtins import BUILTINS
 from neuronlab.models.loading import DEVICES, DTYPES
+from neuronlab.threads import use_default_threads
 from webui import state
 from webui.models import DEMO, load_models
 from webui.widgets import describe_interventions, patch_label
 
 st.set_page_config(page_title="NeuronLab", page_icon="🧠", layout="wide")
+use_default_threads()  # a core left free: torch on every core stalls when anything else runs
 
 BUILT = [name for name, b in BUILTINS.items() if b.available]
 OTHER = "other…"
