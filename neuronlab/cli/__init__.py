@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from neuronlab.cli.args import _intervention_args, _model_args, _own_reply_args, _training_args
+from neuronlab.cli.args import add_intervention_args, add_model_args, add_own_reply_args, add_training_args
 from neuronlab.cli.evaluate import cmd_eval, cmd_rejudge
 from neuronlab.cli.explore import cmd_chat, cmd_models, cmd_scan
 from neuronlab.cli.maintenance import cmd_bench, cmd_ship
@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_models)
 
     p = verbs.add_parser("chat", help="reply to one prompt, with neurons suppressed or activated")
-    _model_args(p)
-    _intervention_args(p)
+    add_model_args(p)
+    add_intervention_args(p)
     p.add_argument("--prompt", required=True, help="the user message")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_chat)
 
     p = verbs.add_parser("scan", help="find safety neurons per language (MS) and shared ones (SS)")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--langs", default="en,zh,es,fr", help="comma-separated language codes (default en,zh,es,fr)")
     p.add_argument("--prompts", help="JSONL or CSV prompt file (id, lang, label, text[, split]); default: bundled")
     p.add_argument("--method", default="activation", choices=["activation", "ablation", "attribution"])
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_scan)
 
     p = verbs.add_parser("transfer", help="copy neurons' weights from a donor into a target (CNT); writes a patch")
-    _model_args(p, "--donor")
+    add_model_args(p, "--donor")
     p.add_argument("--target", required=True, help="the model the patch is for (same architecture as the donor)")
     p.add_argument("--neurons", metavar="REF", help="candidate neurons (default: every MLP neuron)")
     p.add_argument("--rank", default="weight-diff", choices=["weight-diff", "contrast", "causal", "random"],
@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_transfer)
 
     p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars")
-    _model_args(p)
-    _intervention_args(p)
+    add_model_args(p)
+    add_intervention_args(p)
     p.add_argument("--patch", help="a patch (.safetensors) to apply to the model first")
     p.add_argument("--mean", action="append", default=[], metavar="REF",
                    help="neuron set to mean-ablate: each neuron held at its mean activation (last prompt token) "
@@ -126,11 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_rejudge)
 
     p = verbs.add_parser("train-donor", help="make a refusing donor by training only chosen neurons (seeded)")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--neurons", metavar="REF", help="neurons to train (default: MS(en) of an activation scan)")
     p.add_argument("--top-p", type=float, default=0.03, help="top-p of that scan (default 0.03)")
-    _training_args(p, steps=60)
-    _own_reply_args(p, own_tokens=64)
+    add_training_args(p, steps=60)
+    add_own_reply_args(p, own_tokens=64)
     p.add_argument("--opening-weight", type=float, default=4.0,
                    help="loss weight of each reply's first 3 tokens, where refuse-or-answer is decided (default 4)")
     p.add_argument("--more-harmless", action="store_true",
@@ -139,15 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("train-chat", help="make a chat-following target from a base model by training random "
                          "neurons on a chat model's replies (seeded)")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--teacher", default="demo-target", help="the chat model whose replies are learned (default demo-target)")
     p.add_argument("--per-layer", type=int, default=128, help="random MLP neurons trained in each layer (default 128)")
-    _training_args(p, steps=60)
+    add_training_args(p, steps=60)
     p.set_defaults(run=cmd_train_chat)
 
     p = verbs.add_parser("finetune", help="SS-Neuron Expansion: train only chosen neurons on a parallel "
                          "multilingual safety set; writes a patch")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--neurons", required=True, metavar="REF", help="neurons to train, e.g. DIR/neurons.json#ss")
     p.add_argument("--langs", default="zh,ko,th,bn,sw,ne",
                    help="languages of the safety set (default: the paper's NHR languages zh,ko,th,bn,sw,ne)")
@@ -159,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "keep the last weights within it (default 0.15)")
     p.add_argument("--eval-every", type=int, default=10, help="steps between early-stopping checks (default 10)")
     p.add_argument("--limit", type=int, help="train on only the first N scan prompts of each label")
-    _training_args(p, steps=40)
-    _own_reply_args(p, own_tokens=48)
+    add_training_args(p, steps=40)
+    add_own_reply_args(p, own_tokens=48)
     p.set_defaults(run=cmd_finetune)
 
     p = verbs.add_parser("ship", help="compute the results shipped for the built-in models (assets/results): "
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_ship)
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--repeats", type=int, default=5, help="back-to-back pairs per figure (default 5)")
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -9,7 +9,7 @@ from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
 
 
-def _model_args(p: argparse.ArgumentParser, flag: str = "--model") -> None:
+def add_model_args(p: argparse.ArgumentParser, flag: str = "--model") -> None:
     p.add_argument(flag, default="demo-target",
                    help="built-in name, local folder, .gguf file or hub id (default: demo-target)")
     p.add_argument("--dtype", default="float32", choices=list(DTYPES))
@@ -19,7 +19,7 @@ def _model_args(p: argparse.ArgumentParser, flag: str = "--model") -> None:
                    help="allow the model's own Python code to run (off unless you ask)")
 
 
-def _intervention_args(p: argparse.ArgumentParser) -> None:
+def add_intervention_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suppress", action="append", default=[], metavar="REF",
                    help="neuron set to zero: FILE.json or DIR/neurons.json#KEY (repeatable)")
     p.add_argument("--activate", action="append", default=[], metavar="REF",
@@ -27,12 +27,12 @@ def _intervention_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="factor for --activate (default 2)")
 
 
-def _interventions(args) -> list[Intervention]:
+def load_interventions(args) -> list[Intervention]:
     return ([Intervention(load_neuron_set(r), "suppress") for r in args.suppress]
             + [Intervention(load_neuron_set(r), "activate", args.scale) for r in args.activate])
 
 
-def _training_args(p: argparse.ArgumentParser, steps: int) -> None:
+def add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
     """Options of every verb that trains neurons and writes a patch."""
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -41,7 +41,7 @@ def _training_args(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
 
 
-def _own_reply_args(p: argparse.ArgumentParser, own_tokens: int) -> None:
+def add_own_reply_args(p: argparse.ArgumentParser, own_tokens: int) -> None:
     """Options of the verbs that pair harmless prompts with the model's own replies."""
     p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
     p.add_argument("--own-tokens", type=int, default=own_tokens,
@@ -54,10 +54,10 @@ def _own_reply_args(p: argparse.ArgumentParser, own_tokens: int) -> None:
                         "first tokens, this weight; default 0: off)")
 
 
-def _load(args, spec: str):
+def load_lm(args, spec: str):
     return load_model(spec, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
                       progress=text_bar())
 
 
-def _csv(text: str) -> list[str]:
+def split_csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]

@@ -5,7 +5,7 @@ import json
 import sys
 from contextlib import nullcontext
 
-from neuronlab.cli.args import _csv, _load
+from neuronlab.cli.args import load_lm, split_csv
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
 
@@ -24,7 +24,7 @@ def _eval_effects(args, lm) -> tuple[list, str]:
         patch = Patch.load(args.patch)
         source = patch.meta.get("source")
         if source and "target" in patch.meta:  # a transfer: controls copy random neurons from its source
-            src = _load(args, source)
+            src = load_lm(args, source)
             if src.info.fingerprint != patch.meta.get("source_fingerprint"):
                 raise ValueError(f"the patch's source model {source} has changed since the patch was made; "
                                  "run with --controls 0")
@@ -39,7 +39,7 @@ def _eval_effects(args, lm) -> tuple[list, str]:
             return patch if neurons == patch.neurons else other(neurons)
         effects.append(Effect("patch", patch.neurons, make_patch=make, label=f"patch {args.patch}"))
     if args.remove_diff:
-        target = _load(args, args.remove_diff)
+        target = load_lm(args, args.remove_diff)
         require_compatible(lm, target)
         effects.append(Effect("patch", load_neuron_set(args.neurons), make_patch=copy_from(target),
                               label=f"remove-diff {args.remove_diff}"))
@@ -54,12 +54,12 @@ def cmd_eval(args) -> None:
     from neuronlab.data.prompts import bundled_prompts, load_prompts
     from neuronlab.evaluation.replies import ReplyLog
 
-    langs = _csv(args.langs)
+    langs = split_csv(args.langs)
     prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
     if args.split:
         prompts = prompts.filter(split=args.split)
     prompts = prompts.parallel_head(args.limit)
-    lm = _load(args, args.model)
+    lm = load_lm(args, args.model)
     effects, no_controls = _eval_effects(args, lm)
     controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
     if controls and no_controls:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from neuronlab.cli.args import _csv, _interventions, _load
+from neuronlab.cli.args import load_interventions, load_lm, split_csv
 from neuronlab.models.builtins import BUILTINS
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
@@ -24,9 +24,9 @@ def cmd_chat(args) -> None:
     from neuronlab.models.generation import Sampling, generate, stream
     from neuronlab.neurons.patches import Patch, apply_patch
 
-    interventions = _interventions(args)
+    interventions = load_interventions(args)
     patch = Patch.load(args.patch) if args.patch else None
-    lm = _load(args, args.model)
+    lm = load_lm(args, args.model)
     if patch is not None:
         apply_patch(lm, patch)
     for iv in interventions:
@@ -46,10 +46,10 @@ def cmd_scan(args) -> None:
     from neuronlab.data.prompts import bundled_prompts, load_prompts
     from neuronlab.analysis.scan import run_scan, select_sets, write_scan
 
-    langs = _csv(args.langs)
+    langs = split_csv(args.langs)
     prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
-    lm = _load(args, args.model)
-    layers = [int(x) for x in _csv(args.layers)] if args.layers else None
+    lm = load_lm(args, args.model)
+    layers = [int(x) for x in split_csv(args.layers)] if args.layers else None
     result = run_scan(lm, prompts, langs, method=args.method, site=args.site, split=args.split or None,
                       batch_size=args.batch_size, probes=args.probes, layers=layers,
                       neurons=load_neuron_set(args.neurons) if args.neurons else None,

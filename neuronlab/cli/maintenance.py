@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from neuronlab.cli.args import _csv, _load
+from neuronlab.cli.args import load_lm, split_csv
 from neuronlab.models.loading import load_model
 from neuronlab.progress import text_bar
 
@@ -11,14 +11,14 @@ from neuronlab.progress import text_bar
 def cmd_ship(args) -> None:
     from neuronlab.ship import ship
 
-    ship(_csv(args.only) if args.only else None, args.out, load=lambda spec: load_model(spec, progress=text_bar()),
+    ship(split_csv(args.only) if args.only else None, args.out, load=lambda spec: load_model(spec, progress=text_bar()),
          progress=text_bar)
 
 
 def cmd_bench(args) -> None:
     from neuronlab.bench import run_bench
 
-    lm = _load(args, args.model)
+    lm = load_lm(args, args.model)
     result = run_bench(lm, repeats=args.repeats, new_tokens=args.new_tokens, progress=text_bar())
     if args.json:
         print(json.dumps(result, indent=1))

@@ -1,7 +1,7 @@
 """Verbs that train chosen neurons and write a patch: ``train-donor``, ``train-chat`` and ``finetune``."""
 from __future__ import annotations
 
-from neuronlab.cli.args import _csv, _load
+from neuronlab.cli.args import load_lm, split_csv
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
 
@@ -17,7 +17,7 @@ def cmd_train_donor(args) -> None:
                          opening_weight=args.opening_weight, own_target=args.own_target,
                          avoid_weight=args.avoid_refusal)
     en = bundled_prompts("en")
-    lm = _load(args, args.model)
+    lm = load_lm(args, args.model)
     if args.neurons:
         neurons = load_neuron_set(args.neurons)
     else:
@@ -35,7 +35,7 @@ def cmd_train_chat(args) -> None:
     from neuronlab.neurons.sets import random_per_layer
     from neuronlab.data.prompts import PromptSet, bundled_prompts
 
-    lm, teacher = _load(args, args.model), _load(args, args.teacher)
+    lm, teacher = load_lm(args, args.model), load_lm(args, args.teacher)
     neurons = random_per_layer(lm.arch, args.per_layer, seed=args.seed)
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     prompts = PromptSet([*bundled_prompts("en", split="scan"), *donor_prompts(more=True)])
@@ -52,8 +52,8 @@ def cmd_finetune(args) -> None:
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          eval_every=args.eval_every, own_target=args.own_target, avoid_weight=args.avoid_refusal)
     neurons = load_neuron_set(args.neurons)
-    lm = _load(args, args.model)
-    patch = expand(lm, neurons, _csv(args.langs), config, args.replay_en, args.validation, args.limit,
+    lm = load_lm(args, args.model)
+    patch = expand(lm, neurons, split_csv(args.langs), config, args.replay_en, args.validation, args.limit,
                    args.max_false_refusal, args.harmless_repeat, args.own_tokens, progress=text_bar())
     path = patch.save(args.out)
     meta = patch.meta

@@ -1,7 +1,7 @@
 """The ``transfer`` verb: copy ranked neurons from a donor into a target, and the ``--search`` curve."""
 from __future__ import annotations
 
-from neuronlab.cli.args import _load
+from neuronlab.cli.args import load_lm
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
 
@@ -13,7 +13,7 @@ def cmd_transfer(args) -> None:
 
     if args.count is not None and args.fraction is not None:
         raise ValueError("give --count or --fraction, not both")
-    donor, target = _load(args, args.donor), _load(args, args.target)
+    donor, target = load_lm(args, args.donor), load_lm(args, args.target)
     require_compatible(donor, target)
     source, dest = (target, donor) if args.delete else (donor, target)
     within = load_neuron_set(args.neurons).validate(donor.arch) if args.neurons else None

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from neuronlab.plots.style import FONT, _colour, _readable
+from neuronlab.plots.style import FONT, colour_of, readable
 
 EVAL_PANELS = (  # (title, y axis title, metrics, x label of a row); the first panel spans the top row
     ("Refusal rate", "share of prompts refused", ("refusal harmful", "refusal harmless"),
@@ -32,7 +32,7 @@ def evaluation_figure(table: pd.DataFrame, title: str = "Safety and utility, sid
             value = part["value"].to_numpy(float)
             fig.add_trace(go.Bar(
                 x=[x_of(r) for r in part.itertuples()], y=value, name=variant, legendgroup=variant,
-                showlegend=panel == 0, marker_color=_colour(i),
+                showlegend=panel == 0, marker_color=colour_of(i),
                 error_y=dict(type="data", array=part["high"].to_numpy(float) - value,
                              arrayminus=value - part["low"].to_numpy(float), visible=True),
                 customdata=part["n"].to_numpy(float),
@@ -44,4 +44,4 @@ def evaluation_figure(table: pd.DataFrame, title: str = "Safety and utility, sid
             fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=row, col=col)
     fig.update_annotations(font_size=FONT + 2)  # the subplot titles
     fig.update_layout(title=dict(text=title), barmode="group", legend_title_text="model", margin=dict(t=90))
-    return _readable(fig, height=680)
+    return readable(fig, height=680)

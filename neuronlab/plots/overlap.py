@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from neuronlab.analysis.overlap import counts_by_layer, exclusive_regions, jaccard_by_layer, jaccard_matrix
 from neuronlab.neurons.sets import NeuronSet
-from neuronlab.plots.style import FONT, MATRIX_OFF, MATRIX_ON, _colour, _readable
+from neuronlab.plots.style import FONT, MATRIX_OFF, MATRIX_ON, colour_of, readable
 
 
 def _region_text(names: Sequence[str]) -> str:
@@ -29,13 +29,13 @@ def counts_by_language_figure(sets: Mapping[str, NeuronSet], n_layers: int,
     """Grouped bars: neurons per layer, one series per set."""
     counts = counts_by_layer(sets, n_layers)  # [layers, sets]
     fig = go.Figure([
-        go.Bar(x=counts.index.to_numpy(), y=counts[name].to_numpy(), name=name, marker_color=_colour(i),
+        go.Bar(x=counts.index.to_numpy(), y=counts[name].to_numpy(), name=name, marker_color=colour_of(i),
                hovertemplate=f"{name}<br>layer %{{x}}: %{{y}} neurons<extra></extra>")
         for i, name in enumerate(counts.columns)
     ])
     fig.update_layout(title=dict(text=title), barmode="group", xaxis_title="layer", yaxis_title="neurons",
                       legend_title_text=legend)
-    return _readable(fig)
+    return readable(fig)
 
 
 def jaccard_figure(sets: Mapping[str, NeuronSet], n_layers: int,
@@ -55,7 +55,7 @@ def jaccard_figure(sets: Mapping[str, NeuronSet], n_layers: int,
         hovertemplate="layer %{y}<br>%{x}<br>Jaccard: %{customdata}<extra></extra>",
     ))
     fig.update_layout(title=dict(text=title), xaxis_title="language pair", yaxis_title="layer")
-    return _readable(fig)
+    return readable(fig)
 
 
 def jaccard_matrix_figure(sets: Mapping[str, NeuronSet],
@@ -71,7 +71,7 @@ def jaccard_matrix_figure(sets: Mapping[str, NeuronSet],
     ))
     fig.update_layout(title=dict(text=title), xaxis_title="language", yaxis_title="language",
                       yaxis_autorange="reversed")
-    return _readable(fig)
+    return readable(fig)
 
 
 # ---- Venn -----------------------------------------------------------------------------------------
@@ -103,13 +103,13 @@ def venn_figure(sets: Mapping[str, NeuronSet], title: str = "Shared safety neuro
     regions = exclusive_regions(sets)
     fig = go.Figure()
     for i, ((cx, cy), name) in enumerate(zip(centres, names)):
-        fig.add_shape(type="circle", x0=cx - 1, y0=cy - 1, x1=cx + 1, y1=cy + 1, line=dict(color=_colour(i), width=2),
-                      fillcolor=_colour(i), opacity=0.25, layer="below")
+        fig.add_shape(type="circle", x0=cx - 1, y0=cy - 1, x1=cx + 1, y1=cy + 1, line=dict(color=colour_of(i), width=2),
+                      fillcolor=colour_of(i), opacity=0.25, layer="below")
         direction = np.array([cx, cy]) / np.hypot(cx, cy)
         lx, ly = np.array([cx, cy]) + direction * 1.05
         fig.add_annotation(
             x=lx, y=ly, text=f"<b>{name}</b> ({len(sets[name])})", showarrow=False, name=f"set:{name}",
-            font=dict(size=FONT + 7, color=_colour(i)), hovertext=f"{name}: {len(sets[name])} neurons in all",
+            font=dict(size=FONT + 7, color=colour_of(i)), hovertext=f"{name}: {len(sets[name])} neurons in all",
             xanchor="right" if direction[0] < -0.3 else "left" if direction[0] > 0.3 else "center",
             yanchor="top" if direction[1] < -0.3 else "bottom" if direction[1] > 0.3 else "middle")
     for region, count in regions.items():
@@ -127,7 +127,7 @@ def venn_figure(sets: Mapping[str, NeuronSet], title: str = "Shared safety neuro
         meta=dict(regions=[{"sets": _ordered(r, names), "count": c} for r, c in regions.items()],
                   sizes={name: len(s) for name, s in sets.items()}),
     )
-    return _readable(fig, height=520)
+    return readable(fig, height=520)
 
 
 # ---- UpSet ----------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def upset_figure(sets: Mapping[str, NeuronSet], max_intersections: int = 30,
     fig.add_trace(go.Bar(x=x, y=counts, text=counts, textposition="outside", marker_color=MATRIX_ON,
                          hovertext=hover, hoverinfo="text", name="intersection size"), row=1, col=2)
     fig.add_trace(go.Bar(x=[len(sets[n]) for n in names], y=[rows[n] for n in names], orientation="h",
-                         marker_color=[_colour(i) for i in range(len(names))], name="set size",
+                         marker_color=[colour_of(i) for i in range(len(names))], name="set size",
                          hovertext=[f"{n}: {len(sets[n])} neurons in all" for n in names], hoverinfo="text"),
                   row=2, col=1)
     grid_x, grid_y = np.meshgrid(x, np.arange(len(names)))
@@ -188,4 +188,4 @@ def upset_figure(sets: Mapping[str, NeuronSet], max_intersections: int = 30,
         meta=dict(intersections=[{"sets": c, "count": n} for c, n in zip(columns, counts)],
                   sizes={name: len(s) for name, s in sets.items()}, total_intersections=len(regions)),
     )
-    return _readable(fig, height=360 + 40 * len(names))
+    return readable(fig, height=360 + 40 * len(names))

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import torch
 
 from neuronlab.neurons.sets import NeuronSet
-from neuronlab.plots.style import _readable
+from neuronlab.plots.style import readable
 
 
 def _bin_max_abs(values: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,4 +111,4 @@ def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron
     fig.update_layout(title=dict(text=title, subtitle=dict(text=note)),
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"),
                       meta=dict(neurons_per_cell=per_cell, neurons=list(cols), layers=list(rows)))
-    return _readable(fig, height=max(420, 140 + 16 * (rows[1] - rows[0] + 1)))
+    return readable(fig, height=max(420, 140 + 16 * (rows[1] - rows[0] + 1)))

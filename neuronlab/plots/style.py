@@ -11,11 +11,11 @@ MATRIX_ON, MATRIX_OFF = "#303030", "#d9d9d9"
 FONT = 15  # base text size (px) of every figure: legible on a projector
 
 
-def _colour(i: int) -> str:
+def colour_of(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _readable(fig: go.Figure, height: int | None = None) -> go.Figure:
+def readable(fig: go.Figure, height: int | None = None) -> go.Figure:
     """Projector-sized text (base ``FONT``, larger titles) and, when given, a fixed height in px. Axis, legend
     and colour bar sizes are set one by one: a theme's template (Streamlit's) would otherwise set them smaller."""
     fig.update_layout(font=dict(size=FONT), title=dict(font=dict(size=FONT + 5)), height=height,

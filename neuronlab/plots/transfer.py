@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from neuronlab.plots.style import FONT, _colour, _readable
+from neuronlab.plots.style import FONT, colour_of, readable
 
 # ---- donor compatibility --------------------------------------------------------------------------
 SAME = 1e-12  # 1 − cosine below this reads as "the same weights"
@@ -37,14 +37,14 @@ def similarity_figure(similarity: Sequence[float], title: str = "How far the don
     fig = go.Figure(go.Bar(
         x=np.arange(len(cosine)), y=distance, text=["same" if s else _cosine_text(c) for s, c in zip(same, cosine)],
         customdata=cosine, textposition="outside", textangle=-90 if len(cosine) > 12 else 0, textfont_size=FONT - 2,
-        constraintext="none", cliponaxis=False, marker_color=_colour(0),
+        constraintext="none", cliponaxis=False, marker_color=colour_of(0),
         hovertemplate="layer %{x}: cosine %{customdata:.10f}<extra></extra>"))
     note = f"{int(same.sum())} of {len(cosine)} layers have the same weights" if same.any() else ""
     fig.update_layout(title=dict(text=title, subtitle=dict(text=note)), xaxis_title="layer", bargap=0.15,
                       showlegend=False, meta=dict(same=np.flatnonzero(same).tolist()))
     fig.update_yaxes(type="log", range=[low, high], dtick=1, exponentformat="power",
                      title_text="1 − cosine (log scale)<br>taller = more changed")
-    return _readable(fig, height=440)
+    return readable(fig, height=440)
 
 
 # ---- transfer search ------------------------------------------------------------------------------
@@ -56,8 +56,8 @@ def transfer_curve_figure(curve: pd.DataFrame, goal: float | None = None, found_
     the smallest set that met the goal as a star."""
     steps, start = curve[curve["k"] > 0], curve[curve["k"] == 0]
     share = steps["share"].to_numpy()
-    series = (("harmful", "harmful refusal", _colour(0), "y"), ("harmless", "false refusal", _colour(1), "y"),
-              ("perplexity", "perplexity", _colour(2), "y2"))
+    series = (("harmful", "harmful refusal", colour_of(0), "y"), ("harmless", "false refusal", colour_of(1), "y"),
+              ("perplexity", "perplexity", colour_of(2), "y2"))
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for key, label, colour, axis in series:
         hover = f"{label}: %{{y:.3g}}<br>%{{x}} neurons (%{{customdata:.4%}} of parameters)<extra>%{{fullData.name}}</extra>"
@@ -83,4 +83,4 @@ def transfer_curve_figure(curve: pd.DataFrame, goal: float | None = None, found_
     fig.update_xaxes(type="log", title_text="neurons moved (log scale)")
     fig.update_yaxes(title_text="refusal rate (approximate)", range=[0, 1.05], secondary_y=False)
     fig.update_yaxes(title_text="perplexity", secondary_y=True)
-    return _readable(fig, height=520)
+    return readable(fig, height=520)
