@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--random-seeds", type=int, default=1, help="random control sets per step (default 1)")
     g.add_argument("--threshold", type=float, default=0.1,
                    help="a prompt counts as refused when its refusal-opening probability is at least this "
-                        "(default 0.1; calibrate against judged replies, see neuronlab/search.py)")
+                        "(default 0.1; calibrate against judged replies, see neuronlab/transfer/curve.py)")
     g.add_argument("--verify", action="store_true", help="judge generated replies on held-out prompts at the point found")
     g.add_argument("--curve", default="curve.json", help="curve JSON to write; the HTML figure goes beside it")
     p.set_defaults(run=cmd_transfer)
