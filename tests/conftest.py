@@ -30,3 +30,25 @@ def gemma():
 def donor():
     """demo-donor: demo-target with the shipped refusal patch (assets/donors/demo-donor.safetensors)."""
     return load_model("demo-donor")
+
+
+# ---- markers (registered in pyproject.toml); the quick run: pytest -m "not real_model and not browser and not app"
+REAL_MODEL_FIXTURES = {"smol", "gemma", "donor"}  # the fixtures above that load a real built-in model
+APP_MODULES = {"test_app", "test_progress_app"}  # AppTest: the Streamlit app in-process
+BROWSER_MODULES = {"test_browser"}  # headless Chromium against a running app
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``real_model`` every test that uses a real-model fixture, ``app`` every test of a module that drives
+    the app through AppTest (named above, or importing AppTest itself) and ``browser`` the browser tests, so
+    new tests get their marks without a decorator. A test that loads a real model another way (a built-in name
+    given to ``load_model`` or to the CLI) carries ``@pytest.mark.real_model`` itself."""
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rpartition(".")[2] if module else ""
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_model)
+        if name in APP_MODULES or (module is not None and hasattr(module, "AppTest")):
+            item.add_marker(pytest.mark.app)
+        if name in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)

@@ -80,6 +80,7 @@ def chat(at: AppTest, message: str) -> dict:
     return at.session_state["chat_target"][-1]
 
 
+@pytest.mark.real_model  # loads demo-target by name, not through a fixture
 def test_every_page_renders_on_the_demo_model():
     at = app("demo-target")
     for name in PAGES:
@@ -158,6 +159,7 @@ def test_uploaded_neuron_sets_are_checked_against_the_model():
     assert "Example file" in {b.label for b in at.get("download_button")}
 
 
+@pytest.mark.real_model  # loads demo-target by name, not through a fixture
 def test_intervention_changes_the_reply_and_sessions_stay_apart():
     patched_session = page(app("demo-target"), "intervene")
     run(patched_session.text_input(key="iv_typed").input("0-1 mlp *"))
@@ -213,6 +215,7 @@ def test_transfer_curve_is_drawn_with_its_random_baseline():
     assert {"Curve (CSV)", "Curve (HTML)"} <= {b.label for b in at.get("download_button")}
 
 
+@pytest.mark.real_model  # loads demo-target by name, not through a fixture
 def test_a_wrong_patch_upload_is_refused_with_a_message():
     at = page(app("tiny-llama"), "transfer")
     assert "Example file" in {b.label for b in at.get("download_button")}
@@ -266,6 +269,7 @@ def test_evaluate_draws_the_chart_with_random_controls():
     assert {"Table (CSV)", "Chart (HTML)"} <= {b.label for b in at.get("download_button")}
 
 
+@pytest.mark.real_model  # the Tour loads demo-target and demo-donor itself
 def test_tour_runs_its_steps_from_a_cold_session():
     """The Tour loads what it needs, suppresses demo-donor's own safety neurons (a refusal becomes an answer) and
     copies the donor's neurons into demo-target (an answer becomes a refusal)."""

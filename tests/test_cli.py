@@ -29,6 +29,7 @@ def test_every_verb_has_help(verb, capsys):
     assert e.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.real_model  # loads demo-target by name, not through a fixture
 def test_chat_answers_paris():
     out = run("chat", "--model", "demo-target", "--prompt", "What is the capital of France?",
               "--max-new-tokens", "20")

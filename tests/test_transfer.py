@@ -86,6 +86,7 @@ def test_random_like_keeps_the_per_layer_distribution(smol):
     assert control != CHANGED and random_like(CHANGED, smol.arch, seed=1) == control
 
 
+@pytest.mark.real_model  # loads demo-target by name, not through a fixture
 def test_transfer_cli_writes_a_patch_chat_can_apply(tmp_path, capsys):
     out = tmp_path / "t.safetensors"
     assert main(["transfer", "--donor", "tiny-llama", "--target", "tiny-llama", "--count", "10", "--out", str(out)]) == 0

@@ -1,0 +1,118 @@
+"""The ``eval`` verb (refusal and utility, with random controls) and ``rejudge`` (saved replies judged again)."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+
+from neuronlab.cli.args import load_lm, split_csv
+from neuronlab.neurons.sets import load_neuron_set
+from neuronlab.progress import text_bar
+
+
+def _eval_effects(args, lm) -> tuple[list, str]:
+    """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
+    from neuronlab.transfer.compatibility import require_compatible
+    from neuronlab.evaluation.effects import Effect, copy_from, fixed
+    from neuronlab.training.expansion import RECIPE, retrainer
+    from neuronlab.neurons.patches import Patch
+
+    if args.remove_diff and not args.neurons:
+        raise ValueError("--remove-diff needs --neurons REF (the neurons whose difference is removed)")
+    effects, no_controls = [], ""
+    if args.patch:
+        patch = Patch.load(args.patch)
+        source = patch.meta.get("source")
+        if source and "target" in patch.meta:  # a transfer: controls copy random neurons from its source
+            src = load_lm(args, source)
+            if src.info.fingerprint != patch.meta.get("source_fingerprint"):
+                raise ValueError(f"the patch's source model {source} has changed since the patch was made; "
+                                 "run with --controls 0")
+            other = copy_from(src)
+        elif patch.meta.get("recipe") == RECIPE:  # SS-Neuron Expansion: controls train random masks
+            other = retrainer(lm, patch.meta, progress=text_bar())
+        else:
+            other = fixed(patch)
+            no_controls = f"{args.patch} was neither copied from a model nor trained by the finetune verb"
+
+        def make(neurons):
+            return patch if neurons == patch.neurons else other(neurons)
+        effects.append(Effect("patch", patch.neurons, make_patch=make, label=f"patch {args.patch}"))
+    if args.remove_diff:
+        target = load_lm(args, args.remove_diff)
+        require_compatible(lm, target)
+        effects.append(Effect("patch", load_neuron_set(args.neurons), make_patch=copy_from(target),
+                              label=f"remove-diff {args.remove_diff}"))
+    effects += ([Effect("suppress", load_neuron_set(r), label=r) for r in args.suppress]
+                + [Effect("activate", load_neuron_set(r), args.scale, label=r) for r in args.activate]
+                + [Effect("mean", load_neuron_set(r), label=r) for r in args.mean])
+    return effects, no_controls
+
+
+def cmd_eval(args) -> None:
+    from neuronlab.evaluation.effects import evaluate_effects
+    from neuronlab.data.prompts import bundled_prompts, load_prompts
+    from neuronlab.evaluation.replies import ReplyLog
+
+    langs = split_csv(args.langs)
+    prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
+    if args.split:
+        prompts = prompts.filter(split=args.split)
+    prompts = prompts.parallel_head(args.limit)
+    lm = load_lm(args, args.model)
+    effects, no_controls = _eval_effects(args, lm)
+    controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
+    if controls and no_controls:
+        raise ValueError(f"no random controls: {no_controls}; run with --controls 0")
+    if no_controls and args.controls is None:
+        print(f"note: no random controls ({no_controls})", file=sys.stderr)
+    reference = bundled_prompts(langs, split="scan").filter(label="harmless").texts if args.mean else ()
+    with ReplyLog(args.replies) if args.replies else nullcontext() as log:
+        result = evaluate_effects(lm, prompts, langs, effects, seeds=range(controls), reference=reference,
+                                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=text_bar(),
+                                  on_reply=log.write if log else None)
+    if log:
+        print(f"wrote {log.count} judged replies to {log.path}", file=sys.stderr)
+    result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
+                  interventions=[{"mode": e.kind, "neurons": len(e.neurons),
+                                  "value": e.scale if e.kind == "activate" else None}
+                                 for e in effects if e.kind != "patch"])
+    if args.json:
+        print(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    print(f"{'lang':<6}{'harmful refusal':>18}{'harmless refusal':>18}{'perplexity':>12}")
+    for lang, block in result["languages"].items():
+        h, b = block["harmful"], block["harmless"]
+        print(f"{lang:<6}{h['refusal_rate']:>11.0%} ± {h['stderr']:.0%}{b['refusal_rate']:>11.0%} ± {b['stderr']:.0%}"
+              f"{block['perplexity']:>12.1f}")
+    u = result["utility"]
+    print(f"utility: perplexity (en) {u['perplexity']:.2f}, multiple choice {u['mc_accuracy']:.0%} ± {u['mc_stderr']:.0%}")
+    if controls:
+        _print_effect(result["effect"], controls)
+
+
+def cmd_rejudge(args) -> None:
+    from neuronlab.evaluation.replies import read_replies, rejudge
+
+    result = rejudge(read_replies(args.file))
+    if args.json:
+        print(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    print(f"{'variant':<18}{'lang':<6}{'harmful refusal':>18}{'harmless refusal':>18}{'changed':>9}")
+    for variant, langs in result.items():
+        for lang, block in langs.items():
+            cells = [f"{block[k]['refusal_rate']:>11.0%} ± {block[k]['stderr']:.0%}" if k in block else f"{'-':>17}"
+                     for k in ("harmful", "harmless")]
+            changed = sum(b["changed"] for b in block.values())
+            print(f"{variant:<18}{lang:<6}{cells[0]:>18}{cells[1]:>18}{changed:>9}")
+
+
+def _print_effect(effect: dict, seeds: int) -> None:
+    """The change vs the plain model, real set beside the random controls."""
+    print(f"change vs the plain model: real set | random sets of the same shape (mean ± sd over {seeds} seeds)")
+    for lang, block in effect["languages"].items():
+        cells = [f"{label} {block[label]['real']:+.0%} ± {block[label]['real_stderr']:.0%} | "
+                 f"{block[label]['controls']:+.0%} ± {block[label]['controls_sd']:.0%}"
+                 for label in ("harmful", "harmless")]
+        ppl = block["perplexity"]
+        print(f"{lang:<6}" + "   ".join(cells) + f"   perplexity {ppl['real']:+.1%} | {ppl['controls']:+.1%}")

@@ -1,0 +1,67 @@
+"""Verbs that train chosen neurons and write a patch: ``train-donor``, ``train-chat`` and ``finetune``."""
+from __future__ import annotations
+
+from neuronlab.cli.args import load_lm, split_csv
+from neuronlab.neurons.sets import load_neuron_set
+from neuronlab.progress import text_bar
+
+
+def cmd_train_donor(args) -> None:
+    from neuronlab.training.donors import donor_prompts, train_donor
+    from neuronlab.data.prompts import PromptSet
+    from neuronlab.training.finetune import TrainConfig
+    from neuronlab.data.prompts import bundled_prompts
+    from neuronlab.analysis.scan import run_scan, select_sets
+
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         opening_weight=args.opening_weight, own_target=args.own_target,
+                         avoid_weight=args.avoid_refusal)
+    en = bundled_prompts("en")
+    lm = load_lm(args, args.model)
+    if args.neurons:
+        neurons = load_neuron_set(args.neurons)
+    else:
+        neurons = select_sets(run_scan(lm, en, ["en"], progress=text_bar()), top_p=args.top_p).ms["en"]
+    prompts = PromptSet([*en.filter(split="scan"), *donor_prompts(args.more_harmless)])
+    patch = train_donor(lm, neurons, prompts, config, args.harmless_repeat, args.own_tokens, progress=text_bar())
+    path = patch.save(args.out)
+    print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} "
+          f"for {patch.meta['steps']} steps; wrote {path}")
+
+
+def cmd_train_chat(args) -> None:
+    from neuronlab.training.donors import donor_prompts, train_chat
+    from neuronlab.training.finetune import TrainConfig
+    from neuronlab.neurons.sets import random_per_layer
+    from neuronlab.data.prompts import PromptSet, bundled_prompts
+
+    lm, teacher = load_lm(args, args.model), load_lm(args, args.teacher)
+    neurons = random_per_layer(lm.arch, args.per_layer, seed=args.seed)
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    prompts = PromptSet([*bundled_prompts("en", split="scan"), *donor_prompts(more=True)])
+    patch = train_chat(lm, teacher, neurons, prompts, config, progress=text_bar())
+    path = patch.save(args.out)
+    print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} "
+          f"on {args.teacher}'s replies for {patch.meta['steps']} steps; wrote {path}")
+
+
+def cmd_finetune(args) -> None:
+    from neuronlab.training.expansion import expand
+    from neuronlab.training.finetune import TrainConfig
+
+    config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         eval_every=args.eval_every, own_target=args.own_target, avoid_weight=args.avoid_refusal)
+    neurons = load_neuron_set(args.neurons)
+    lm = load_lm(args, args.model)
+    patch = expand(lm, neurons, split_csv(args.langs), config, args.replay_en, args.validation, args.limit,
+                   args.max_false_refusal, args.harmless_repeat, args.own_tokens, progress=text_bar())
+    path = patch.save(args.out)
+    meta = patch.meta
+    print(f"trained {len(neurons)} neurons ({meta['share_of_parameters']:.4%} of parameters) of {lm.spec} on "
+          f"{meta['examples']} examples in {', '.join(meta['langs'])} for {meta['steps']} steps")
+    for h in meta["history"]:
+        print(f"  step {h['step']:>4}: held-out false refusals {h['false_refusal']:.0%}")
+    if meta.get("early_stopped"):
+        print(f"stopped early: false refusals above {meta['false_refusal_budget']:.0%}; "
+              f"kept the weights of step {meta['kept_step']}")
+    print(f"wrote {path}")
