@@ -15,10 +15,7 @@ from neuronlab.cli.explore import cmd_chat, cmd_models, cmd_scan
 from neuronlab.cli.maintenance import cmd_bench, cmd_ship
 from neuronlab.cli.train import cmd_finetune, cmd_train_chat, cmd_train_donor
 from neuronlab.cli.transfer import cmd_transfer
-from neuronlab.data.prompts import PromptFileError
-from neuronlab.errors import ModelSpecError
-from neuronlab.neurons.patches import PatchError
-from neuronlab.neurons.sets import NeuronSetError
+from neuronlab.threads import use_default_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,9 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_default_threads()
     try:
         args.run(args)
-    except (ModelSpecError, NeuronSetError, PromptFileError, PatchError, ValueError) as e:
+    except ValueError as e:  # NeuronLabError (every user-facing error) and bad values from the libraries below
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
