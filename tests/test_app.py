@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
-from test_shared import scrambled_patch
+from test_host import scrambled_patch
 
 from neuronlab import Intervention, NeuronSet, load_model
 from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
@@ -168,8 +168,8 @@ def test_intervention_changes_the_reply_and_sessions_stay_apart():
 
     on = chat(patched_session, "What is the capital of France?")
     off = chat(plain_session, "What is the capital of France?")
-    assert on["patched"] != on["plain"]  # MLPs of layers 0-1 switched off
-    assert off["patched"] == off["plain"] == on["plain"]  # the other session's toggles never reach this one
+    assert on["changed"] != on["plain"]  # MLPs of layers 0-1 switched off
+    assert off["changed"] == off["plain"] == on["plain"]  # the other session's toggles never reach this one
     assert off["active"] == "no intervention" and "typed neurons" in on["active"]
 
     run(patched_session.button(key="iv_reset").click())
@@ -241,8 +241,8 @@ def test_one_sessions_patch_is_never_seen_by_another():
 
     on = chat(patched_session, "hello")
     off = chat(plain_session, "hello")
-    assert on["patched"] != on["plain"]  # the patch changes this session's model
-    assert off["patched"] == off["plain"] == on["plain"]  # and never the other session's
+    assert on["changed"] != on["plain"]  # the patch changes this session's model
+    assert off["changed"] == off["plain"] == on["plain"]  # and never the other session's
     assert "weight patch" in on["active"] and off["active"] == "no intervention"
     page(plain_session, "evaluate")
     assert at_options(plain_session, "ev_variants_target") == ["plain"]

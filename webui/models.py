@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import streamlit as st
 
 from neuronlab import LoadedModel, ModelSpecError
-from neuronlab.models.host import SharedModel, use_together
+from neuronlab.models.host import HostedModel, use_together
 from neuronlab.models.registry import ModelKey, ModelRegistry
 from neuronlab.transfer.compatibility import Compatibility, check_compatibility
 from webui import state
@@ -24,7 +24,7 @@ def model_store() -> ModelRegistry:
     return ModelRegistry()
 
 
-def load(key: ModelKey, where=st) -> SharedModel:
+def load(key: ModelKey, where=st) -> HostedModel:
     """The model for ``key``, with a progress bar while it loads. Raises ModelSpecError."""
     with progress(f"Loading {key.spec}…", where) as report:
         return model_store().get(key, report)
@@ -58,7 +58,7 @@ def load_demo(where=st) -> None:
     load_models(dict(DEMO), *state.sidebar_dtype_device(), False, where)
 
 
-def model(role: str) -> SharedModel | None:
+def model(role: str) -> HostedModel | None:
     """The session's loaded target or donor, or None (with a hint) when none is loaded yet."""
     key = state.loaded_keys().get(role)
     if key is None:
@@ -67,7 +67,7 @@ def model(role: str) -> SharedModel | None:
     return model_store().get(key)
 
 
-def model_or_stop(role: str) -> SharedModel:
+def model_or_stop(role: str) -> HostedModel:
     shared = model(role)
     if shared is None:
         st.stop()

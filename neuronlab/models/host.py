@@ -1,7 +1,7 @@
 """One loaded model shared by many callers (the app's browser sessions), each with its own weight patch.
 
 Interventions are hooks scoped to the caller's context, but a weight patch is written into the weights, so
-a ``SharedModel`` hands its weights out only inside ``use(patch)``: one caller at a time, the caller's patch
+a ``HostedModel`` hands its weights out only inside ``use(patch)``: one caller at a time, the caller's patch
 written in for the block and reverted bit-identically after it. Outside a block the weights are always the
 ones loaded, so no caller ever sees another caller's patch.
 """
@@ -18,7 +18,7 @@ from neuronlab.neurons.patches import Patch, PatchError, check_patch, patched
 from neuronlab.neurons.sites import Architecture
 
 
-class SharedModel:
+class HostedModel:
     """A LoadedModel whose weights are reached only through ``use``; ``info``, ``arch`` and ``spec`` are
     free to read."""
 
@@ -79,7 +79,7 @@ class SharedModel:
 
 
 @contextmanager
-def use_together(*models: SharedModel) -> Iterator[list[LoadedModel]]:
+def use_together(*models: HostedModel) -> Iterator[list[LoadedModel]]:
     """Several shared models as loaded (the same one may come twice), locked in one fixed order, so that
     two callers locking the same models never deadlock."""
     with ExitStack() as stack:

@@ -1,11 +1,11 @@
-"""Intervene & chat: switch neurons off or scale them up and chat with the patched model beside the plain one."""
+"""Intervene & chat: switch neurons off or scale them up and chat with the changed model (intervened, patched or both) beside the plain one."""
 from contextlib import closing
 
 import streamlit as st
 
 from neuronlab import Intervention, NeuronSet, NeuronSetError
 from neuronlab.models.generation import Sampling
-from neuronlab.models.host import SharedModel
+from neuronlab.models.host import HostedModel
 from neuronlab.neurons.patches import Patch
 from neuronlab.neurons.sets import neuron_sets_json, parse_neurons, read_neuron_sets
 from webui import state
@@ -15,10 +15,10 @@ from webui.sets import available_sets
 from webui.widgets import KEEP, describe_interventions, example_download, header, patch_label
 
 TYPED = "typed neurons"
-SIDES = {"patched": "🧪 with your changes", "plain": "as loaded"}
+SIDES = {"changed": "🧪 with your changes", "plain": "as loaded"}
 
 
-def set_files(shared: SharedModel) -> None:
+def set_files(shared: HostedModel) -> None:
     """Upload neuron sets (checked against the model) and download the session's sets."""
     with st.expander("Neuron set files (JSON)"):
         upload = st.file_uploader("Upload neuron sets: one set, or a neurons.json of several", type=["json"],
@@ -37,7 +37,7 @@ def set_files(shared: SharedModel) -> None:
                            "application/json", key="iv_download", disabled=not mine, on_click="ignore")
 
 
-def chosen_sets(shared: SharedModel) -> dict[str, NeuronSet]:
+def chosen_sets(shared: HostedModel) -> dict[str, NeuronSet]:
     """The picked and typed neuron sets that fit the model (the others are reported)."""
     sets = available_sets()
     names = st.multiselect("Neuron sets", list(sets), key=state.IV_SETS, **KEEP,
@@ -96,7 +96,7 @@ def exchange(user: str, replies: dict, active: str) -> dict:
     out = {}
     for column, (side, title) in zip(st.columns(2), SIDES.items()):
         with column, st.chat_message("assistant"):
-            st.caption(f"{title}: {active}" if side == "patched" else title)
+            st.caption(f"{title}: {active}" if side == "changed" else title)
             reply = replies[side]
             if isinstance(reply, str):  # a reply of an earlier turn
                 st.markdown(reply)
@@ -107,7 +107,7 @@ def exchange(user: str, replies: dict, active: str) -> dict:
     return out
 
 
-def chat(shared: SharedModel, interventions: list[Intervention], patch: Patch | None, role: str) -> None:
+def chat(shared: HostedModel, interventions: list[Intervention], patch: Patch | None, role: str) -> None:
     history = st.session_state.setdefault(f"chat_{role}", [])
     for turn in history:
         exchange(turn["user"], turn, turn["active"])
@@ -116,7 +116,7 @@ def chat(shared: SharedModel, interventions: list[Intervention], patch: Patch | 
         sampling = Sampling(max_new_tokens=st.session_state["iv_max_new_tokens"])
         active = " · ".join(filter(None, [describe_interventions(interventions), patch and patch_label(patch)])) or "no intervention"
         replies = exchange(prompt, {
-            "patched": shared.stream(messages(history, "patched", prompt), interventions, sampling, patch),
+            "changed": shared.stream(messages(history, "changed", prompt), interventions, sampling, patch),
             "plain": shared.stream(messages(history, "plain", prompt), [], sampling)}, active)
         history.append({"user": prompt, "active": active, **replies})
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from neuronlab.models.host import SharedModel
+from neuronlab.models.host import HostedModel
 from neuronlab.plots import similarity_figure
 from neuronlab.transfer.compatibility import Compatibility
 from webui import state
@@ -10,7 +10,7 @@ from webui.models import compatibility, model
 from webui.widgets import chart, header
 
 
-def info_card(role: str, shared: SharedModel) -> None:
+def info_card(role: str, shared: HostedModel) -> None:
     info = shared.info
     with st.container(border=True):
         st.subheader(f"{role.title()}: {info.spec}")

@@ -47,7 +47,7 @@ def overlap_charts(ms: dict[str, NeuronSet], layers: int) -> None:
               "the same Jaccard similarity for the whole MS sets, every pair of languages (1 on the diagonal).")
 
 
-def shared_neurons(safety: SafetyNeurons, layers: int) -> None:
+def ss_neurons(safety: SafetyNeurons, layers: int) -> None:
     st.subheader("Shared safety neurons (SS)")
     if not safety.ss:
         st.info(f"SS sets need {safety.high_resource} and another language in the scan.")
@@ -77,7 +77,7 @@ if len(langs) < 2:
     st.info("Choose at least two languages to compare.")
     st.stop()
 overlap_charts({lang: safety.ms[lang] for lang in langs}, layers)
-shared_neurons(safety, layers)
+ss_neurons(safety, layers)
 st.subheader("Save a region as a neuron set")
 sets = regions(safety, langs)
 name = st.selectbox("Region", list(sets), format_func=lambda n: sets[n][0], key="overlap_region")

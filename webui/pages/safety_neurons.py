@@ -127,7 +127,7 @@ def ranked_table(result: ScanResult, safety: SafetyNeurons, lang: str):
     return table
 
 
-def top_neurons(result: ScanResult, safety: SafetyNeurons, lang: str) -> None:
+def top_neuron_table(result: ScanResult, safety: SafetyNeurons, lang: str) -> None:
     st.subheader("Top neurons")
     table = ranked_table(result, safety, lang)
     left, right = st.columns(2)
@@ -168,7 +168,7 @@ def results(result: ScanResult) -> None:
     share_stats(safety)
     st.download_button("neurons.json", lambda: scan_json(result, safety), "neurons.json", "application/json",
                        key="dl_neurons", on_click="ignore")
-    top_neurons(result, safety, lang)
+    top_neuron_table(result, safety, lang)
 
 
 header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "

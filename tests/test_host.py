@@ -1,4 +1,4 @@
-"""SharedModel: callers on other threads never see each other's weight patch, and weights end as loaded."""
+"""HostedModel: callers on other threads never see each other's weight patch, and weights end as loaded."""
 import threading
 import time
 
@@ -8,7 +8,7 @@ import torch
 from neuronlab import NeuronSet, fingerprint
 from neuronlab.models.generation import Sampling, generate
 from neuronlab.neurons.patches import Patch, PatchError, extract_patch
-from neuronlab.models.host import SharedModel, use_together
+from neuronlab.models.host import HostedModel, use_together
 
 NEURONS = NeuronSet([(0, "mlp", i) for i in range(64)] + [(2, "attn_v", 3)])
 
@@ -29,7 +29,7 @@ def logits(lm) -> torch.Tensor:
 @pytest.fixture
 def shared(tiny):
     before = fingerprint(tiny.model)
-    yield SharedModel(tiny)
+    yield HostedModel(tiny)
     assert fingerprint(tiny.model) == before  # every block reverted, bit for bit
 
 
