@@ -264,7 +264,7 @@ def test_evaluate_draws_the_chart_with_random_controls():
     run(at.button(key="ev_run").click())
     fig = figure(at)
     refusal = [t for t in fig["data"] if t.get("xaxis", "x") == "x"]
-    assert [t["name"] for t in refusal] == ["plain", "intervened", "intervened · random 0", "intervened · random 1"]
+    assert [t["name"] for t in refusal] == ["plain", "intervened", "intervened · control seed 0", "intervened · control seed 1"]
     assert list(refusal[0]["x"]) == ["en harmful", "en harmless"]
     assert {"Table (CSV)", "Chart (HTML)"} <= {b.label for b in at.get("download_button")}
 

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 
 import streamlit as st
 
 from neuronlab import Intervention
-from neuronlab.data.prompts import BUNDLED_LANGUAGES, bundled_prompts
+from neuronlab.data.prompts import BUNDLED_LANGUAGES
+from neuronlab.evaluation.effects import BASELINE, EFFECT, evaluate_effects
 from neuronlab.evaluation.metrics import evaluate, examples_table, mc_items, results_table
+from neuronlab.experiments import heldout_prompts, intervention_effect, patch_effect
 from neuronlab.models.host import use_together
 from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import Patch
-from neuronlab.neurons.sets import random_like
 from neuronlab.plots import evaluation_figure
 from neuronlab.presets import EvalSize, evaluation_size
 from neuronlab.progress import Progress, Work, no_progress, span
-from neuronlab.transfer.ranking import transfer_patch
 from webui import state
 from webui.models import model, model_or_stop
 from webui.widgets import KEEP, chart
@@ -68,7 +67,7 @@ def evaluate_variants(variants: dict[str, Variant], settings: dict, report: Prog
                       keep: Callable[[dict], None] = lambda results: None) -> dict[str, dict]:
     """``evaluation.metrics.evaluate`` of each variant {name: (role, patch, interventions)}, reporting one
     overall fraction; ``keep`` gets the results so far after each variant."""
-    prompts = bundled_prompts(settings["langs"], split="heldout").head(settings["per_label"])
+    prompts = heldout_prompts(settings["langs"], settings["per_label"])
     out, n = {}, len(variants)
     for i, (name, (role, patch, interventions)) in enumerate(variants.items()):
         plain = _plain_key(role, settings)
@@ -85,24 +84,37 @@ def evaluate_variants(variants: dict[str, Variant], settings: dict, report: Prog
     return out
 
 
-def control_variants(role: str, interventions: list[Intervention], patch: Patch | None,
-                     seeds: int) -> dict[str, Variant]:
-    """Random-neuron controls of the session's effects, as more ``evaluate_variants`` variants: each
-    intervention, and a transfer patch whose source model is loaded here, redone on ``random_like`` neurons
-    (same count per layer and site) for seeds 0..seeds-1."""
-    shared = model_or_stop(role)
-    out = {}
-    other = model(next(r for r in state.ROLES if r != role))
-    source = other if patch is not None and other is not None and \
-        patch.meta.get("source_fingerprint") == other.info.fingerprint else None
-    for seed in range(seeds):
-        if interventions:
-            out[f"intervened · random {seed}"] = (role, None, [
-                replace(iv, neurons=random_like(iv.neurons, shared.arch, seed)) for iv in interventions])
-        if source is not None:
-            with use_together(source, shared) as (s, t):
-                control = transfer_patch(s, t, random_like(patch.neurons, shared.arch, seed), check=False)
-            out[f"patched · random {seed}"] = (role, control, [])
+def evaluate_experiment(role: str, interventions: list[Intervention], patch: Patch | None, settings: dict,
+                        seeds: int, report: Progress = no_progress,
+                        keep: Callable[[dict], None] = lambda results: None) -> dict[str, dict]:
+    """The plain ``role`` model, then the session's changes as effects ("intervened": ``interventions``;
+    "patched": ``patch``), each with ``seeds`` random controls, exactly as ``python -m neuronlab eval`` runs
+    them (``evaluate_effects`` on ``heldout_prompts``). A transfer patch's controls copy random neurons from
+    the other loaded model when it is the patch's source (else it gets none). Results by name: "plain",
+    "intervened", "patched" and "NAME · control seed N"; ``keep`` gets them after each run."""
+    langs, tokens, mc = settings["langs"], settings["max_new_tokens"], settings["mc_questions"]
+    prompts = heldout_prompts(langs, settings["per_label"])
+    plain_key, out = _plain_key(role, settings), {}
+    other = model(next(r for r in state.ROLES if r != role)) if patch is not None else None
+    with use_together(model_or_stop(role), *filter(None, [other])) as (lm, *source):
+        variants = {"intervened": ([intervention_effect(iv) for iv in interventions], seeds)} if interventions else {}
+        if patch is not None:
+            effect, why_not = patch_effect(lm, patch, source[0] if source else None, label="patched")
+            variants["patched"] = ([effect], 0 if why_not else seeds)
+        steps = len(variants) + (plain_key not in _plain_results())
+        if plain_key not in _plain_results():
+            _plain_results()[plain_key] = evaluate(lm, prompts, langs, max_new_tokens=tokens, mc_questions=mc,
+                                                   progress=span(report, 0, 1 / steps, "The plain model: "))
+        out["plain"] = _plain_results()[plain_key]
+        keep(dict(out))
+        for i, (name, (effects, n_seeds)) in enumerate(variants.items(), steps - len(variants)):
+            def on_run(run: str, result: dict, name=name) -> None:
+                if run != BASELINE:
+                    out[name if run == EFFECT else f"{name} · {run}"] = result
+                    keep(dict(out))
+            evaluate_effects(lm, prompts, langs, effects, seeds=range(n_seeds), max_new_tokens=tokens,
+                             mc_questions=mc, baseline=out["plain"], on_run=on_run,
+                             progress=span(report, i / steps, (i + 1) / steps, f"{name}: "))
     return out
 
 

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", help="JSONL or CSV prompt file; default: the bundled sets")
     p.add_argument("--split", default="heldout", help="prompt split (default heldout; '' for all)")
     p.add_argument("--limit", type=int, help="use only the first N prompts of each label")
+    p.add_argument("--mc-questions", type=int, metavar="N",
+                   help="utility: answer only the first N bundled multiple-choice questions (default: all)")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print JSON")

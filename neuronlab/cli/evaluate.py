@@ -12,32 +12,20 @@ from neuronlab.progress import text_bar
 
 def _eval_effects(args, lm) -> tuple[list, str]:
     """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
-    from neuronlab.transfer.compatibility import require_compatible
-    from neuronlab.evaluation.effects import Effect, copy_from, fixed
-    from neuronlab.training.expansion import RECIPE, retrainer
+    from neuronlab.evaluation.effects import Effect, copy_from
+    from neuronlab.experiments import patch_effect
     from neuronlab.neurons.patches import Patch
+    from neuronlab.transfer.compatibility import require_compatible
 
     if args.remove_diff and not args.neurons:
         raise ValueError("--remove-diff needs --neurons REF (the neurons whose difference is removed)")
     effects, no_controls = [], ""
     if args.patch:
         patch = Patch.load(args.patch)
-        source = patch.meta.get("source")
-        if source and "target" in patch.meta:  # a transfer: controls copy random neurons from its source
-            src = load_lm(args, source)
-            if src.info.fingerprint != patch.meta.get("source_fingerprint"):
-                raise ValueError(f"the patch's source model {source} has changed since the patch was made; "
-                                 "run with --controls 0")
-            other = copy_from(src)
-        elif patch.meta.get("recipe") == RECIPE:  # SS-Neuron Expansion: controls train random masks
-            other = retrainer(lm, patch.meta, progress=text_bar())
-        else:
-            other = fixed(patch)
-            no_controls = f"{args.patch} was neither copied from a model nor trained by the finetune verb"
-
-        def make(neurons):
-            return patch if neurons == patch.neurons else other(neurons)
-        effects.append(Effect("patch", patch.neurons, make_patch=make, label=f"patch {args.patch}"))
+        source = patch.meta.get("source") if patch.kind == "transfer" else None
+        effect, no_controls = patch_effect(lm, patch, load_lm(args, source) if source else None,
+                                           label=f"patch {args.patch}", progress=text_bar())
+        effects.append(effect)
     if args.remove_diff:
         target = load_lm(args, args.remove_diff)
         require_compatible(lm, target)
@@ -53,12 +41,11 @@ def cmd_eval(args) -> None:
     from neuronlab.evaluation.effects import evaluate_effects
     from neuronlab.data.prompts import bundled_prompts, load_prompts
     from neuronlab.evaluation.replies import ReplyLog
+    from neuronlab.experiments import heldout_prompts
 
     langs = split_csv(args.langs)
-    prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
-    if args.split:
-        prompts = prompts.filter(split=args.split)
-    prompts = prompts.parallel_head(args.limit)
+    prompts = heldout_prompts(langs, args.limit, load_prompts(args.prompts, langs=langs) if args.prompts else None,
+                              split=args.split)
     lm = load_lm(args, args.model)
     effects, no_controls = _eval_effects(args, lm)
     controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
@@ -70,7 +57,7 @@ def cmd_eval(args) -> None:
     with ReplyLog(args.replies) if args.replies else nullcontext() as log:
         result = evaluate_effects(lm, prompts, langs, effects, seeds=range(controls), reference=reference,
                                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=text_bar(),
-                                  on_reply=log.write if log else None)
+                                  on_reply=log.write if log else None, mc_questions=args.mc_questions)
     if log:
         print(f"wrote {log.count} judged replies to {log.path}", file=sys.stderr)
     result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,

@@ -30,7 +30,13 @@ from neuronlab.data.prompts import PromptSet
 from neuronlab.analysis.scoring import activation_scores
 
 KINDS = ("suppress", "activate", "mean", "patch")
+BASELINE, EFFECT = "baseline", "effect"  # run names: the plain model, the real effect (controls: ``control_name``)
 PatchMaker = Callable[[NeuronSet], Patch]
+
+
+def control_name(seed: int) -> str:
+    """The name of the run of the effects on random neurons of ``seed``."""
+    return f"control seed {seed}"
 
 
 def mean_activations(lm: LoadedModel, neurons: NeuronSet, texts: Sequence[str], batch_size: int = 8) -> dict:
@@ -155,7 +161,8 @@ def _change(base: dict, real: dict, controls: dict) -> dict:
 def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], effects: Sequence[Effect],
                      seeds: Sequence[int] = (0, 1, 2), reference: Sequence[str] = (), max_new_tokens: int = 48,
                      batch_size: int = 8, progress: Progress = no_progress,
-                     on_reply: Callable[[dict], None] | None = None) -> dict:
+                     on_reply: Callable[[dict], None] | None = None, mc_questions: int | None = None,
+                     baseline: dict | None = None, on_run: Callable[[str, dict], None] | None = None) -> dict:
     """``evaluate`` with ``effects`` applied and, given ``seeds``, the same effects on random neurons.
 
     Returns the ``evaluate`` dict of the real effect, plus (when there are seeds) ``baseline`` (the plain
@@ -163,30 +170,34 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
     ``effect`` (change vs the plain model of the real set and of the controls' mean). ``reference``: the
     harmless prompts that ``mean`` effects average over. ``on_reply`` gets every judged reply (see
     ``refusal_rates``) with the run's name as ``variant``. The model is bit-identical afterwards."""
-    runs: list[tuple[str, list[Effect]]] = [("effect", list(effects))]
+    runs: list[tuple[str, list[Effect]]] = [(EFFECT, list(effects))]
     if seeds:
-        runs = [("baseline", [])] + runs + [
-            (f"control seed {s}", [e.on(random_like(e.neurons, lm.arch, s)) for e in effects]) for s in seeds]
+        runs = [(BASELINE, [])] + runs + [
+            (control_name(s), [e.on(random_like(e.neurons, lm.arch, s)) for e in effects]) for s in seeds]
     results, baseline_replies = [], []
     for i, (name, run) in enumerate(runs):
-        title = {"baseline": "The plain model", "effect": "The model with the effect"}.get(
+        title = {BASELINE: "The plain model", EFFECT: "The model with the effect"}.get(
             name, name.replace("control seed", "Random neurons, seed"))
         part = span(progress, i / len(runs), (i + 1) / len(runs), f"{title} ({i + 1}/{len(runs)}): ")
         def record(row: dict, name=name) -> None:
-            if name == "baseline":
+            if name == BASELINE:
                 baseline_replies.append(row)
             on_reply({"variant": name, **row})
         part(0.0, "preparing")
         patches = [e.make_patch(e.neurons) for e in run if e.kind == "patch"]
         is_control = i > 1  # runs: baseline, effect, then the controls
-        if is_control and len(patches) == len(run) and all(changes_nothing(lm, p) for p in patches):
+        if name == BASELINE and baseline is not None:
+            results.append(baseline)
+        elif is_control and len(patches) == len(run) and all(changes_nothing(lm, p) for p in patches):
             results.append(results[0])  # it changes no weight: the plain model's result and replies
             for row in baseline_replies:
                 record(row)
-            continue
-        with applied(lm, run, patches, reference) as interventions:
-            results.append(evaluate(lm, prompts, langs, interventions, max_new_tokens, batch_size, progress=part,
-                                    on_reply=record if on_reply else None))
+        else:
+            with applied(lm, run, patches, reference) as interventions:
+                results.append(evaluate(lm, prompts, langs, interventions, max_new_tokens, batch_size, progress=part,
+                                        on_reply=record if on_reply else None, mc_questions=mc_questions))
+        if on_run:
+            on_run(name, results[-1])
     progress(1.0, "Evaluation done")
     out = {**results[1 if seeds else 0], "effects": [e.describe() for e in effects]}
     if seeds:

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from webui import state
-from webui.evaluations import (control_variants, eval_fill, eval_settings, evaluate_variants, evaluation_work,
+from webui.evaluations import (eval_fill, eval_settings, evaluate_experiment, evaluation_work,
                                show_evaluation)
 from webui.jobs import job, job_note, preset_picker, time_estimate
 from webui.models import model_or_stop
@@ -22,13 +22,10 @@ if shipped := shipped_experiments("effects"):
                                  f"shipped_{name}")
 interventions = state.session_interventions().get(role, [])
 patch = state.session_patch(role)
-available = {"plain": (role, None, [])}
-if interventions:
-    available["intervened"] = (role, None, interventions)
-if patch is not None:
-    available["patched"] = (role, patch, [])
-chosen = st.multiselect("Variants", list(available), default=list(available), key=f"ev_variants_{role}",
-                        help="intervened: the interventions set on *Intervene & chat*; patched: the weight patch "
+available = ["plain"] + ["intervened"] * bool(interventions) + ["patched"] * (patch is not None)
+chosen = st.multiselect("Variants", available, default=available, key=f"ev_variants_{role}",
+                        help="plain: the model as loaded (always measured: the effects are told against it); "
+                             "intervened: the interventions set on *Intervene & chat*; patched: the weight patch "
                              "applied on *Transfer*. Each appears once you have set one.")
 if interventions:
     st.caption(f"intervened = {describe_interventions(interventions)}, switched on on *Intervene & chat* (clear it "
@@ -43,14 +40,14 @@ seeds = st.number_input("Random-neuron controls (seeds)", 0, 5, key="ev_seeds", 
                              "per seed, so that an effect can be told apart from what any neurons would do. A "
                              "patch gets controls when the model it was taken from is loaded as the other role.")
 effects = len([name for name in chosen if name != "plain"])
+runs = 1 + effects * (1 + seeds)  # the plain model, then each effect and its controls
 if chosen and settings["langs"]:
-    time_estimate(role, evaluation_work(settings, len(chosen) + seeds * effects, role if "plain" in chosen else None))
+    time_estimate(role, evaluation_work(settings, runs, role))
 if st.button("Run evaluation", type="primary", key="ev_run", disabled=not (chosen and settings["langs"])):
-    variants = {name: available[name] for name in chosen}
-    variants.update(control_variants(role, interventions if "intervened" in chosen else [],
-                                     patch if "patched" in chosen else None, seeds))
-    with job("evaluation", len(variants), "model variants", "Evaluating…") as (report, keep):
-        evaluate_variants(variants, settings, report, lambda results: keep(results, len(results)))
+    with job("evaluation", runs, "model variants", "Evaluating…") as (report, keep):
+        evaluate_experiment(role, interventions if "intervened" in chosen else [],
+                            patch if "patched" in chosen else None, settings, seeds, report,
+                            lambda results: keep(results, len(results)))
 job_note("evaluation")
 if "evaluation" in st.session_state:
     show_evaluation(st.session_state["evaluation"], "evaluation")
