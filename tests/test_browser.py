@@ -281,3 +281,36 @@ def test_the_tour_from_a_cold_page(playwright_api, server, tmp_path):
     print("\ntour timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     if TOUR_TIMINGS:
         Path(TOUR_TIMINGS).write_text(json.dumps(timings, indent=1))
+
+
+def test_stop_keeps_what_the_job_finished(playwright_api, server):
+    """A real click on a job's Stop button: an evaluation of the plain model, the intervened one and its random
+    control is stopped once the plain model is measured; the page says so and still shows the plain model."""
+    with playwright_api() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROME_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(UI_TIMEOUT)
+            page.goto(server)
+            page.locator(".st-key-load_models button").click()
+            page.locator('[data-testid="stSidebar"]').get_by_text("✅ target:").wait_for(timeout=LOAD_TIMEOUT)
+            settle(page, LOAD_TIMEOUT)
+            goto(page, "intervene")
+            typed = page.locator(".st-key-iv_typed input")
+            typed.fill("0-1 mlp *")
+            typed.press("Enter")
+            page.get_by_text("intervention on").wait_for()
+            settle(page)
+            goto(page, "evaluate")
+            page.locator(".st-key-ev_run button").click()
+            bar = page.locator('[data-testid="stProgress"]')
+            bar.get_by_text("intervened:").wait_for(timeout=WORK_TIMEOUT)  # the plain model is measured
+            page.locator(".st-key-evaluation_stop button").first.click()
+            settle(page)
+            main = page.locator('[data-testid="stMain"]')
+            note = main.get_by_text("Stopped after 1 of 3 model variants")
+            note.wait_for()
+            assert "(0 s)" not in note.inner_text()  # the time until the stop
+            page.locator(".st-key-evaluation_chart").wait_for()  # the plain model's bars stay
+        finally:
+            browser.close()

@@ -48,11 +48,13 @@ def job(key: str, of: int, unit: str, text: str) -> Iterator[tuple[Tracker, Call
             def keep(result: object, done: int) -> None:
                 st.session_state[key] = result
                 notes[key] = JobNote(done, of, unit, tracker.elapsed)
-            yield tracker, keep
-    except Exception:  # a failed job (a stop is no Exception: it keeps its note)
+            try:
+                yield tracker, keep
+            finally:  # finished or stopped (a stop is no Exception): the job's time so far
+                notes[key] = replace(notes[key], seconds=tracker.elapsed)
+    except Exception:  # a failed job
         notes.pop(key, None)
         raise
-    notes[key] = replace(notes[key], seconds=tracker.elapsed)
 
 
 def stopped(key: str) -> bool:
