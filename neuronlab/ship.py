@@ -24,7 +24,8 @@ from neuronlab.progress import Progress, no_progress
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.analysis.scan import ScanResult, run_scan, select_sets
 from neuronlab.transfer.curve import minimal_subset
-from neuronlab.transfer.ranking import rank_scores, top_neurons, transfer_patch
+from neuronlab.neurons.scores import Scores
+from neuronlab.transfer.ranking import rank_scores, transfer_patch
 
 MANIFEST_FORMAT = "neuronlab.shipped-manifest/1"
 COMMAND = "python -m neuronlab ship"
@@ -65,8 +66,8 @@ def ship_scan(lm: LoadedModel, method: str, out: Path, progress: Progress = no_p
 def as_shipped(result: ScanResult) -> ScanResult:
     """The scan with its importances rounded as they are shipped, so that sets chosen from it are the
     sets a shipped scan gives."""
-    importance = {lang: {label: {s: shipped.storable(t).float() for s, t in sites.items()}
-                         for label, sites in labels.items()} for lang, labels in result.importance.items()}
+    importance = {lang: {label: Scores({s: shipped.storable(t).float() for s, t in scores.items()})
+                         for label, scores in labels.items()} for lang, labels in result.importance.items()}
     return replace(result, importance=importance)
 
 
@@ -110,7 +111,7 @@ def _suppress(lms: dict[str, LoadedModel], settings: dict, progress: Progress) -
 def _transfer(lms: dict[str, LoadedModel], settings: dict, progress: Progress) -> dict:
     donor, target = lms["donor"], lms["target"]
     progress(0.0, f"ranking by {settings['ranking']}")
-    neurons = top_neurons(rank_scores(settings["ranking"], donor, target), count=settings["count"])
+    neurons = rank_scores(settings["ranking"], donor, target).top(count=settings["count"])
     neurons = neurons.renamed(f"top {settings['count']} by {settings['ranking']}")
     patch = transfer_patch(donor, target, neurons, direction="add", ranking=settings["ranking"])
     other = copy_from(donor)  # controls: random neurons copied from the donor

@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from neuronlab import NeuronSet, load_neuron_set
+from neuronlab import NeuronSet, Scores, load_neuron_set
 from neuronlab.data.prompts import bundled_prompts
-from neuronlab.analysis.scan import ScanResult, run_scan, select_sets, top_fraction, write_scan
+from neuronlab.analysis.scan import ScanResult, run_scan, select_sets, write_scan
 from neuronlab.analysis.scoring import ablation_scores, activation_scores, attribution_scores
 
 
@@ -48,10 +48,10 @@ def test_attribution_ranks_neurons_like_exact_ablation(smol, texts):
     assert torch.isnan(exact[6]).sum() == 1536 - 12  # only the asked-for neurons are scored
 
 
-def test_top_fraction_per_layer_skips_nan():
-    scores = torch.tensor([[0.1, 5.0, 3.0, float("nan")], [float("nan")] * 4])
-    chosen = top_fraction(scores, 0.5)
-    assert chosen[0].tolist() == [1, 2] and chosen[1].numel() == 0
+def test_top_per_layer_skips_nan():
+    scores = Scores({"mlp": torch.tensor([[0.1, 5.0, 3.0, float("nan")], [float("nan")] * 4])})
+    chosen = scores.top_per_layer(0.5)
+    assert chosen.grouped().keys() == {(0, "mlp")} and chosen.grouped()[(0, "mlp")].tolist() == [1, 2]
 
 
 def test_select_sets_follows_the_paper_definitions():

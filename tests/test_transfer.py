@@ -8,7 +8,7 @@ from neuronlab import NeuronSet
 from neuronlab.cli import main
 from neuronlab.neurons.sets import random_like
 from neuronlab.neurons.patches import Patch, PatchError, apply_patch, extract_patch, patched
-from neuronlab.transfer.ranking import top_neurons, transfer_patch, weight_diff_scores
+from neuronlab.transfer.ranking import transfer_patch, weight_diff_scores
 
 CHANGED = NeuronSet([(3, "mlp", 7), (3, "mlp", 900), (20, "mlp", 42), (5, "attn_v", 11), (8, "attn_o", 100)])
 
@@ -36,8 +36,8 @@ def state(model):
 
 def test_weight_diff_ranks_the_changed_neurons_first(smol, donor):
     scores = weight_diff_scores(donor, smol, sites=("mlp", "attn_v", "attn_o"))
-    assert top_neurons(scores, count=len(CHANGED)) == CHANGED
-    assert top_neurons(scores, count=2, within=NeuronSet.from_indices(3, "mlp", range(1536))) == \
+    assert scores.top(count=len(CHANGED)) == CHANGED
+    assert scores.top(count=2, within=NeuronSet.from_indices(3, "mlp", range(1536))) == \
         NeuronSet([(3, "mlp", 7), (3, "mlp", 900)])
 
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a check
 from neuronlab import NeuronSet, load_model  # noqa: E402
 from neuronlab.neurons.sets import neuron_sets_json  # noqa: E402
 from neuronlab.data.prompts import bundled_prompts  # noqa: E402
-from neuronlab.transfer.ranking import top_neurons, transfer_patch, weight_diff_scores  # noqa: E402
+from neuronlab.transfer.ranking import transfer_patch, weight_diff_scores  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PATCH_NEURONS = 8
@@ -23,7 +23,7 @@ def main() -> None:
     prompts.to_jsonl(HERE / "prompts.jsonl")
     prompts.to_csv(HERE / "prompts.csv")
     target, donor = load_model("demo-target"), load_model("demo-donor")
-    changed = top_neurons(weight_diff_scores(donor, target), count=PATCH_NEURONS).renamed("donor-changed-8")
+    changed = weight_diff_scores(donor, target).top(count=PATCH_NEURONS).renamed("donor-changed-8")
     few = NeuronSet.from_indices(20, "mlp", [5, 17, 300], name="layer-20-three")
     sets = {changed.name: changed, few.name: few}
     (HERE / "neuron_sets.json").write_text(neuron_sets_json(sets) + "\n")

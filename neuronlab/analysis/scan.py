@@ -1,7 +1,7 @@
 """Safety-neuron scans per language (Who Transfers Safety?, arXiv 2602.01283).
 
 Per language and label (harmful / harmless) a scan scores every neuron (``scoring``); per layer the top
-p% by importance form S(D); monolingual safety neurons MS = S(harmful) \\ S(harmless); shared safety
+p% by importance form S(D) (``Scores.top_per_layer``); monolingual safety neurons MS = S(harmful) \\ S(harmless); shared safety
 neurons SS(lang) = MS(high-resource) ∩ MS(lang) for every other language. Scores are cached on disk per
 (model fingerprint, prompts, method, sites, settings), so a repeat scan is a cache hit and a changed prompt
 set or model never is; after the user's cache, the results shipped for the built-in models
@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from neuronlab.data import shipped
 from neuronlab.paths import cache_root
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.progress import Progress, language_name, no_progress
 from neuronlab.data.prompts import PromptSet
@@ -41,15 +42,15 @@ CACHE_FORMAT = 1
 
 @dataclass
 class ScanResult:
-    """Scores of one scan: ``importance[lang][label][site]`` and ``contrast[lang][site]`` (harmful minus
-    harmless; for ``activation`` the difference of mean activations), each float32 [layers, neurons]."""
+    """Scores of one scan: ``importance[lang][label]`` and ``contrast[lang]`` (harmful minus harmless; for
+    ``activation`` the difference of mean activations), each float32 [layers, neurons] per site."""
 
     model: str
     fingerprint: str
     method: str
     sites: tuple[str, ...]
-    importance: dict[str, dict[str, dict[str, torch.Tensor]]]
-    contrast: dict[str, dict[str, torch.Tensor]]
+    importance: dict[str, dict[str, Scores]]
+    contrast: dict[str, Scores]
     n_prompts: dict[str, dict[str, int]]
     settings: dict
     cache_hits: int = 0  # (language, label) parts read from the user's cache
@@ -158,7 +159,8 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
 
     def result(done: list[str]) -> ScanResult:
         source = means if method == "activation" else importance
-        contrast = {lang: {s: source[lang]["harmful"][s] - source[lang]["harmless"][s] for s in sites} for lang in done}
+        contrast = {lang: Scores({s: source[lang]["harmful"][s] - source[lang]["harmless"][s] for s in sites})
+                    for lang in done}
         return ScanResult(lm.spec, lm.info.fingerprint, method, sites, {lang: importance[lang] for lang in done},
                           contrast, {lang: n_prompts[lang] for lang in done},
                           {**settings, "prompts": chosen.filter(lang=done).content_hash()}, hits, from_assets)
@@ -186,24 +188,13 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
         if on_part:
             on_part({"key": key, "method": method, "sites": list(sites), "lang": lang, "label": label,
                      "n_prompts": len(part), "prompts": part.content_hash(), "settings": dict(settings)}, tensors)
-        importance.setdefault(lang, {})[label] = {s: tensors[f"importance.{s}"] for s in sites}
+        importance.setdefault(lang, {})[label] = Scores({s: tensors[f"importance.{s}"] for s in sites})
         means.setdefault(lang, {})[label] = {s: tensors.get(f"mean.{s}") for s in sites}
         n_prompts.setdefault(lang, {})[label] = len(part)
         progress((j + 1) / len(jobs), f"Scanned {what}")
         if on_language and label == LABELS[-1]:
             on_language(result(langs[:langs.index(lang) + 1]))
     return result(list(langs))
-
-
-def top_fraction(scores: torch.Tensor, fraction: float) -> list[torch.Tensor]:
-    """Per layer, the indices of the top ``fraction`` of neurons by score (NaN never chosen)."""
-    k = max(1, round(fraction * scores.shape[1]))
-    out = []
-    for row in scores:  # [neurons]
-        finite = torch.nan_to_num(row, nan=float("-inf"))
-        n = min(k, int(torch.isfinite(row).sum()))
-        out.append(finite.topk(n).indices.sort().values if n else torch.empty(0, dtype=torch.long))
-    return out
 
 
 @dataclass
@@ -243,15 +234,11 @@ def select_sets(result: ScanResult, top_p: float = DEFAULT_TOP_P, high_resource:
         raise ValueError(f"top-p is a fraction in (0, 1], got {top_p}")
     ms = {}
     for lang, labels in result.importance.items():
-        chosen = {}
-        for label, sites in labels.items():
-            chosen[label] = NeuronSet((layer, site, int(i)) for site, scores in sites.items()
-                                      for layer, idx in enumerate(top_fraction(scores, top_p)) for i in idx)
+        chosen = {label: Scores(scores).top_per_layer(top_p) for label, scores in labels.items()}
         ms[lang] = (chosen["harmful"] - chosen["harmless"]).renamed(lang)
     ss = {lang: ms[high_resource] & s for lang, s in ms.items() if lang != high_resource} if high_resource in ms else {}
     shared = functools.reduce(operator.and_, ms.values()) if ms else NeuronSet()
-    first = next(iter(result.importance.values()))["harmful"]
-    total = sum(t.numel() for t in first.values())
+    total = Scores(next(iter(result.importance.values()))["harmful"]).size
     return SafetyNeurons(ms, ss, shared, top_p, high_resource, total)
 
 

@@ -22,6 +22,7 @@ import torch
 from neuronlab.models.generation import encode_prompts
 from neuronlab.neurons.interventions import scoped_hooks
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.progress import Progress, no_progress
 
@@ -88,8 +89,8 @@ def activation_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[str
 
 
 def ablation_scores(lm: LoadedModel, texts: Sequence[str], neurons: NeuronSet, batch_size: int = 8,
-                    chunk: int = 16, progress: Progress = no_progress) -> dict[str, torch.Tensor]:
-    """{site: [L, N]} exact I(N, D) for ``neurons``; NaN for neurons not asked for."""
+                    chunk: int = 16, progress: Progress = no_progress) -> Scores:
+    """Scores {site: [L, N]}: exact I(N, D) for ``neurons``; NaN for neurons not asked for."""
     arch = lm.arch
     neurons.validate(arch)
     out = {s: torch.full((arch.n_layers, arch.sites[s].size), float("nan")) for s in neurons.sites}
@@ -118,7 +119,7 @@ def ablation_scores(lm: LoadedModel, texts: Sequence[str], neurons: NeuronSet, b
                 total += (h_off - h.unsqueeze(0)).float().norm(dim=-1).sum(1).double().cpu()
             out[site][layer, torch.as_tensor(idx)] = (total / len(texts)).float()
             progress((j + 1) / len(jobs), f"layer {layer}: {k} neurons switched off in turn")
-    return out
+    return Scores(out)
 
 
 def _probes(seed: int, first: int, batch: int, probes: int, hidden: int) -> torch.Tensor:
@@ -130,8 +131,8 @@ def _probes(seed: int, first: int, batch: int, probes: int, hidden: int) -> torc
 
 
 def attribution_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[str], batch_size: int = 8,
-                       probes: int = 8, seed: int = 0, progress: Progress = no_progress) -> dict[str, torch.Tensor]:
-    """{site: [L, N]} first-order estimate of I(N, D) for every neuron of ``sites``."""
+                       probes: int = 8, seed: int = 0, progress: Progress = no_progress) -> Scores:
+    """Scores {site: [L, N]}: first-order estimate of I(N, D) for every neuron of ``sites``."""
     arch = lm.arch
     totals = {s: torch.zeros(arch.n_layers, arch.sites[s].size, dtype=torch.float64) for s in sites}
     n = len(texts)
@@ -156,4 +157,4 @@ def attribution_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[st
                 if s.module == path:
                     totals[site][layer] += estimate[s.offset:s.offset + s.size]
         progress(min(1.0, (i + 1) * batch_size / n), f"{min(n, (i + 1) * batch_size)} of {n} prompts read")
-    return {s: (t / n).float() for s, t in totals.items()}
+    return Scores({s: (t / n).float() for s, t in totals.items()})

@@ -9,7 +9,7 @@ from neuronlab.progress import text_bar
 def cmd_transfer(args) -> None:
     from neuronlab.transfer.compatibility import require_compatible
     from neuronlab.data.prompts import bundled_prompts
-    from neuronlab.transfer.ranking import rank_scores, top_neurons, transfer_patch
+    from neuronlab.transfer.ranking import rank_scores, transfer_patch
 
     if args.count is not None and args.fraction is not None:
         raise ValueError("give --count or --fraction, not both")
@@ -25,7 +25,7 @@ def cmd_transfer(args) -> None:
     if args.search:
         return _transfer_search(args, source, dest, scores, within, few.filter(label="harmful").texts,
                                 few.filter(label="harmless").texts)
-    neurons = top_neurons(scores, count=args.count, fraction=args.fraction, within=within)
+    neurons = scores.top(count=args.count, fraction=args.fraction, within=within)
     patch = transfer_patch(source, dest, neurons, check=False, direction="delete" if args.delete else "add", ranking=args.rank)
     path = patch.save(args.out)
     print(f"{'deletion' if args.delete else 'addition'}: {len(neurons)} neurons from {source.spec} into "

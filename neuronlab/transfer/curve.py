@@ -29,10 +29,11 @@ import torch
 
 from neuronlab.evaluation.metrics import fast_refusal_rate, perplexity
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet, random_like
 from neuronlab.neurons.patches import patched
 from neuronlab.progress import Progress, no_progress
-from neuronlab.transfer.ranking import top_neurons, transfer_patch
+from neuronlab.transfer.ranking import transfer_patch
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def measure(lm: LoadedModel, harmful: Sequence[str], harmless: Sequence[str], be
     return Measure(h_rate, b_rate, h.mean().item(), b.mean().item(), perplexity(lm, benign))
 
 
-def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: dict[str, torch.Tensor],
+def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: Scores,
                    harmful: Sequence[str], harmless: Sequence[str], benign: Sequence[str], lang: str = "en",
                    direction: str = "add", goal: float = 0.7, max_ppl_change: float = 0.01,
                    max_false_refusal: float = 0.1, max_fraction: float = 0.01, start: int = 8, seeds: int = 1,
@@ -137,7 +138,7 @@ def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: dict[str, tor
     is stopped). ``dest`` is bit-identical afterwards."""
     if direction not in ("add", "delete"):
         raise ValueError(f"direction is 'add' or 'delete', not {direction!r}")
-    candidates = len(within) if within is not None else sum(t.numel() for t in scores.values())
+    candidates = len(within) if within is not None else scores.size
     cap = max(1, round(max_fraction * candidates))
     steps = search_steps(start, cap)
     jobs = len(steps) * (1 + seeds) + 1
@@ -155,7 +156,7 @@ def minimal_subset(source: LoadedModel, dest: LoadedModel, scores: dict[str, tor
                           meta={"source": source.spec, "dest": dest.spec, "lang": lang, "seeds": seeds,
                                 "prompts": {"harmful": len(harmful), "harmless": len(harmless)}})
     for i, k in enumerate(steps):
-        neurons = top_neurons(scores, count=k, within=within)
+        neurons = scores.top(count=k, within=within)
         done = 1 + i * (1 + seeds)
         step = f"Step {i + 1} of up to {len(steps)}: "
         moved, share = measured(neurons, done, f"{step}measuring with the top {k} ranked neurons moved")

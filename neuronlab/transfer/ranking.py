@@ -35,6 +35,7 @@ from neuronlab.evaluation.metrics import refusal_openings
 from neuronlab.models.generation import chat_ids, left_padded
 from neuronlab.neurons.interventions import scoped_hooks
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.neurons.patches import Patch, extract_patch, fingerprint
 from neuronlab.progress import Progress, no_progress
@@ -45,8 +46,8 @@ from neuronlab.neurons.sites import Site
 RANKINGS = ("weight-diff", "contrast", "causal", "random")
 
 
-def weight_diff_scores(donor: LoadedModel, target: LoadedModel, sites=("mlp",)) -> dict[str, torch.Tensor]:
-    """{site: [L, N]} L2 norm of (donor − target) over each neuron's weight slices."""
+def weight_diff_scores(donor: LoadedModel, target: LoadedModel, sites=("mlp",)) -> Scores:
+    """Scores {site: [L, N]}: L2 norm of (donor − target) over each neuron's weight slices."""
     out = {}
     for site in sites:
         s = donor.arch.sites[site]
@@ -60,15 +61,15 @@ def weight_diff_scores(donor: LoadedModel, target: LoadedModel, sites=("mlp",)) 
                 total += diff.sum(dim=[d for d in range(diff.dim()) if d != ws.dim]) if diff.dim() > 1 else diff
             per_layer.append(total.sqrt().float())
         out[site] = torch.stack(per_layer)  # [L, N]
-    return out
+    return Scores(out)
 
 
 def contrast_scores(donor: LoadedModel, harmful: list[str], harmless: list[str], sites=("mlp",),
-                    batch_size: int = 8) -> dict[str, torch.Tensor]:
-    """{site: [L, N]} |difference of mean last-token activations| on the donor."""
+                    batch_size: int = 8) -> Scores:
+    """Scores {site: [L, N]}: |difference of mean last-token activations| on the donor."""
     h = activation_scores(donor, harmful, sites, batch_size)
     b = activation_scores(donor, harmless, sites, batch_size)
-    return {s: (h[s]["mean"] - b[s]["mean"]).abs() for s in sites}
+    return Scores({s: (h[s]["mean"] - b[s]["mean"]).abs() for s in sites})
 
 
 def _opening_batch(lm: LoadedModel, prompts: Sequence[str], openings: Sequence[str]) -> tuple[dict, torch.Tensor]:
@@ -123,8 +124,8 @@ def _swap_terms(scope: torch.nn.Module, module: torch.nn.Module, site: Site, par
 
 def causal_scores(source: LoadedModel, dest: LoadedModel, harmful: Sequence[str], harmless: Sequence[str] = (),
                   lang: str = "en", harmless_weight: float = 1.0, sites: Sequence[str] = ("mlp",),
-                  batch_size: int = 4, progress: Progress = no_progress) -> dict[str, torch.Tensor]:
-    """{site: [L, N]} first-order change of R(harmful) − w·R(harmless) in ``dest`` when one neuron's
+                  batch_size: int = 4, progress: Progress = no_progress) -> Scores:
+    """Scores {site: [L, N]}: first-order change of R(harmful) − w·R(harmless) in ``dest`` when one neuron's
     weights are copied from ``source`` (addition: source = donor; deletion: source = target)."""
     arch = dest.arch
     totals = {s: torch.zeros(arch.n_layers, arch.sites[s].size, dtype=torch.float64) for s in sites}
@@ -157,20 +158,21 @@ def causal_scores(source: LoadedModel, dest: LoadedModel, harmful: Sequence[str]
                 totals[site][layer] += delta.cpu()
         progress((j + 1) / len(jobs), f"Estimating how much each neuron moves refusal (batch {j + 1}/{len(jobs)})")
     same = weight_diff_scores(source, dest, sites)
-    return {s: torch.where(same[s] == 0, 0.0, t.float()) for s, t in totals.items()}
+    return Scores({s: torch.where(same[s] == 0, 0.0, t.float()) for s, t in totals.items()})
 
 
-def random_scores(lm: LoadedModel, sites=("mlp",), seed: int = 0) -> dict[str, torch.Tensor]:
+def random_scores(lm: LoadedModel, sites=("mlp",), seed: int = 0) -> Scores:
     gen = torch.Generator().manual_seed(seed)
-    return {s: torch.rand(lm.arch.n_layers, lm.arch.sites[s].size, generator=gen) for s in sites}
+    return Scores({s: torch.rand(lm.arch.n_layers, lm.arch.sites[s].size, generator=gen) for s in sites})
 
 
 def rank_scores(ranking: str, donor: LoadedModel, target: LoadedModel, sites=("mlp",), seed: int = 0,
                 prompts: PromptSet | None = None, delete: bool = False, lang: str = "en",
-                harmless_weight: float = 1.0, progress: Progress = no_progress) -> dict[str, torch.Tensor]:
-    """{site: [L, N]} scores of one of ``RANKINGS`` (highest first is best); ``contrast`` and ``causal``
-    use ``prompts`` (default: the bundled scan prompts of ``lang``). ``causal`` ranks for the transfer's
-    direction: addition raises the target's refusal, deletion (``delete``) lowers the donor's."""
+                harmless_weight: float = 1.0, progress: Progress = no_progress) -> Scores:
+    """Scores {site: [L, N]} of one of ``RANKINGS``, highest first is best (``Scores.top`` takes the top k);
+    ``contrast`` and ``causal`` use ``prompts`` (default: the bundled scan prompts of ``lang``). ``causal``
+    ranks for the transfer's direction: addition raises the target's refusal, deletion (``delete``) lowers
+    the donor's."""
     if ranking in ("contrast", "causal"):
         prompts = prompts if prompts is not None else bundled_prompts(lang, split="scan")
         harmful, harmless = prompts.filter(label="harmful").texts, prompts.filter(label="harmless").texts
@@ -181,24 +183,10 @@ def rank_scores(ranking: str, donor: LoadedModel, target: LoadedModel, sites=("m
     if ranking == "causal":
         source, dest = (target, donor) if delete else (donor, target)
         estimate = causal_scores(source, dest, harmful, harmless, lang, harmless_weight, sites, progress=progress)
-        return {s: -t if delete else t for s, t in estimate.items()}
+        return Scores({s: -t if delete else t for s, t in estimate.items()})
     if ranking == "random":
         return random_scores(donor, sites, seed)
     raise ValueError(f"unknown ranking {ranking!r}; use one of {', '.join(RANKINGS)}")
-
-
-def top_neurons(scores: dict[str, torch.Tensor], count: int | None = None, fraction: float | None = None,
-                within: NeuronSet | None = None) -> NeuronSet:
-    """The ``count`` (or ``fraction`` of all scored) highest-scoring neurons over all layers and sites,
-    optionally only among ``within``."""
-    entries = [(float(v), layer, site, int(i)) for site, t in scores.items()
-               for layer, row in enumerate(t) for i, v in enumerate(row.tolist())
-               if within is None or (layer, site, i) in within]
-    if count is None:
-        total = sum(t.numel() for t in scores.values()) if within is None else len(within)
-        count = len(entries) if fraction is None else max(1, round(fraction * total))
-    entries.sort(key=lambda e: -e[0])
-    return NeuronSet((layer, site, i) for _, layer, site, i in entries[:count])
 
 
 def transfer_patch(donor: LoadedModel, target: LoadedModel, neurons: NeuronSet, check: bool = True, **meta) -> Patch:

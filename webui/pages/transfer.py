@@ -7,11 +7,12 @@ from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.metrics import benign_texts
 from neuronlab.models.host import use_together
 from neuronlab.neurons.patches import Patch, PatchError
+from neuronlab.neurons.scores import Scores
 from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
 from neuronlab.presets import PRESETS, CurveSize, Preset, curve_work, ranking_work
 from neuronlab.progress import Work, shares, span
 from neuronlab.transfer.curve import curve_frame, minimal_subset, search_steps
-from neuronlab.transfer.ranking import RANKINGS, rank_scores, top_neurons, transfer_patch
+from neuronlab.transfer.ranking import RANKINGS, rank_scores, transfer_patch
 from webui import state
 from webui.evaluations import eval_fill, eval_settings, evaluate_variants, evaluation_work, show_evaluation
 from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
@@ -63,8 +64,8 @@ def amount() -> dict:
     return {"fraction": percent / 100}
 
 
-def ranked(d, t, direction: str, ranking: str, sites, seed: int, per_label: int, report) -> dict:
-    """{site: [L, N]} scores of ``ranking`` for the transfer's direction."""
+def ranked(d, t, direction: str, ranking: str, sites, seed: int, per_label: int, report) -> Scores:
+    """The scores {site: [L, N]} of ``ranking`` for the transfer's direction."""
     few = bundled_prompts("en", split="scan").head(per_label) if ranking == "causal" else None
     report(0.0, f"Ranking neurons by {ranking}")
     return rank_scores(ranking, d, t, sites, seed, few, delete=direction == "delete", progress=report)
@@ -81,7 +82,7 @@ def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, se
     with job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
         with use_together(donor, target) as (d, t):
             scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
-            neurons = top_neurons(scores, within=within, **how_many)
+            neurons = scores.top(within=within, **how_many)
             report(ends[0], f"Copying {len(neurons):,} neurons' weights")
             source, into = (d, t) if direction == "add" else (t, d)
             patch = transfer_patch(source, into, neurons, check=False, direction=direction, ranking=ranking)
