@@ -12,7 +12,7 @@ from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.judge import is_refusal
 from neuronlab.neurons.patches import Patch
-from tests.support.apptest import app, figure, navigation_only, page, run  # noqa: F401  (navigation_only: autouse fixture)
+from tests.support.apptest import app, figure, page, run
 from tests.support.builders import scrambled_patch
 from webui import state
 

@@ -3,7 +3,7 @@ from neuronlab.evaluation.metrics import mc_items
 from neuronlab.presets import PRESETS
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.analysis.scan import run_scan
-from tests.support.apptest import app, figure, navigation_only, page, run  # noqa: F401  (navigation_only: autouse fixture)
+from tests.support.apptest import app, figure, page, run
 from webui import state
 from webui.jobs import JobNote
 

@@ -2,25 +2,10 @@
 import json
 from pathlib import Path
 
-import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parent.parent.parent / "app.py"
 TIMEOUT = 180
-
-
-@pytest.fixture(autouse=True)
-def navigation_only(monkeypatch):
-    """AppTest resets PagesManager.uses_pages_directory before every run, and with a pages/ folder beside app.py
-    it then runs page files directly (legacy multipage mode), skipping app.py. The server keeps the flag off
-    once st.navigation has run; so do the tests."""
-    init = PagesManager.__init__
-
-    def init_navigation(self, *args, **kwargs):
-        PagesManager.uses_pages_directory = False
-        init(self, *args, **kwargs)
-    monkeypatch.setattr(PagesManager, "__init__", init_navigation)
 
 
 def run(target) -> AppTest:
