@@ -21,7 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import neuronlab.analysis.scan  # noqa: E402
@@ -61,12 +60,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    init = PagesManager.__init__
-
-    def navigation_only(self, *a, **kw) -> None:  # AppTest resets the flag every run; the server keeps it off
-        PagesManager.uses_pages_directory = False
-        init(self, *a, **kw)
-    PagesManager.__init__ = navigation_only
     scans = tempfile.mkdtemp(prefix="neuronlab-bench-")
     neuronlab.analysis.scan.cache_root = lambda: Path(scans)  # scans are never cache hits
 

@@ -2,64 +2,21 @@
 interaction works (tiny-llama where shapes are all that matter, demo-target where behaviour matters)."""
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
-from test_host import scrambled_patch
 
 from neuronlab import Intervention, NeuronSet, load_model
 from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.judge import is_refusal
 from neuronlab.neurons.patches import Patch
+from tests.support.apptest import app, figure, page, run
+from tests.support.builders import scrambled_patch
 from webui import state
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGES = ["start", "tour", "models", "safety_neurons", "overlap", "intervene", "transfer", "evaluate"]
-TIMEOUT = 180
-
-
-@pytest.fixture(autouse=True)
-def navigation_only(monkeypatch):
-    """AppTest resets PagesManager.uses_pages_directory before every run, and with a pages/ folder beside app.py
-    it then runs page files directly (legacy multipage mode), skipping app.py. The server keeps the flag off
-    once st.navigation has run; so do the tests."""
-    init = PagesManager.__init__
-
-    def init_navigation(self, *args, **kwargs):
-        PagesManager.uses_pages_directory = False
-        init(self, *args, **kwargs)
-    monkeypatch.setattr(PagesManager, "__init__", init_navigation)
-
-
-def run(target) -> AppTest:
-    """Rerun the app (``target``: the AppTest or a widget just changed) and check no exception was shown."""
-    at = target.run(timeout=TIMEOUT)
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def app(model: str | None = None) -> AppTest:
-    """A fresh session; with ``model``, target and donor are that built-in, loaded."""
-    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT))
-    if model:
-        at.selectbox(key="target_pick").select(model)
-        at.selectbox(key="donor_pick").select(model)
-        run(at.button(key="load_models").click())
-        assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def page(at: AppTest, name: str) -> AppTest:
-    return run(at.switch_page(f"webui/pages/{name}.py"))
-
-
-def figure(at: AppTest, index: int = 0) -> dict:
-    """The plotly figure (as JSON) of the index-th chart on the page."""
-    return json.loads(at.get("plotly_chart")[index].proto.spec)
 
 
 def values(v) -> np.ndarray:

@@ -11,6 +11,7 @@ from neuronlab.evaluation.metrics import (Rate, _token_logprobs, benign_texts, m
                                   examples_table, refusal_rates, refusal_score, results_table)
 from neuronlab.models.generation import chat_text
 from neuronlab.data.prompts import bundled_prompts
+from tests.support.builders import fake_result
 
 BREAK = Intervention(NeuronSet((layer, "mlp", i) for layer in range(2) for i in range(1536)), "suppress")
 
@@ -84,16 +85,6 @@ def test_eval_verb_prints_the_json_contract(capsys):
 def test_eval_verb_rejects_bad_input(args, capsys):
     assert main(["eval", "--model", "tiny-llama", *args]) == 2
     assert "error:" in capsys.readouterr().err
-
-
-def fake_result(harmful: int, harmless: int, n: int = 10, langs=("en", "zh"), ppl: float = 12.0) -> dict:
-    """An ``evaluate`` result with the given refusal counts in every language."""
-    def block(k: int, label: str) -> dict:
-        return {**Rate(k, n).to_dict(), "reply_languages": {"en": n - 1, "zh": 1},
-                "examples": [{"prompt": f"{label} 1", "reply": "No.", "refusal": True, "reply_lang": "en"}]}
-    languages = {lang: {"harmful": block(harmful, "harmful"), "harmless": block(harmless, "harmless"),
-                        "perplexity": ppl + i} for i, lang in enumerate(langs)}
-    return {"languages": languages, "utility": {"perplexity": ppl, "mc_accuracy": 0.5, "mc_stderr": 0.1, "mc_n": 20}}
 
 
 def test_results_table_has_every_number_with_its_interval():

@@ -7,18 +7,9 @@ import torch
 
 from neuronlab import NeuronSet, fingerprint
 from neuronlab.models.generation import Sampling, generate
-from neuronlab.neurons.patches import Patch, PatchError, extract_patch
+from neuronlab.neurons.patches import Patch, PatchError
 from neuronlab.models.host import HostedModel, use_together
-
-NEURONS = NeuronSet([(0, "mlp", i) for i in range(64)] + [(2, "attn_v", 3)])
-
-
-def scrambled_patch(lm, neurons: NeuronSet = NEURONS, seed: int = 0) -> Patch:
-    """A patch made for ``lm`` that writes random weights into ``neurons`` (so it visibly changes it)."""
-    patch = extract_patch(lm, neurons, target_fingerprint=lm.info.fingerprint)
-    gen = torch.Generator().manual_seed(seed)
-    return Patch(patch.neurons, {k: torch.randn(v.shape, generator=gen) for k, v in patch.tensors.items()},
-                 patch.meta)
+from tests.support.builders import scrambled_patch
 
 
 def logits(lm) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The house rules, checked on the source: stages import only earlier stages, no import cycles (imports
-inside functions included), no Streamlit in the backend, no private names imported across modules, and no
-module over 400 lines."""
+inside functions included), no Streamlit in the backend, no private names imported across modules, no
+module over 400 lines, and no test module importing another."""
 from __future__ import annotations
 
 import ast
@@ -136,3 +136,22 @@ def test_modules_stay_small(path):
 def test_streamlit_lives_in_webui_and_app_only():
     top = [p.name for p in ROOT.glob("*.py") if "streamlit" in p.read_text(encoding="utf-8") and p.name != "app.py"]
     assert not top, f"Streamlit code at the top level: {top}; it belongs in webui/"
+
+
+def test_no_test_module_imports_another():
+    """Shared test helpers live in tests/support (fixtures in tests/conftest.py); a test module importing
+    another runs that module's imports and couples the two, so none does (conftest included)."""
+    tests = ROOT / "tests"
+    own = {p.stem for p in tests.glob("test_*.py")} | {"conftest"}
+
+    def loads(module: str, names: list[str]) -> list[str]:
+        parts = module.split(".")
+        if parts[0] in own:  # import test_x / from test_x import ... (tests/ on sys.path)
+            return [parts[0]]
+        if parts[0] == "tests" and len(parts) > 1 and parts[1] in own:  # tests.test_x, from .test_x import ...
+            return [parts[1]]
+        return [n for n in names if n in own] if module == "tests" else []  # from tests import test_x
+
+    wrong = [f"{p.relative_to(ROOT)}:{line} imports {t}" for p in sorted(tests.glob("test_*.py"))
+             for mod, names, line in imports(p) for t in loads(mod, names)]
+    assert not wrong, wrong

@@ -1,6 +1,5 @@
 """Overlap math: exclusive regions, Jaccard (whole and per layer) and per-layer counts against brute force."""
 import math
-import random
 from itertools import combinations
 
 import pandas as pd
@@ -8,29 +7,7 @@ import pytest
 
 from neuronlab import NeuronSet
 from neuronlab.analysis.overlap import counts_by_layer, exclusive_regions, jaccard, jaccard_by_layer, jaccard_matrix
-
-EN = NeuronSet([(0, "mlp", 1), (0, "mlp", 2), (1, "mlp", 5), (2, "attn_q", 3)])
-ZH = NeuronSet([(0, "mlp", 2), (1, "mlp", 5), (1, "mlp", 6)])
-KO = NeuronSet([(0, "mlp", 2), (2, "attn_q", 3), (3, "mlp", 0)])
-SMALL = {"en": EN, "zh": ZH, "ko": KO}
-
-
-def random_sets(seed: int, n_langs: int, n_layers: int = 6) -> dict[str, NeuronSet]:
-    rng = random.Random(seed)
-    langs = ["en", "zh", "ko", "th", "bn", "sw"][:n_langs]
-    return {lang: NeuronSet({(rng.randrange(n_layers), rng.choice(["mlp", "attn_o"]), rng.randrange(30))
-                             for _ in range(rng.randrange(0, 80))}) for lang in langs}
-
-
-def brute_regions(sets: dict[str, NeuronSet]) -> dict[frozenset, int]:
-    """Region counts from plain Python set operations: in every set of the combination, in no other."""
-    out = {}
-    for k in range(1, len(sets) + 1):
-        for combo in combinations(sets, k):
-            inside = set.intersection(*(set(sets[n]) for n in combo))
-            outside = set().union(*(set(sets[n]) for n in sets if n not in combo))
-            out[frozenset(combo)] = len(inside - outside)
-    return out
+from tests.support.builders import EN, KO, SMALL, ZH, brute_regions, random_sets
 
 
 def test_exclusive_regions_by_hand():

@@ -11,8 +11,7 @@ from neuronlab import NeuronSet
 from neuronlab.plots import (FONT, counts_by_language_figure, evaluation_figure, jaccard_figure, jaccard_matrix_figure,
                              score_heatmap, similarity_figure, upset_figure, venn_figure)
 from neuronlab.evaluation.metrics import Rate, results_table
-from test_evaluation import fake_result
-from test_overlap import SMALL, brute_regions, random_sets
+from tests.support.builders import SMALL, brute_regions, fake_result, random_sets
 
 
 # ---- score heatmap --------------------------------------------------------------------------------

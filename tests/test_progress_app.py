@@ -1,10 +1,9 @@
 """Presets, time estimates and stopped jobs in the app (AppTest, tiny-llama: only the plumbing matters)."""
-from test_app import app, figure, navigation_only, page, run  # noqa: F401  (navigation_only: autouse fixture)
-
 from neuronlab.evaluation.metrics import mc_items
 from neuronlab.presets import PRESETS
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.analysis.scan import run_scan
+from tests.support.apptest import app, figure, page, run
 from webui import state
 from webui.jobs import JobNote
 

@@ -1,0 +1,35 @@
+"""Drive the Streamlit app through streamlit.testing.v1.AppTest (tests/test_app.py, tests/test_progress_app.py)."""
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parent.parent.parent / "app.py"
+TIMEOUT = 180
+
+
+def run(target) -> AppTest:
+    """Rerun the app (``target``: the AppTest or a widget just changed) and check no exception was shown."""
+    at = target.run(timeout=TIMEOUT)
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def app(model: str | None = None) -> AppTest:
+    """A fresh session; with ``model``, target and donor are that built-in, loaded."""
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    if model:
+        at.selectbox(key="target_pick").select(model)
+        at.selectbox(key="donor_pick").select(model)
+        run(at.button(key="load_models").click())
+        assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def page(at: AppTest, name: str) -> AppTest:
+    return run(at.switch_page(f"webui/pages/{name}.py"))
+
+
+def figure(at: AppTest, index: int = 0) -> dict:
+    """The plotly figure (as JSON) of the index-th chart on the page."""
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
