@@ -40,7 +40,7 @@ BROWSER_MODULES = {"test_browser"}  # headless Chromium against a running app
 
 def pytest_collection_modifyitems(config, items):
     """Mark ``real_model`` every test that uses a real-model fixture, ``app`` every test of a module that drives
-    the app through AppTest (named above, or importing AppTest itself) and ``browser`` the browser tests, so
+    the app through AppTest (named above, or importing AppTest or the AppTest helpers of tests/support) and ``browser`` the browser tests, so
     new tests get their marks without a decorator. A test that loads a real model another way (a built-in name
     given to ``load_model`` or to the CLI) carries ``@pytest.mark.real_model`` itself."""
     for item in items:
@@ -48,7 +48,9 @@ def pytest_collection_modifyitems(config, items):
         name = module.__name__.rpartition(".")[2] if module else ""
         if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real_model)
-        if name in APP_MODULES or (module is not None and hasattr(module, "AppTest")):
+        drives_app = module is not None and (hasattr(module, "AppTest") or any(
+            getattr(v, "__module__", "") == "tests.support.apptest" for v in vars(module).values()))
+        if name in APP_MODULES or drives_app:
             item.add_marker(pytest.mark.app)
         if name in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)

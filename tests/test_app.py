@@ -12,7 +12,7 @@ from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.judge import is_refusal
 from neuronlab.neurons.patches import Patch
-from tests.support.apptest import app, figure, page, run
+from tests.support.apptest import app, figure, page, quick_eval, run
 from tests.support.builders import scrambled_patch
 from webui import state
 
@@ -131,13 +131,6 @@ def test_intervention_changes_the_reply_and_sessions_stay_apart():
 
     run(patched_session.button(key="iv_reset").click())
     assert patched_session.text_input(key="iv_typed").value == ""
-
-
-def quick_eval(at: AppTest, key: str) -> None:
-    """One held-out prompt per label in English, short replies."""
-    run(at.multiselect(key=f"{key}_langs").set_value(["en"]))
-    run(at.number_input(key=f"{key}_per_label").set_value(1))
-    run(at.number_input(key=f"{key}_tokens").set_value(8))
 
 
 def test_transfer_makes_a_patch_to_download_measure_and_apply():

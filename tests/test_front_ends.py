@@ -7,7 +7,7 @@ import torch
 from neuronlab import Intervention, NeuronSet
 from neuronlab.cli import main
 from neuronlab.neurons.patches import Patch
-from test_app import app, page, quick_eval, run
+from tests.support.apptest import app, page, quick_eval, run
 from webui import state
 
 SUPPRESSED = NeuronSet((1, "mlp", i) for i in range(8))

@@ -33,3 +33,10 @@ def page(at: AppTest, name: str) -> AppTest:
 def figure(at: AppTest, index: int = 0) -> dict:
     """The plotly figure (as JSON) of the index-th chart on the page."""
     return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def quick_eval(at: AppTest, key: str) -> None:
+    """One held-out prompt per label in English, short replies."""
+    run(at.multiselect(key=f"{key}_langs").set_value(["en"]))
+    run(at.number_input(key=f"{key}_per_label").set_value(1))
+    run(at.number_input(key=f"{key}_tokens").set_value(8))
