@@ -25,7 +25,8 @@ from neuronlab.data.prompts import bundled_prompts
 from neuronlab.analysis.scan import ScanResult, run_scan, select_sets
 from neuronlab.transfer.curve import minimal_subset
 from neuronlab.neurons.scores import Scores
-from neuronlab.transfer.ranking import rank_scores, transfer_patch
+from neuronlab.transfer.plan import make_transfer
+from neuronlab.transfer.ranking import rank_scores
 
 MANIFEST_FORMAT = "neuronlab.shipped-manifest/1"
 COMMAND = "python -m neuronlab ship"
@@ -111,9 +112,8 @@ def _suppress(lms: dict[str, LoadedModel], settings: dict, progress: Progress) -
 def _transfer(lms: dict[str, LoadedModel], settings: dict, progress: Progress) -> dict:
     donor, target = lms["donor"], lms["target"]
     progress(0.0, f"ranking by {settings['ranking']}")
-    neurons = rank_scores(settings["ranking"], donor, target).top(count=settings["count"])
-    neurons = neurons.renamed(f"top {settings['count']} by {settings['ranking']}")
-    patch = transfer_patch(donor, target, neurons, direction="add", ranking=settings["ranking"])
+    made = make_transfer(donor, target, settings["ranking"], "add", count=settings["count"])
+    neurons, patch = made.neurons.renamed(f"top {settings['count']} by {settings['ranking']}"), made.patch
     other = copy_from(donor)  # controls: random neurons copied from the donor
 
     def make(n):

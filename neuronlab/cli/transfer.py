@@ -7,30 +7,35 @@ from neuronlab.progress import text_bar
 
 
 def cmd_transfer(args) -> None:
-    from neuronlab.transfer.compatibility import require_compatible
     from neuronlab.data.prompts import bundled_prompts
-    from neuronlab.transfer.ranking import rank_scores, transfer_patch
+    from neuronlab.transfer.compatibility import require_compatible
+    from neuronlab.transfer.plan import make_transfer
+    from neuronlab.transfer.ranking import rank_scores
 
     if args.count is not None and args.fraction is not None:
         raise ValueError("give --count or --fraction, not both")
     donor, target = load_lm(args, args.donor), load_lm(args, args.target)
     require_compatible(donor, target)
-    source, dest = (target, donor) if args.delete else (donor, target)
+    direction = "delete" if args.delete else "add"
     within = load_neuron_set(args.neurons).validate(donor.arch) if args.neurons else None
-    sites = tuple(within.sites) if within else ("mlp",)
     scan = bundled_prompts(args.lang, split="scan")
     few = scan.head(args.limit)  # the causal pass and the search measure every prompt many times
-    scores = rank_scores(args.rank, donor, target, sites, args.seed, few if args.rank == "causal" else scan,
-                         args.delete, args.lang, args.harmless_weight, text_bar())
+    prompts = few if args.rank == "causal" else scan
     if args.search:
+        source, dest = (target, donor) if args.delete else (donor, target)
+        sites = tuple(within.sites) if within else ("mlp",)
+        scores = rank_scores(args.rank, donor, target, sites, args.seed, prompts, args.delete, args.lang,
+                             args.harmless_weight, text_bar())
         return _transfer_search(args, source, dest, scores, within, few.filter(label="harmful").texts,
                                 few.filter(label="harmless").texts)
-    neurons = scores.top(count=args.count, fraction=args.fraction, within=within)
-    patch = transfer_patch(source, dest, neurons, check=False, direction="delete" if args.delete else "add", ranking=args.rank)
+    made = make_transfer(donor, target, args.rank, direction, within, count=args.count, fraction=args.fraction,
+                         seed=args.seed, prompts=prompts, lang=args.lang, harmless_weight=args.harmless_weight,
+                         check=False, progress=text_bar())
+    neurons, patch = made.neurons, made.patch
     path = patch.save(args.out)
-    print(f"{'deletion' if args.delete else 'addition'}: {len(neurons)} neurons from {source.spec} into "
-          f"{dest.spec} ({patch.meta['values']:,} weights, {patch.meta['share_of_parameters']:.4%} of parameters), "
-          f"ranked by {args.rank}")
+    print(f"{'deletion' if args.delete else 'addition'}: {len(neurons)} neurons from {patch.meta['source']} into "
+          f"{patch.meta['target']} ({patch.meta['values']:,} weights, {patch.meta['share_of_parameters']:.4%} of "
+          f"parameters), ranked by {args.rank}")
     print("per layer:", ", ".join(f"{layer}:{n}" for layer, n in neurons.per_layer_counts().items()))
     print(f"wrote {path}")
 

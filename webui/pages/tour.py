@@ -15,7 +15,7 @@ from neuronlab.models.host import use_together
 from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import patched
 from neuronlab.plots import score_heatmap, venn_figure
-from neuronlab.transfer.ranking import rank_scores, transfer_patch
+from neuronlab.transfer.plan import make_transfer
 from webui.models import DEMO, load
 from webui.widgets import chart, header, progress
 
@@ -165,8 +165,8 @@ def transfer() -> None:
     sampling = Sampling(max_new_tokens=TOKENS)
     with progress("Ranking the donor's neurons by how much their weights differ…") as report, \
             use_together(load(DONOR), load(TARGET)) as (donor, target):
-        neurons = rank_scores(TRANSFER.settings["ranking"], donor, target).top(count=MOVED)
-        patch = transfer_patch(donor, target, neurons, check=False)
+        made = make_transfer(donor, target, TRANSFER.settings["ranking"], "add", count=MOVED, check=False)
+        neurons, patch = made.neurons, made.patch
         report(0.3, "Asking demo-target as it is…")
         plain = generate(target, question, [], sampling)
         report(0.6, f"Asking demo-target with {len(neurons)} of the donor's neurons copied in…")

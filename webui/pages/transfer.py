@@ -3,7 +3,7 @@ import streamlit as st
 
 from neuronlab import NeuronSetError
 from neuronlab.analysis.scan import SITE_GROUPS
-from neuronlab.data.prompts import bundled_prompts
+from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.evaluation.metrics import benign_texts
 from neuronlab.models.host import use_together
 from neuronlab.neurons.patches import Patch, PatchError
@@ -12,7 +12,8 @@ from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
 from neuronlab.presets import PRESETS, CurveSize, Preset, curve_work, ranking_work
 from neuronlab.progress import Work, shares, span
 from neuronlab.transfer.curve import curve_frame, minimal_subset, search_steps
-from neuronlab.transfer.ranking import RANKINGS, rank_scores, transfer_patch
+from neuronlab.transfer.plan import make_transfer
+from neuronlab.transfer.ranking import RANKINGS, rank_scores
 from webui import state
 from webui.evaluations import eval_fill, eval_settings, evaluate_variants, evaluation_work, show_evaluation
 from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
@@ -64,11 +65,16 @@ def amount() -> dict:
     return {"fraction": percent / 100}
 
 
+def few_prompts(ranking: str, per_label: int) -> PromptSet | None:
+    """The causal ranking's prompts (it measures each many times); None: the ranking's default."""
+    return bundled_prompts("en", split="scan").head(per_label) if ranking == "causal" else None
+
+
 def ranked(d, t, direction: str, ranking: str, sites, seed: int, per_label: int, report) -> Scores:
     """The scores {site: [L, N]} of ``ranking`` for the transfer's direction."""
-    few = bundled_prompts("en", split="scan").head(per_label) if ranking == "causal" else None
     report(0.0, f"Ranking neurons by {ranking}")
-    return rank_scores(ranking, d, t, sites, seed, few, delete=direction == "delete", progress=report)
+    return rank_scores(ranking, d, t, sites, seed, few_prompts(ranking, per_label), delete=direction == "delete",
+                       progress=report)
 
 
 def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, seed: int, per_label: int,
@@ -81,12 +87,11 @@ def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, se
     steps = 3 if settings else 1
     with job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
         with use_together(donor, target) as (d, t):
-            scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
-            neurons = scores.top(within=within, **how_many)
-            report(ends[0], f"Copying {len(neurons):,} neurons' weights")
-            source, into = (d, t) if direction == "add" else (t, d)
-            patch = transfer_patch(source, into, neurons, check=False, direction=direction, ranking=ranking)
-        made = {"patch": patch, "dest": dest, "layers": into.arch.n_layers, "results": None}
+            report(0.0, f"Ranking neurons by {ranking}")
+            patch = make_transfer(d, t, ranking, direction, within, sites, seed=seed,
+                                  prompts=few_prompts(ranking, per_label), check=False,
+                                  progress=span(report, 0.0, ends[0]), **how_many).patch
+        made = {"patch": patch, "dest": dest, "layers": d.arch.n_layers, "results": None}
         keep(made, 1)
         if settings:
             evaluate_variants({"before": (dest, None, []), "after": (dest, patch, [])}, settings,
