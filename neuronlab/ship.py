@@ -187,11 +187,11 @@ def readme_text(manifest: dict) -> str:
     lines = [
         "# Shipped results for the built-in models", "",
         f"Made by `{COMMAND}` (all items; `--only NAME[,NAME]` for some, `scans` for every scan) and read by",
-        "`neuronlab/shipped.py`: the app and the command line show them at once for the built-in models, and",
+        "`neuronlab/data/shipped.py`: the app and the command line show them at once for the built-in models, and",
         "compute as before for any other model, prompt set or setting. Do not edit by hand: rerun the command.", "",
         "- `scans/<key>.safetensors`: one (language, label) part of a scan, under the key of the user's scan cache",
         "  (model fingerprint, prompts, method, sites, settings); float16 scores with metadata, checked on load.",
-        "- `experiments/<name>.json`: a standard experiment (`neuronlab.shipped.EXPERIMENTS`), used only for the",
+        "- `experiments/<name>.json`: a standard experiment (`neuronlab.data.shipped.EXPERIMENTS`), used only for the",
         "  models (fingerprints) and settings it was made with.",
         "- `manifest.json`: every file's sha256 and size, and each item's command and time.", "",
         f"Total: {manifest['total_bytes'] / 1e6:.1f} MB in {len(manifest['files'])} files.", "",

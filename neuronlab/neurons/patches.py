@@ -222,7 +222,7 @@ def apply_patch(lm: LoadedModel, patch: Patch, check_fingerprint: bool = True) -
 def patched(lm: LoadedModel, patch: Patch, check_fingerprint: bool = True) -> Iterator[LoadedModel]:
     """Apply ``patch`` for the block and revert it exactly afterwards (exceptions included).
 
-    Weight patches change the model in place: threads that share a model use ``shared.HostedModel``."""
+    Weight patches change the model in place: threads that share a model use ``models.host.HostedModel``."""
     undo = apply_patch(lm, patch, check_fingerprint)
     try:
         yield lm

@@ -1,7 +1,7 @@
 """Tour: a guided walk on the built-in demo pair, from neurons to a scan, the overlap of languages, switching the
 safety neurons of the model that refuses off, and copying them into the model that does not.
 
-The Tour loads what it needs itself and shows the results shipped for the built-ins (``neuronlab.shipped``) at
+The Tour loads what it needs itself and shows the results shipped for the built-ins (``neuronlab.data.shipped``) at
 once; the replies are generated live. Without shipped results it computes a small version of each step."""
 import streamlit as st
 
