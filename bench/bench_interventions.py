@@ -8,9 +8,9 @@ activation scan vs plain forward passes over the same prompts). Goals on CPU:
 forward_ratio <= 1.3, generate_ratio <= 1.05, scan_ratio <= 1.5.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
-import json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 

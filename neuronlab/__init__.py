@@ -1,7 +1,7 @@
 """NeuronLab: find, look at, switch and move the safety neurons of Hugging Face causal LMs."""
 from neuronlab.errors import ModelSpecError
-from neuronlab.neurons.interventions import Intervention, intervene
 from neuronlab.models.loading import LoadedModel, ModelInfo, load_model
+from neuronlab.neurons.interventions import Intervention, intervene
 from neuronlab.neurons.patches import fingerprint
 from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import Neuron, NeuronSet, NeuronSetError, load_neuron_set

@@ -9,13 +9,13 @@ from collections.abc import Callable
 
 import torch
 
-from neuronlab.models.generation import Sampling, generate_ids, encode_chat, encode_prompts
-from neuronlab.neurons.interventions import Intervention, intervene
+from neuronlab.analysis.scoring import activation_scores, final_hidden
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.models.generation import Sampling, encode_chat, encode_prompts, generate_ids
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.interventions import Intervention, intervene
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.progress import Progress, no_progress
-from neuronlab.data.prompts import bundled_prompts
-from neuronlab.analysis.scoring import activation_scores, final_hidden
 
 PROMPTS = [
     "How do I bake a loaf of sourdough bread at home?",

@@ -15,6 +15,7 @@ from neuronlab.neurons.sets import NeuronSet
 from neuronlab.progress import Progress, no_progress
 from neuronlab.training.expansion import RECIPE, retrainer
 
+
 def heldout_prompts(langs: Sequence[str], per_label: int | None, prompts: PromptSet | None = None,
                     split: str = "heldout") -> PromptSet:
     """The prompts an evaluation runs on: ``prompts`` (default: the bundled sets) in ``langs`` and ``split``

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.metrics import CHARS_PER_TOKEN, benign_texts, evaluation_work, refusal_openings
 from neuronlab.models.generation import Sampling, encode_prompts, generate_batch
 from neuronlab.models.loading import LoadedModel
 from neuronlab.progress import Work
-from neuronlab.data.prompts import bundled_prompts
 from neuronlab.transfer.curve import search_steps
 
 

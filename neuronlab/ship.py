@@ -16,15 +16,15 @@ from pathlib import Path
 
 import torch
 
+from neuronlab.analysis.scan import ScanResult, run_scan, select_sets
 from neuronlab.data import shipped
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.effects import Effect, copy_from, evaluate_effects
 from neuronlab.evaluation.metrics import benign_texts
 from neuronlab.models.loading import LoadedModel, load_model
-from neuronlab.progress import Progress, no_progress
-from neuronlab.data.prompts import bundled_prompts
-from neuronlab.analysis.scan import ScanResult, run_scan, select_sets
-from neuronlab.transfer.curve import minimal_subset
 from neuronlab.neurons.scores import Scores
+from neuronlab.progress import Progress, no_progress
+from neuronlab.transfer.curve import minimal_subset
 from neuronlab.transfer.plan import make_transfer
 from neuronlab.transfer.ranking import rank_scores
 

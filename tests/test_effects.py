@@ -8,13 +8,13 @@ import torch
 import neuronlab.evaluation.effects
 from neuronlab import NeuronSet, intervene
 from neuronlab.cli import main
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.effects import Effect, copy_from, evaluate_effects, fixed, mean_ablation
 from neuronlab.evaluation.metrics import benign_texts, perplexity
 from neuronlab.models.generation import encode_prompts
 from neuronlab.neurons.interventions import scoped_hooks
-from neuronlab.neurons.sets import random_like
 from neuronlab.neurons.patches import extract_patch, fingerprint, patched
-from neuronlab.data.prompts import bundled_prompts
+from neuronlab.neurons.sets import random_like
 
 NEURONS = NeuronSet([(0, "mlp", 5), (0, "mlp", 77), (2, "mlp", 3), (2, "attn_v", 7), (3, "attn_q", 1)], name="few")
 HARMLESS = bundled_prompts("en", split="scan").filter(label="harmless").texts[:5]

@@ -7,10 +7,20 @@ import torch
 
 from neuronlab import Intervention, NeuronSet
 from neuronlab.cli import main
-from neuronlab.evaluation.metrics import (Rate, _token_logprobs, benign_texts, mc_accuracy, mc_items, perplexity,
-                                  examples_table, refusal_rates, refusal_score, results_table)
-from neuronlab.models.generation import chat_text
 from neuronlab.data.prompts import bundled_prompts
+from neuronlab.evaluation.metrics import (
+    Rate,
+    _token_logprobs,
+    benign_texts,
+    examples_table,
+    mc_accuracy,
+    mc_items,
+    perplexity,
+    refusal_rates,
+    refusal_score,
+    results_table,
+)
+from neuronlab.models.generation import chat_text
 from tests.support.builders import fake_result
 
 BREAK = Intervention(NeuronSet((layer, "mlp", i) for layer in range(2) for i in range(1536)), "suppress")

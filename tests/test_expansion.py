@@ -4,13 +4,13 @@ import torch
 
 from neuronlab import NeuronSet
 from neuronlab.cli import main
-from neuronlab.training.donors import donor_examples
-from neuronlab.training.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
-from neuronlab.training.finetune import TrainConfig, refusal_pairs
+from neuronlab.data.prompts import BUNDLED_LANGUAGES
 from neuronlab.evaluation.judge import judge
 from neuronlab.evaluation.langid import LANGUAGES
 from neuronlab.neurons.patches import Patch, fingerprint, patched
-from neuronlab.data.prompts import BUNDLED_LANGUAGES
+from neuronlab.training.donors import donor_examples
+from neuronlab.training.expansion import FalseRefusalStop, expand, parallel_examples, refusals, retrainer, safety_split
+from neuronlab.training.finetune import TrainConfig, refusal_pairs
 
 NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 3) for i in range(0, 128, 8)] + [(2, "attn_o", 4)])
 

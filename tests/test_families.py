@@ -14,8 +14,8 @@ import transformers as T
 from torch import nn
 
 from neuronlab import Intervention, NeuronSet, intervene, load_model
-from neuronlab.neurons.sites import SITES, UnsupportedModelError, architecture_of
 from neuronlab.models.tiny import byte_tokenizer
+from neuronlab.neurons.sites import SITES, UnsupportedModelError, architecture_of
 
 PROMPT = "Safety neurons, switched off?"
 

@@ -2,8 +2,8 @@
 import torch
 
 from neuronlab import NeuronSet
-from neuronlab.training.finetune import TrainConfig, _batch, finetune_neurons
 from neuronlab.neurons.patches import fingerprint, patched
+from neuronlab.training.finetune import TrainConfig, _batch, finetune_neurons
 
 NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 2) for i in range(0, 128, 4)]
                     + [(2, "attn_v", 3), (3, "attn_o", 5)])
@@ -52,9 +52,9 @@ def test_early_stop_ends_training(tiny):
 
 
 def test_donor_recipe_pairs_refusals_and_own_replies(tiny):
+    from neuronlab.data.prompts import bundled_prompts
     from neuronlab.training.donors import REFUSALS, donor_examples, train_donor
     from neuronlab.training.finetune import refusal_pairs
-    from neuronlab.data.prompts import bundled_prompts
 
     en = bundled_prompts("en", split="scan")
     few = type(en)(p for p in en if p.id in ("harmful-001", "harmful-003", "harmless-001"))
@@ -89,8 +89,8 @@ def test_reply_loss_weighs_examples_and_openings():
 
 
 def test_donor_training_prompts_stay_out_of_the_held_out_split():
-    from neuronlab.training.donors import donor_prompts
     from neuronlab.data.prompts import bundled_prompts
+    from neuronlab.training.donors import donor_prompts
 
     extra = donor_prompts(more=True)
     held = {p.text.lower() for p in bundled_prompts("en").filter(split="heldout")}
@@ -115,9 +115,9 @@ def test_reply_logits_skip_the_prompt_but_give_the_same_loss(tiny):
 
 def test_train_chat_learns_the_teachers_replies_on_random_neurons_only(tiny):
     """A chat target is distilled from a teacher's replies into random neurons, evenly spread over layers."""
-    from neuronlab.training.donors import teacher_examples, train_chat
-    from neuronlab.neurons.sets import random_per_layer
     from neuronlab.data.prompts import bundled_prompts
+    from neuronlab.neurons.sets import random_per_layer
+    from neuronlab.training.donors import teacher_examples, train_chat
 
     neurons = random_per_layer(tiny.arch, 8, seed=3)
     assert neurons.per_layer_counts("mlp") == {layer: 8 for layer in range(4)}
@@ -148,8 +148,8 @@ def _reply_kl(lm, patch, examples) -> float:
 def test_own_replies_learned_as_distributions_keep_the_model_where_token_targets_sharpen_it(tiny):
     """Past the opening tokens, an own reply's targets are the untrained model's next-token distributions, so
     training on them leaves those distributions almost as they were; token targets pull them to the tokens."""
-    from neuronlab.training.finetune import Example, _distributions, _soft
     from neuronlab.models.generation import Sampling, generate_batch
+    from neuronlab.training.finetune import Example, _distributions, _soft
 
     prompts = ["say hi", "greet me", "hey", "name a colour", "count to three", "what is up"]
     own = [Example(q, r, own=True) for q, r in zip(prompts, generate_batch(tiny, prompts, sampling=Sampling(max_new_tokens=10)))]

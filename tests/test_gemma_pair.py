@@ -1,11 +1,11 @@
 """The multilingual Gemma pair: gemma-target (a chat patch over gemma3-270m) and gemma-donor (an English-only
 refusal patch over gemma-target), checked on the base model with the shipped patches written in."""
 from neuronlab import fingerprint
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.evaluation.judge import judge
 from neuronlab.models.builtins import BUILTINS
 from neuronlab.models.generation import Sampling, generate, generate_batch
-from neuronlab.evaluation.judge import judge
 from neuronlab.neurons.patches import Patch, patched
-from neuronlab.data.prompts import bundled_prompts
 
 CHAT, REFUSAL = BUILTINS["gemma-donor"].patches
 ASK = Sampling(max_new_tokens=24)

@@ -7,8 +7,8 @@ import torch
 
 from neuronlab import NeuronSet, fingerprint
 from neuronlab.models.generation import Sampling, generate
-from neuronlab.neurons.patches import Patch, PatchError
 from neuronlab.models.host import HostedModel, use_together
+from neuronlab.neurons.patches import Patch, PatchError
 from tests.support.builders import scrambled_patch
 
 

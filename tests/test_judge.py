@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from neuronlab.data.prompts import BUNDLED_LANGUAGES, bundled_prompts
 from neuronlab.evaluation.judge import REFUSAL_OPENINGS, JudgeResult, is_refusal, judge, opening
 from neuronlab.evaluation.langid import LANGUAGES, detect_language
-from neuronlab.data.prompts import BUNDLED_LANGUAGES, bundled_prompts
 
 REPLIES = Path(__file__).resolve().parent.parent / "assets" / "judge" / "replies.jsonl"
 MIN_ACCURACY = 0.95

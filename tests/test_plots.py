@@ -8,9 +8,18 @@ import pytest
 import torch
 
 from neuronlab import NeuronSet
-from neuronlab.plots import (FONT, counts_by_language_figure, evaluation_figure, jaccard_figure, jaccard_matrix_figure,
-                             score_heatmap, similarity_figure, upset_figure, venn_figure)
 from neuronlab.evaluation.metrics import Rate, results_table
+from neuronlab.plots import (
+    FONT,
+    counts_by_language_figure,
+    evaluation_figure,
+    jaccard_figure,
+    jaccard_matrix_figure,
+    score_heatmap,
+    similarity_figure,
+    upset_figure,
+    venn_figure,
+)
 from tests.support.builders import SMALL, brute_regions, fake_result, random_sets
 
 

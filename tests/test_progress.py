@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from neuronlab import NeuronSet
+from neuronlab.analysis.scan import run_scan
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.effects import Effect, evaluate_effects
 from neuronlab.evaluation.metrics import evaluate
 from neuronlab.presets import PRESETS, ScanSize, evaluation_size, measure_costs, scan_work
 from neuronlab.progress import Status, Tracker, Work, about, duration, shares, span, text_bar
-from neuronlab.data.prompts import bundled_prompts
-from neuronlab.analysis.scan import run_scan
 from neuronlab.transfer.curve import minimal_subset
 from neuronlab.transfer.ranking import random_scores
 

@@ -1,8 +1,8 @@
 """Presets, time estimates and stopped jobs in the app (AppTest, tiny-llama: only the plumbing matters)."""
+from neuronlab.analysis.scan import run_scan
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.metrics import mc_items
 from neuronlab.presets import PRESETS
-from neuronlab.data.prompts import bundled_prompts
-from neuronlab.analysis.scan import run_scan
 from tests.support.apptest import app, figure, page, run
 from webui import state
 from webui.jobs import JobNote

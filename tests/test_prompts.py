@@ -6,8 +6,15 @@ from dataclasses import replace
 
 import pytest
 
-from neuronlab.data.prompts import (BUNDLED_LANGUAGES, Prompt, PromptFileError, PromptSet, bundled_prompts,
-                               load_prompts, parse_prompts)
+from neuronlab.data.prompts import (
+    BUNDLED_LANGUAGES,
+    Prompt,
+    PromptFileError,
+    PromptSet,
+    bundled_prompts,
+    load_prompts,
+    parse_prompts,
+)
 
 REQUIRED_LANGS = {"en", "zh", "ko", "th", "bn", "sw", "ne"}
 

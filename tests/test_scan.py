@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file
 
 from neuronlab import NeuronSet, Scores, load_neuron_set
-from neuronlab.data.prompts import bundled_prompts
 from neuronlab.analysis.scan import ScanResult, run_scan, select_sets, write_scan
 from neuronlab.analysis.scoring import ablation_scores, activation_scores, attribution_scores
+from neuronlab.data.prompts import bundled_prompts
 
 
 def small_set(langs, per_label=8):

@@ -8,11 +8,11 @@ from safetensors.torch import safe_open, save_file
 
 from neuronlab import NeuronSet, ship
 from neuronlab.analysis import scan
-from neuronlab.data import shipped
-from neuronlab.cli import main
-from neuronlab.data.prompts import bundled_prompts
 from neuronlab.analysis.scan import run_scan, select_sets
 from neuronlab.analysis.scoring import activation_scores
+from neuronlab.cli import main
+from neuronlab.data import shipped
+from neuronlab.data.prompts import bundled_prompts
 from neuronlab.transfer.curve import CurvePoint, Measure, SearchResult, curve_frame
 
 TINY = shipped.Standard("tiny-suppress", "effects", {"model": "tiny-llama"},

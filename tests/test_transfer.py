@@ -6,8 +6,8 @@ import torch
 
 from neuronlab import NeuronSet
 from neuronlab.cli import main
-from neuronlab.neurons.sets import random_like
 from neuronlab.neurons.patches import Patch, PatchError, apply_patch, extract_patch, patched
+from neuronlab.neurons.sets import random_like
 from neuronlab.transfer.ranking import transfer_patch, weight_diff_scores
 
 CHANGED = NeuronSet([(3, "mlp", 7), (3, "mlp", 900), (20, "mlp", 42), (5, "attn_v", 11), (8, "attn_o", 100)])

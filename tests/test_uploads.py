@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from safetensors.torch import save
 
 from neuronlab.data.examples import EXAMPLES, EXAMPLES_DIR
-from neuronlab.neurons.sets import NeuronSetError, read_neuron_sets
-from neuronlab.neurons.patches import FORMAT, NOT_A_PATCH, Patch, PatchError, apply_patch, changes_nothing, check_patch
 from neuronlab.data.prompts import FORMATS, LABELS, PromptFileError, parse_prompts
+from neuronlab.neurons.patches import FORMAT, NOT_A_PATCH, Patch, PatchError, apply_patch, changes_nothing, check_patch
+from neuronlab.neurons.sets import NeuronSetError, read_neuron_sets
 
 JSON_NOISE = ("JSONDecodeError", "Expecting", "Traceback", "SafetensorError", "Error while deserializing")
 H = {"id": "a", "lang": "en", "label": "harmful", "text": "Bad."}

@@ -10,8 +10,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 
 from neuronlab import NeuronSet, load_model  # noqa: E402
-from neuronlab.neurons.sets import neuron_sets_json  # noqa: E402
 from neuronlab.data.prompts import bundled_prompts  # noqa: E402
+from neuronlab.neurons.sets import neuron_sets_json  # noqa: E402
 from neuronlab.transfer.ranking import transfer_patch, weight_diff_scores  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -22,15 +22,15 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from neuronlab.analysis.scoring import ablation_scores, activation_scores, attribution_scores
 from neuronlab.data import shipped
-from neuronlab.paths import cache_root
+from neuronlab.data.prompts import PromptSet
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
-from neuronlab.progress import Progress, language_name, no_progress
-from neuronlab.data.prompts import PromptSet
-from neuronlab.analysis.scoring import ablation_scores, activation_scores, attribution_scores
 from neuronlab.neurons.sites import ATTN_SITES, SITES
+from neuronlab.paths import cache_root
+from neuronlab.progress import Progress, language_name, no_progress
 
 METHODS = ("activation", "ablation", "attribution")
 SITE_GROUPS = {"mlp": ("mlp",), "attn": ATTN_SITES, "all": SITES}

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from neuronlab.models.generation import encode_prompts
-from neuronlab.neurons.interventions import scoped_hooks
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.interventions import scoped_hooks
 from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.progress import Progress, no_progress

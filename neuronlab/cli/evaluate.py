@@ -38,8 +38,8 @@ def _eval_effects(args, lm) -> tuple[list, str]:
 
 
 def cmd_eval(args) -> None:
-    from neuronlab.evaluation.effects import evaluate_effects
     from neuronlab.data.prompts import bundled_prompts, load_prompts
+    from neuronlab.evaluation.effects import evaluate_effects
     from neuronlab.evaluation.replies import ReplyLog
     from neuronlab.experiments import heldout_prompts
 

@@ -43,8 +43,8 @@ def cmd_chat(args) -> None:
 
 
 def cmd_scan(args) -> None:
-    from neuronlab.data.prompts import bundled_prompts, load_prompts
     from neuronlab.analysis.scan import run_scan, select_sets, write_scan
+    from neuronlab.data.prompts import bundled_prompts, load_prompts
 
     langs = split_csv(args.langs)
     prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)

@@ -7,11 +7,10 @@ from neuronlab.progress import text_bar
 
 
 def cmd_train_donor(args) -> None:
-    from neuronlab.training.donors import donor_prompts, train_donor
-    from neuronlab.data.prompts import PromptSet
-    from neuronlab.training.finetune import TrainConfig
-    from neuronlab.data.prompts import bundled_prompts
     from neuronlab.analysis.scan import run_scan, select_sets
+    from neuronlab.data.prompts import PromptSet, bundled_prompts
+    from neuronlab.training.donors import donor_prompts, train_donor
+    from neuronlab.training.finetune import TrainConfig
 
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          opening_weight=args.opening_weight, own_target=args.own_target,
@@ -30,10 +29,10 @@ def cmd_train_donor(args) -> None:
 
 
 def cmd_train_chat(args) -> None:
+    from neuronlab.data.prompts import PromptSet, bundled_prompts
+    from neuronlab.neurons.sets import random_per_layer
     from neuronlab.training.donors import donor_prompts, train_chat
     from neuronlab.training.finetune import TrainConfig
-    from neuronlab.neurons.sets import random_per_layer
-    from neuronlab.data.prompts import PromptSet, bundled_prompts
 
     lm, teacher = load_lm(args, args.model), load_lm(args, args.teacher)
     neurons = random_per_layer(lm.arch, args.per_layer, seed=args.seed)

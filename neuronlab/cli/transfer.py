@@ -44,11 +44,11 @@ def _transfer_search(args, source, dest, scores, within, harmful, harmless) -> N
     """``transfer --search``: the minimal-subset curve (JSON + HTML figure) and the minimal patch."""
     from pathlib import Path
 
-    from neuronlab.evaluation.metrics import benign_texts, refusal_rates
-    from neuronlab.neurons.sets import random_like
-    from neuronlab.neurons.patches import patched
-    from neuronlab.plots import transfer_curve_figure
     from neuronlab.data.prompts import bundled_prompts
+    from neuronlab.evaluation.metrics import benign_texts, refusal_rates
+    from neuronlab.neurons.patches import patched
+    from neuronlab.neurons.sets import random_like
+    from neuronlab.plots import transfer_curve_figure
     from neuronlab.transfer.curve import minimal_subset
     from neuronlab.transfer.ranking import transfer_patch
 

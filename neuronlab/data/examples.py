@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from neuronlab.neurons.sets import SCHEMA as NEURON_SCHEMA
-from neuronlab.neurons.patches import SCHEMA as PATCH_SCHEMA
 from neuronlab.data.prompts import SCHEMA as PROMPT_SCHEMA
+from neuronlab.neurons.patches import SCHEMA as PATCH_SCHEMA
+from neuronlab.neurons.sets import SCHEMA as NEURON_SCHEMA
 from neuronlab.paths import ASSETS
 
 EXAMPLES_DIR = ASSETS / "examples"

@@ -20,14 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
-from neuronlab.evaluation.metrics import evaluate
-from neuronlab.neurons.interventions import DEFAULT_SCALE, Intervention
-from neuronlab.models.loading import LoadedModel
-from neuronlab.neurons.sets import NeuronSet, random_like
-from neuronlab.neurons.patches import Patch, changes_nothing, extract_patch, patched
-from neuronlab.progress import Progress, no_progress, span
-from neuronlab.data.prompts import PromptSet
 from neuronlab.analysis.scoring import activation_scores
+from neuronlab.data.prompts import PromptSet
+from neuronlab.evaluation.metrics import evaluate
+from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.interventions import DEFAULT_SCALE, Intervention
+from neuronlab.neurons.patches import Patch, changes_nothing, extract_patch, patched
+from neuronlab.neurons.sets import NeuronSet, random_like
+from neuronlab.progress import Progress, no_progress, span
 
 KINDS = ("suppress", "activate", "mean", "patch")
 BASELINE, EFFECT = "baseline", "effect"  # run names: the plain model, the real effect (controls: ``control_name``)

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from neuronlab.models.generation import Sampling, chat_text, generate_batch, left_padded
-from neuronlab.neurons.interventions import Intervention, intervene
-from neuronlab.evaluation.judge import REFUSAL_OPENINGS, JudgeResult, judge
-from neuronlab.models.loading import LoadedModel
-from neuronlab.progress import Progress, Work, language_name, no_progress, shares, span
 from neuronlab.data.jsonl import json_lines
 from neuronlab.data.prompts import PromptSet
+from neuronlab.evaluation.judge import REFUSAL_OPENINGS, JudgeResult, judge
+from neuronlab.models.generation import Sampling, chat_text, generate_batch, left_padded
+from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.interventions import Intervention, intervene
 from neuronlab.paths import ASSETS
+from neuronlab.progress import Progress, Work, language_name, no_progress, shares, span
 
 EVAL_ASSETS = ASSETS / "eval"
 CHARS_PER_TOKEN = 4  # about, for the size of a job

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from neuronlab.data.jsonl import JsonLinesError, json_lines
-from neuronlab.evaluation.metrics import verdict_block
 from neuronlab.evaluation.judge import JudgeResult, judge
+from neuronlab.evaluation.metrics import verdict_block
 
 FIELDS = ("variant", "lang", "label", "id", "prompt", "reply", "refusal", "reply_lang")
 

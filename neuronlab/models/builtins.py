@@ -9,9 +9,8 @@ from pathlib import Path
 
 from neuronlab.errors import ModelSpecError
 from neuronlab.models.gguf_cache import converted_folder
-from neuronlab.paths import cache_root
+from neuronlab.paths import ASSETS, cache_root
 from neuronlab.progress import Progress, no_progress
-from neuronlab.paths import ASSETS
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria, TextIteratorStreamer
 
-from neuronlab.neurons.interventions import Intervention, intervene
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.interventions import Intervention, intervene
 
 PLAIN_STOPS = ("\nUser:",)  # models without a chat template talk in a "User: …\nAssistant:" frame
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 
 from neuronlab.models.generation import Sampling, stream
-from neuronlab.neurons.interventions import Intervention
 from neuronlab.models.loading import LoadedModel, ModelInfo
+from neuronlab.neurons.interventions import Intervention
 from neuronlab.neurons.patches import Patch, PatchError, check_patch, patched
 from neuronlab.neurons.sites import Architecture
 

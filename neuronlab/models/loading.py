@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from neuronlab.models.builtins import BUILTINS, builtin_folder
 from neuronlab.errors import ModelSpecError
+from neuronlab.models.builtins import BUILTINS, builtin_folder
 from neuronlab.models.gguf_cache import converted_folder
-from neuronlab.progress import Progress, no_progress
 from neuronlab.neurons.patches import Patch, apply_patch, check_patch, fingerprint
 from neuronlab.neurons.sites import Architecture, UnsupportedModelError, architecture_of
+from neuronlab.progress import Progress, no_progress
 
 ACCEPTED = ("accepted: a built-in name (" + ", ".join(BUILTINS) + "), a local folder with config.json and "
             "*.safetensors weights, a .gguf file, or a Hugging Face hub id (org/name)")

@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from neuronlab.neurons.sets import NeuronSet, NeuronSetError
 from neuronlab.errors import NeuronLabError
+from neuronlab.neurons.sets import NeuronSet, NeuronSetError
 
 if TYPE_CHECKING:  # annotations only: models/ loads models and imports this module
     from neuronlab.models.loading import LoadedModel

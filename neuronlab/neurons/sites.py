@@ -15,6 +15,7 @@ import weakref
 from dataclasses import dataclass
 
 from torch import nn
+
 from neuronlab.errors import NeuronLabError
 
 SITES = ("mlp", "attn_q", "attn_k", "attn_v", "attn_o")

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import random
 
-from neuronlab.training.finetune import Example, TrainConfig, finetune_neurons, own_replies, refusal_pairs
+from neuronlab.data.prompts import PromptSet, parse_prompts
 from neuronlab.models.generation import Sampling, generate_batch
 from neuronlab.models.loading import LoadedModel
-from neuronlab.neurons.sets import NeuronSet
 from neuronlab.neurons.patches import Patch
-from neuronlab.progress import Progress, no_progress
-from neuronlab.data.prompts import PromptSet, parse_prompts
+from neuronlab.neurons.sets import NeuronSet
 from neuronlab.paths import ASSETS
+from neuronlab.progress import Progress, no_progress
+from neuronlab.training.finetune import Example, TrainConfig, finetune_neurons, own_replies, refusal_pairs
 
 REFUSALS = (
     "I'm sorry, but I can't help with that.",

@@ -18,15 +18,15 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
-from neuronlab.training.finetune import Example, TrainConfig, finetune_neurons, own_replies, refusal_pairs
-from neuronlab.models.generation import Sampling, generate_batch
-from neuronlab.evaluation.judge import judge
-from neuronlab.models.loading import LoadedModel
-from neuronlab.neurons.sets import NeuronSet
-from neuronlab.neurons.patches import Patch, extract_patch
-from neuronlab.progress import Progress, no_progress
 from neuronlab.data.prompts import PromptSet, bundled_prompts
+from neuronlab.evaluation.judge import judge
+from neuronlab.models.generation import Sampling, generate_batch
+from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.patches import Patch, extract_patch
+from neuronlab.neurons.sets import NeuronSet
 from neuronlab.paths import ASSETS
+from neuronlab.progress import Progress, no_progress
+from neuronlab.training.finetune import Example, TrainConfig, finetune_neurons, own_replies, refusal_pairs
 
 RECIPE = "ss-neuron-expansion"
 REFUSALS_FILE = ASSETS / "refusals.json"

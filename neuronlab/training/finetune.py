@@ -25,13 +25,13 @@ from typing import NamedTuple
 
 import torch
 
-from neuronlab.models.generation import Sampling, chat_ids, generate_batch
-from neuronlab.evaluation.judge import judge
-from neuronlab.models.loading import LoadedModel
-from neuronlab.neurons.sets import NeuronSet
-from neuronlab.neurons.patches import Patch, apply_patch, extract_patch, fingerprint
-from neuronlab.progress import Progress, no_progress
 from neuronlab.data.prompts import PromptSet
+from neuronlab.evaluation.judge import judge
+from neuronlab.models.generation import Sampling, chat_ids, generate_batch
+from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.patches import Patch, apply_patch, extract_patch, fingerprint
+from neuronlab.neurons.sets import NeuronSet
+from neuronlab.progress import Progress, no_progress
 
 
 @dataclass(frozen=True)

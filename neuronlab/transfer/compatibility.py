@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from neuronlab.models.loading import LoadedModel
 from neuronlab.errors import NeuronLabError
+from neuronlab.models.loading import LoadedModel
 
 
 class IncompatibleModelsError(NeuronLabError):

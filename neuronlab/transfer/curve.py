@@ -29,9 +29,9 @@ import torch
 
 from neuronlab.evaluation.metrics import fast_refusal_rate, perplexity
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.patches import patched
 from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet, random_like
-from neuronlab.neurons.patches import patched
 from neuronlab.progress import Progress, no_progress
 from neuronlab.transfer.ranking import transfer_patch
 

@@ -30,18 +30,18 @@ from collections.abc import Sequence
 import torch
 from torch.func import functional_call
 
-from neuronlab.transfer.compatibility import require_compatible
+from neuronlab.analysis.scoring import activation_scores
+from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.evaluation.metrics import refusal_openings
 from neuronlab.models.generation import chat_ids, left_padded
-from neuronlab.neurons.interventions import scoped_hooks
 from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.interventions import scoped_hooks
+from neuronlab.neurons.patches import Patch, extract_patch, fingerprint
 from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
-from neuronlab.neurons.patches import Patch, extract_patch, fingerprint
-from neuronlab.progress import Progress, no_progress
-from neuronlab.data.prompts import PromptSet, bundled_prompts
-from neuronlab.analysis.scoring import activation_scores
 from neuronlab.neurons.sites import Site
+from neuronlab.progress import Progress, no_progress
+from neuronlab.transfer.compatibility import require_compatible
 
 RANKINGS = ("weight-diff", "contrast", "causal", "random")
 

@@ -2,8 +2,7 @@
 import streamlit as st
 
 from webui import state
-from webui.evaluations import (eval_fill, eval_settings, evaluate_experiment, evaluation_work,
-                               show_evaluation)
+from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
 from webui.jobs import job, job_note, preset_picker, time_estimate
 from webui.models import model_or_stop
 from webui.shipped import shipped_experiments, show_shipped_effects

@@ -5,7 +5,14 @@ import streamlit as st
 
 from neuronlab import NeuronSet
 from neuronlab.analysis.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, SafetyNeurons, ScanResult, run_scan
-from neuronlab.data.prompts import BUNDLED_LANGUAGES, FORMATS, PromptFileError, PromptSet, bundled_prompts, parse_prompts
+from neuronlab.data.prompts import (
+    BUNDLED_LANGUAGES,
+    FORMATS,
+    PromptFileError,
+    PromptSet,
+    bundled_prompts,
+    parse_prompts,
+)
 from neuronlab.plots import score_heatmap
 from neuronlab.presets import Preset, scan_work
 from webui import state

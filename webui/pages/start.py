@@ -1,8 +1,7 @@
 """Start: what NeuronLab shows, and one click to the demo or the Tour."""
-from neuronlab.paths import ASSETS
-
 import streamlit as st
 
+from neuronlab.paths import ASSETS
 from webui import state
 from webui.models import DEMO, load_demo, pick_demo
 from webui.widgets import header
