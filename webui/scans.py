@@ -2,11 +2,9 @@
 safety sets at the chosen top p."""
 from __future__ import annotations
 
-import tempfile
-
 import streamlit as st
 
-from neuronlab.analysis.scan import SafetyNeurons, ScanResult, run_scan, write_scan
+from neuronlab.analysis.scan import SafetyNeurons, ScanResult, run_scan
 from neuronlab.data.prompts import BUNDLED_LANGUAGES, bundled_prompts
 from neuronlab.models.host import use_together
 from neuronlab.models.registry import ModelKey
@@ -44,8 +42,4 @@ def current_safety() -> tuple[ScanResult, SafetyNeurons] | None:
     return None if scan is None else (scan, state.safety_sets(scan))
 
 
-def scan_json(result: ScanResult, safety: SafetyNeurons) -> bytes:
-    """The scan's neurons.json (sets, parameters, stats), exactly as ``write_scan`` writes it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        neurons_path, _ = write_scan(tmp, result, safety)
-        return neurons_path.read_bytes()
+

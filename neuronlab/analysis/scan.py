@@ -242,14 +242,20 @@ def select_sets(result: ScanResult, top_p: float = DEFAULT_TOP_P, high_resource:
     return SafetyNeurons(ms, ss, shared, top_p, high_resource, total)
 
 
-def write_scan(out_dir: str | Path, result: ScanResult, safety: SafetyNeurons) -> tuple[Path, Path]:
-    """Write ``neurons.json`` (sets, parameters, fingerprint, stats) and ``scores.safetensors`` in out_dir."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def scan_document(result: ScanResult, safety: SafetyNeurons) -> str:
+    """A scan's ``neurons.json``: its sets (read back by ``load_neuron_set("neurons.json#en")``), parameters,
+    fingerprint and stats."""
     doc = {"format": "neuronlab.scan/1", **result.metadata(),
            "params": {"method": result.method, "sites": list(result.sites), "top_p": safety.top_p,
                       "high_resource": safety.high_resource, "languages": result.languages},
            "stats": safety.stats(), "sets": {k: s.to_json() for k, s in safety.sets().items()}}
+    return json.dumps(doc, indent=1)
+
+
+def write_scan(out_dir: str | Path, result: ScanResult, safety: SafetyNeurons) -> tuple[Path, Path]:
+    """Write ``neurons.json`` (``scan_document``) and ``scores.safetensors`` in out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     neurons_path = out / "neurons.json"
-    neurons_path.write_text(json.dumps(doc, indent=1))
+    neurons_path.write_text(scan_document(result, safety))
     return neurons_path, result.save(out / "scores.safetensors")

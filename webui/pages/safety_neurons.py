@@ -4,7 +4,15 @@ from pathlib import Path
 import streamlit as st
 
 from neuronlab import NeuronSet
-from neuronlab.analysis.scan import DEFAULT_TOP_P, METHODS, SITE_GROUPS, SafetyNeurons, ScanResult, run_scan
+from neuronlab.analysis.scan import (
+    DEFAULT_TOP_P,
+    METHODS,
+    SITE_GROUPS,
+    SafetyNeurons,
+    ScanResult,
+    run_scan,
+    scan_document,
+)
 from neuronlab.data.prompts import (
     BUNDLED_LANGUAGES,
     FORMATS,
@@ -18,7 +26,7 @@ from neuronlab.presets import Preset, scan_work
 from webui import state
 from webui.jobs import job, job_note, preset_picker, time_estimate
 from webui.models import model_or_stop, use
-from webui.scans import scan_json, shipped_scan
+from webui.scans import shipped_scan
 from webui.sets import save_set_form
 from webui.widgets import KEEP, chart, example_download, header
 
@@ -173,7 +181,7 @@ def results(result: ScanResult) -> None:
                "language: " + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()))
     lang = heatmap(result, safety)
     share_stats(safety)
-    st.download_button("neurons.json", lambda: scan_json(result, safety), "neurons.json", "application/json",
+    st.download_button("neurons.json", lambda: scan_document(result, safety), "neurons.json", "application/json",
                        key="dl_neurons", on_click="ignore")
     top_neuron_table(result, safety, lang)
 
