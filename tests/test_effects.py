@@ -150,7 +150,7 @@ def test_eval_verb_controls_for_patch_files(tiny, tmp_path, capsys):
     transfer = transfer_patch(tiny, tiny, NEURONS).save(tmp_path / "transfer.safetensors")
     assert main(common + ["--patch", str(transfer), "--controls", "1"]) == 0  # controls copy from its source
     out = json.loads(capsys.readouterr().out)
-    assert out["controls"]["seeds"] == [0] and out["effects"][0]["kind"] == "patch"
+    assert out["controls"]["seeds"] == [0] and out["effects"][0]["mode"] == "patch"
     trained = extract_patch(tiny, NEURONS).save(tmp_path / "trained.safetensors")  # no source to copy from
     assert main(common + ["--patch", str(trained), "--controls", "1"]) == 2
     assert "no random controls" in capsys.readouterr().err

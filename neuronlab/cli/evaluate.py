@@ -61,9 +61,9 @@ def cmd_eval(args) -> None:
     if log:
         print(f"wrote {log.count} judged replies to {log.path}", file=sys.stderr)
     result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
-                  interventions=[{"mode": e.kind, "neurons": len(e.neurons),
-                                  "value": e.scale if e.kind == "activate" else None}
-                                 for e in effects if e.kind != "patch"])
+                  interventions=[{"mode": e.mode, "neurons": len(e.neurons),
+                                  "value": e.value if e.mode == "activate" else None}
+                                 for e in effects if e.mode != "patch"])
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return

@@ -29,7 +29,7 @@ from neuronlab.neurons.patches import Patch, changes_nothing, extract_patch, pat
 from neuronlab.neurons.sets import NeuronSet, random_like
 from neuronlab.progress import Progress, no_progress, span
 
-KINDS = ("suppress", "activate", "mean", "patch")
+MODES = ("suppress", "activate", "mean", "patch")
 BASELINE, EFFECT = "baseline", "effect"  # run names: the plain model, the real effect (controls: ``control_name``)
 PatchMaker = Callable[[NeuronSet], Patch]
 
@@ -70,29 +70,29 @@ def fixed(patch: Patch) -> PatchMaker:
 
 @dataclass(frozen=True)
 class Effect:
-    """One change built from ``neurons``: kind ``suppress`` | ``activate`` (by ``scale``) | ``mean`` |
-    ``patch`` (``make_patch(neurons)`` gives the weights to write)."""
+    """One change built from ``neurons``, in an intervention's words: mode ``suppress`` | ``activate`` (by
+    ``value``) | ``mean`` | ``patch`` (``make_patch(neurons)`` gives the weights to write)."""
 
-    kind: str
+    mode: str
     neurons: NeuronSet
-    scale: float = DEFAULT_SCALE
+    value: float = DEFAULT_SCALE
     make_patch: PatchMaker | None = None
     label: str = ""
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown effect {self.kind!r}; use one of {', '.join(KINDS)}")
-        if (self.kind == "patch") != (self.make_patch is not None):
-            raise ValueError("an effect of kind 'patch' (and only that kind) needs make_patch")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown effect mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if (self.mode == "patch") != (self.make_patch is not None):
+            raise ValueError("an effect of mode 'patch' (and only that mode) needs make_patch")
 
     def on(self, neurons: NeuronSet) -> "Effect":
         """The same effect on other neurons."""
         return replace(self, neurons=neurons)
 
     def describe(self) -> dict:
-        out = {"kind": self.kind, "label": self.label or self.neurons.name, "neurons": len(self.neurons),
+        out = {"mode": self.mode, "label": self.label or self.neurons.name, "neurons": len(self.neurons),
                "per_layer": {str(k): v for k, v in self.neurons.per_layer_counts().items()}}
-        return {**out, "scale": self.scale} if self.kind == "activate" else out
+        return {**out, "value": self.value} if self.mode == "activate" else out
 
 
 @contextmanager
@@ -104,9 +104,9 @@ def applied(lm: LoadedModel, effects: Sequence[Effect], patches: Sequence[Patch]
     with ExitStack() as stack:
         for patch in patches:
             stack.enter_context(patched(lm, patch))
-        yield [mean_ablation(lm, e.neurons, reference) if e.kind == "mean"
-               else Intervention(e.neurons, e.kind, e.scale if e.kind == "activate" else None, label=e.label)
-               for e in effects if e.kind != "patch"]
+        yield [mean_ablation(lm, e.neurons, reference) if e.mode == "mean"
+               else Intervention(e.neurons, e.mode, e.value if e.mode == "activate" else None, label=e.label)
+               for e in effects if e.mode != "patch"]
 
 
 def _compact(result: dict) -> dict:
@@ -184,7 +184,7 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
                 baseline_replies.append(row)
             on_reply({"variant": name, **row})
         part(0.0, "preparing")
-        patches = [e.make_patch(e.neurons) for e in run if e.kind == "patch"]
+        patches = [e.make_patch(e.neurons) for e in run if e.mode == "patch"]
         is_control = i > 1  # runs: baseline, effect, then the controls
         if name == BASELINE and baseline is not None:
             results.append(baseline)
