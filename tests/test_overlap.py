@@ -6,7 +6,15 @@ import pandas as pd
 import pytest
 
 from neuronlab import NeuronSet
-from neuronlab.analysis.overlap import counts_by_layer, exclusive_regions, jaccard, jaccard_by_layer, jaccard_matrix
+from neuronlab.analysis.overlap import (
+    counts_by_layer,
+    exclusive_regions,
+    jaccard,
+    jaccard_by_layer,
+    jaccard_matrix,
+    named_regions,
+)
+from neuronlab.analysis.scan import SafetyNeurons
 from tests.support.builders import EN, KO, SMALL, ZH, brute_regions, random_sets
 
 
@@ -79,3 +87,12 @@ def test_layer_out_of_range_is_an_error():
         counts_by_layer(SMALL, n_layers=3)
     with pytest.raises(ValueError, match="outside layers"):
         jaccard_by_layer(SMALL, n_layers=3)
+
+
+def test_named_regions_are_the_set_algebra_of_the_chosen_languages():
+    ms = {"en": EN, "zh": ZH, "ko": KO}
+    safety = SafetyNeurons(ms, {"zh": EN & ZH, "ko": EN & KO}, EN & ZH & KO, 0.03, "en", 100)
+    regions = {name: neurons for name, (_, neurons) in named_regions(safety, ["en", "zh"]).items()}
+    assert regions["only-en"] == EN - ZH and regions["only-zh"] == ZH - EN
+    assert regions["and-en-zh"] == EN & ZH and regions["or-en-zh"] == EN | ZH
+    assert regions["ss-ko"] == EN & KO and regions["shared"] == EN & ZH & KO

@@ -5,6 +5,8 @@ keep the mapping's order of names. Pure set math; nothing here touches a model.
 """
 from __future__ import annotations
 
+import functools
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from itertools import combinations
@@ -12,6 +14,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from neuronlab.analysis.scan import SafetyNeurons
 from neuronlab.neurons.sets import Neuron, NeuronSet
 
 PAIR_SEP = "–"  # en dash: pair labels read "en–zh"
@@ -91,3 +94,18 @@ def counts_by_layer(sets: Mapping[str, NeuronSet], n_layers: int) -> pd.DataFram
             column[layer] = len(layer_set)
         counts[name] = column
     return pd.DataFrame(counts, index=pd.RangeIndex(n_layers, name="layer"), columns=list(sets), dtype=np.int64)
+
+
+def named_regions(safety: SafetyNeurons, langs: list[str]) -> dict[str, tuple[str, NeuronSet]]:
+    """The regions of a scan's sets a user can save, as {set name: (description, neurons)}: SS per language, the
+    shared set, each language's MS alone, and the intersection and union of ``langs`` (two or more)."""
+    ms = {lang: safety.ms[lang] for lang in langs}
+    joined = "-".join(langs)
+    out = {f"ss-{lang}": (f"SS-{lang} = MS({safety.high_resource}) ∩ MS({lang})", s) for lang, s in safety.ss.items()}
+    out["shared"] = ("shared: in every scanned language's MS", safety.shared)
+    for lang, s in ms.items():
+        others = functools.reduce(operator.or_, (o for other, o in ms.items() if other != lang))
+        out[f"only-{lang}"] = (f"MS({lang}) only: in none of the other chosen languages", s - others)
+    out[f"and-{joined}"] = (f"intersection of {', '.join(langs)}", functools.reduce(operator.and_, ms.values()))
+    out[f"or-{joined}"] = (f"union of {', '.join(langs)}", functools.reduce(operator.or_, ms.values()))
+    return out

@@ -1,30 +1,14 @@
 """Overlap: how the languages' safety neurons overlap, and the shared (SS) neurons per layer."""
-import functools
-import operator
-
 import streamlit as st
 
 from neuronlab import NeuronSet
+from neuronlab.analysis.overlap import named_regions
 from neuronlab.analysis.scan import SafetyNeurons
 from neuronlab.plots import counts_by_language_figure, jaccard_figure, jaccard_matrix_figure, upset_figure, venn_figure
 from webui import state
 from webui.scans import current_safety
 from webui.sets import save_set_form
 from webui.widgets import chart, header
-
-
-def regions(safety: SafetyNeurons, langs: list[str]) -> dict[str, tuple[str, NeuronSet]]:
-    """Regions a user can save, as {set name: (description, neurons)}; ``langs`` holds two or more languages."""
-    ms = {lang: safety.ms[lang] for lang in langs}
-    joined = "-".join(langs)
-    out = {f"ss-{lang}": (f"SS-{lang} = MS({safety.high_resource}) ∩ MS({lang})", s) for lang, s in safety.ss.items()}
-    out["shared"] = ("shared: in every scanned language's MS", safety.shared)
-    for lang, s in ms.items():
-        others = functools.reduce(operator.or_, (o for other, o in ms.items() if other != lang))
-        out[f"only-{lang}"] = (f"MS({lang}) only: in none of the other chosen languages", s - others)
-    out[f"and-{joined}"] = (f"intersection of {', '.join(langs)}", functools.reduce(operator.and_, ms.values()))
-    out[f"or-{joined}"] = (f"union of {', '.join(langs)}", functools.reduce(operator.or_, ms.values()))
-    return out
 
 
 def overlap_charts(ms: dict[str, NeuronSet], layers: int) -> None:
@@ -79,6 +63,6 @@ if len(langs) < 2:
 overlap_charts({lang: safety.ms[lang] for lang in langs}, layers)
 ss_neurons(safety, layers)
 st.subheader("Save a region as a neuron set")
-sets = regions(safety, langs)
+sets = named_regions(safety, langs)
 name = st.selectbox("Region", list(sets), format_func=lambda n: sets[n][0], key="overlap_region")
 save_set_form(sets[name][1], name, "overlap_save")
