@@ -19,7 +19,7 @@ import torch
 from neuronlab.analysis.scan import ScanResult, run_scan, select_sets
 from neuronlab.data import shipped
 from neuronlab.data.prompts import bundled_prompts
-from neuronlab.evaluation.effects import Effect, copy_from, evaluate_effects
+from neuronlab.evaluation.effects import BASELINE, EFFECT, Effect, copy_from, evaluate_effects
 from neuronlab.evaluation.metrics import benign_texts
 from neuronlab.models.loading import LoadedModel, load_model
 from neuronlab.neurons.scores import Scores
@@ -82,9 +82,9 @@ def _paired(rows: list[dict]) -> list[dict]:
     """Each prompt's reply from the plain model (``before``) and with the effect (``after``), judged."""
     out: dict[tuple, dict] = {}
     for r in rows:
-        if r["variant"] in ("baseline", "effect"):
+        if r["variant"] in (BASELINE, EFFECT):
             entry = out.setdefault((r["lang"], r["label"], r["id"]), {k: r[k] for k in ("lang", "label", "id", "prompt")})
-            entry["before" if r["variant"] == "baseline" else "after"] = {
+            entry["before" if r["variant"] == BASELINE else "after"] = {
                 k: r[k] for k in ("reply", "refusal", "reply_lang")}
     return list(out.values())
 

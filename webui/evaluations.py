@@ -22,8 +22,6 @@ from webui import state
 from webui.models import model, model_or_stop
 from webui.widgets import KEEP, chart
 
-Variant = tuple[str, Patch | None, list[Intervention]]  # (role, weight patch, interventions)
-
 
 def eval_fill(key: str, size: EvalSize) -> dict:
     """The ``eval_settings`` widget values of a preset's evaluation size."""
@@ -63,27 +61,6 @@ def evaluation_work(settings: dict, variants: int, plain_role: str | None = None
                                     mc_questions=settings["mc_questions"]), variants - kept)
 
 
-def evaluate_variants(variants: dict[str, Variant], settings: dict, report: Progress = no_progress,
-                      keep: Callable[[dict], None] = lambda results: None) -> dict[str, dict]:
-    """``evaluation.metrics.evaluate`` of each variant {name: (role, patch, interventions)}, reporting one
-    overall fraction; ``keep`` gets the results so far after each variant."""
-    prompts = heldout_prompts(settings["langs"], settings["per_label"])
-    out, n = {}, len(variants)
-    for i, (name, (role, patch, interventions)) in enumerate(variants.items()):
-        plain = _plain_key(role, settings)
-        if patch is None and not interventions and plain in _plain_results():
-            out[name] = _plain_results()[plain]
-        else:
-            with model_or_stop(role).use(patch) as lm:
-                out[name] = evaluate(lm, prompts, settings["langs"], interventions, settings["max_new_tokens"],
-                                     progress=span(report, i / n, (i + 1) / n, f"Evaluating {name} ({i + 1}/{n}): "),
-                                     mc_questions=settings.get("mc_questions"))
-            if patch is None and not interventions:
-                _plain_results()[plain] = out[name]
-        keep(dict(out))
-    return out
-
-
 def evaluate_experiment(role: str, interventions: list[Intervention], patch: Patch | None, settings: dict,
                         seeds: int, report: Progress = no_progress,
                         keep: Callable[[dict], None] = lambda results: None) -> dict[str, dict]:
@@ -119,7 +96,7 @@ def evaluate_experiment(role: str, interventions: list[Intervention], patch: Pat
 
 
 def show_evaluation(results: dict[str, dict], key: str) -> None:
-    """Grouped bar chart, table, CSV/HTML downloads and example replies of ``evaluate_variants`` results."""
+    """Grouped bar chart, table, CSV/HTML downloads and example replies of ``evaluate_experiment`` results (by name)."""
     table = results_table(results)
     fig = evaluation_figure(table)
     chart(fig, f"{key}_chart", "one bar per model variant; whiskers are 95% intervals (Wilson) over the prompts or "

@@ -33,7 +33,7 @@ def shipped_sets() -> dict[str, NeuronSet]:
 
 
 def effects_results(doc: dict, effect_name: str) -> dict[str, dict]:
-    """A shipped effects experiment as ``evaluate_variants`` results by variant: the model as it is, with the
+    """A shipped effects experiment as ``evaluate_experiment`` results by name: the model as it is, with the
     effect, and each random control (for ``show_evaluation``)."""
     evaluation = doc["result"]["evaluation"]
     mc = {"mc_n": evaluation["utility"]["mc_n"]}

@@ -15,7 +15,7 @@ from neuronlab.transfer.curve import curve_frame, minimal_subset, search_steps
 from neuronlab.transfer.plan import make_transfer
 from neuronlab.transfer.ranking import RANKINGS, rank_scores
 from webui import state
-from webui.evaluations import eval_fill, eval_settings, evaluate_variants, evaluation_work, show_evaluation
+from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
 from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
 from webui.models import compatibility, model_or_stop
 from webui.sets import available_sets
@@ -94,9 +94,10 @@ def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, se
         made = {"patch": patch, "dest": dest, "layers": d.arch.n_layers, "results": None}
         keep(made, 1)
         if settings:
-            evaluate_variants({"before": (dest, None, []), "after": (dest, patch, [])}, settings,
-                              span(report, ends[0], 1.0),
-                              lambda results: keep({**made, "results": results}, 1 + len(results)))
+            def kept(results: dict) -> None:  # the experiment's "plain" and "patched" runs, named for this page
+                named = {{"plain": "before", "patched": "after"}[name]: r for name, r in results.items()}
+                keep({**made, "results": named}, 1 + len(named))
+            evaluate_experiment(dest, [], patch, settings, 0, span(report, ends[0], 1.0), kept)
 
 
 def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
