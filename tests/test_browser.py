@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,29 @@ def goto(page, name: str) -> None:
     settle(page)
 
 
+@contextmanager
+def browser_page(playwright_api, server: str):
+    """A 1400 px wide Chromium page on the app's start page; the browser is closed after."""
+    with playwright_api() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROME_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(UI_TIMEOUT)
+            page.goto(server)
+            yield page
+        finally:
+            browser.close()
+
+
+def type_neurons(page, line: str) -> None:
+    """Switch off the neurons of ``line`` in the Intervene page's "Single neurons" box."""
+    typed = page.locator(".st-key-iv_typed input")
+    typed.fill(line)
+    typed.press("Enter")
+    page.get_by_text("intervention on").wait_for()
+    settle(page)
+
+
 def screenshot(page, folder: Path, name: str) -> Path:
     """A full-page PNG: the viewport grows to the height of the tallest scrolling area first (Streamlit scrolls
     its main area, not the document, so Playwright's full_page alone would stop at the viewport)."""
@@ -158,90 +182,79 @@ def test_app_in_a_real_browser(playwright_api, server, tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()
     started = time.monotonic()
-    with playwright_api() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROME_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(UI_TIMEOUT)
-            page.goto(server)
-            page.locator(".st-key-load_models button").wait_for()
-            settle(page)
+    with browser_page(playwright_api, server) as page:
+        page.locator(".st-key-load_models button").wait_for()
+        settle(page)
 
-            # Sidebar: load demo-target as target and demo-donor as donor (the defaults).
-            sidebar = page.locator('[data-testid="stSidebar"]')
-            page.locator(".st-key-load_models button").click()
-            sidebar.get_by_text("✅ target:").wait_for(timeout=LOAD_TIMEOUT)
-            sidebar.get_by_text("✅ donor:").wait_for(timeout=LOAD_TIMEOUT)
-            settle(page, LOAD_TIMEOUT)
-            goto(page, "models")
-            page.get_by_text("Compatible:").wait_for(timeout=WORK_TIMEOUT)  # demo-donor is demo-target plus a patch
-            page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
-            settle(page)
-            screenshot(page, shots, "1-models")
+        # Sidebar: load demo-target as target and demo-donor as donor (the defaults).
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        page.locator(".st-key-load_models button").click()
+        sidebar.get_by_text("✅ target:").wait_for(timeout=LOAD_TIMEOUT)
+        sidebar.get_by_text("✅ donor:").wait_for(timeout=LOAD_TIMEOUT)
+        settle(page, LOAD_TIMEOUT)
+        goto(page, "models")
+        page.get_by_text("Compatible:").wait_for(timeout=WORK_TIMEOUT)  # demo-donor is demo-target plus a patch
+        page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+        settle(page)
+        screenshot(page, shots, "1-models")
 
-            # Safety neurons: scan en + zh (the defaults) on 4 prompts per label.
-            goto(page, "safety_neurons")
-            languages = page.locator(".st-key-scan_langs_bundled")
-            assert "en" in languages.inner_text() and "zh" in languages.inner_text()
-            per_label = page.locator(".st-key-scan_per_label input")
-            per_label.fill("4")
-            per_label.press("Enter")
-            settle(page)
-            page.locator(".st-key-scan_run button").click()
-            page.get_by_text("Per-layer scores").wait_for(timeout=WORK_TIMEOUT)
-            settle(page)
-            assert "en 4+4, zh 4+4" in page.locator('[data-testid="stMain"]').inner_text()
-            page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible")
-            screenshot(page, shots, "2-safety_neurons")
+        # Safety neurons: scan en + zh (the defaults) on 4 prompts per label.
+        goto(page, "safety_neurons")
+        languages = page.locator(".st-key-scan_langs_bundled")
+        assert "en" in languages.inner_text() and "zh" in languages.inner_text()
+        per_label = page.locator(".st-key-scan_per_label input")
+        per_label.fill("4")
+        per_label.press("Enter")
+        settle(page)
+        page.locator(".st-key-scan_run button").click()
+        page.get_by_text("Per-layer scores").wait_for(timeout=WORK_TIMEOUT)
+        settle(page)
+        assert "en 4+4, zh 4+4" in page.locator('[data-testid="stMain"]').inner_text()
+        page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible")
+        screenshot(page, shots, "2-safety_neurons")
 
-            # Overlap: the Venn, Jaccard and SS charts of the scan.
-            goto(page, "overlap")
-            charts = page.locator('[data-testid="stPlotlyChart"]')
-            charts.first.wait_for(state="visible")
-            assert charts.count() == 4  # Venn, per-layer Jaccard, Jaccard matrix, SS per layer
-            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(state="visible")
-            screenshot(page, shots, "3-overlap")
+        # Overlap: the Venn, Jaccard and SS charts of the scan.
+        goto(page, "overlap")
+        charts = page.locator('[data-testid="stPlotlyChart"]')
+        charts.first.wait_for(state="visible")
+        assert charts.count() == 4  # Venn, per-layer Jaccard, Jaccard matrix, SS per layer
+        page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(state="visible")
+        screenshot(page, shots, "3-overlap")
 
-            # Intervene & chat: suppress the MLPs of layers 0-1, chat with 8 new tokens.
-            goto(page, "intervene")
-            typed = page.locator(".st-key-iv_typed input")
-            typed.fill("0-1 mlp *")
-            typed.press("Enter")
-            page.get_by_text("intervention on").wait_for()
-            settle(page)
-            tokens = page.locator(".st-key-iv_max_new_tokens")
-            tokens.locator('input[type="range"]').focus()
-            tokens.locator('input[type="range"]').press("Home")  # the minimum, 8 tokens
-            settle(page)
-            assert tokens.locator('[data-testid="stSliderThumbValue"]').inner_text().strip() == "8"
-            chat = page.locator('[data-testid="stChatInputTextArea"]')
-            chat.fill("What is the capital of France?")
-            chat.press("Enter")
-            replies = page.locator('[data-testid="stChatMessage"]')
-            replies.nth(2).wait_for(timeout=WORK_TIMEOUT)  # user, patched, plain
-            settle(page)
-            texts = replies.all_inner_texts()
-            assert len(texts) == 3 and "What is the capital of France?" in texts[0], texts
-            for text, title in zip(texts[1:], ["with your changes", "as loaded"]):
-                assert title in text, texts
-                reply = text.split("\n", 1)[1].strip() if "\n" in text else ""
-                assert reply, f"no streamed reply under {title!r}: {texts}"
-            assert "suppress" in texts[1] and "typed neurons" in texts[1], texts
-            screenshot(page, shots, "4-intervene")
+        # Intervene & chat: suppress the MLPs of layers 0-1, chat with 8 new tokens.
+        goto(page, "intervene")
+        type_neurons(page, "0-1 mlp *")
+        tokens = page.locator(".st-key-iv_max_new_tokens")
+        tokens.locator('input[type="range"]').focus()
+        tokens.locator('input[type="range"]').press("Home")  # the minimum, 8 tokens
+        settle(page)
+        assert tokens.locator('[data-testid="stSliderThumbValue"]').inner_text().strip() == "8"
+        chat = page.locator('[data-testid="stChatInputTextArea"]')
+        chat.fill("What is the capital of France?")
+        chat.press("Enter")
+        replies = page.locator('[data-testid="stChatMessage"]')
+        replies.nth(2).wait_for(timeout=WORK_TIMEOUT)  # user, patched, plain
+        settle(page)
+        texts = replies.all_inner_texts()
+        assert len(texts) == 3 and "What is the capital of France?" in texts[0], texts
+        for text, title in zip(texts[1:], ["with your changes", "as loaded"]):
+            assert title in text, texts
+            reply = text.split("\n", 1)[1].strip() if "\n" in text else ""
+            assert reply, f"no streamed reply under {title!r}: {texts}"
+        assert "suppress" in texts[1] and "typed neurons" in texts[1], texts
+        screenshot(page, shots, "4-intervene")
 
-            # Tour: its cheapest step, then back to Models: every page once more without exceptions.
-            goto(page, "tour")
-            page.locator(".st-key-tour_step_1 button").click()
-            page.get_by_text("MLP neurons per layer").wait_for(timeout=WORK_TIMEOUT)
-            settle(page)
-            screenshot(page, shots, "5-tour")
-            for number, name in enumerate(PAGES, 1):  # every page once more, each in a screenshot
-                goto(page, name)
-                if page.locator('[data-testid="stPlotlyChart"]').count():  # let the charts draw
-                    page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(state="visible")
-                screenshot(page, shots, f"page-{number}-{name}")
-        finally:
-            browser.close()
+        # Tour: its cheapest step, then back to Models: every page once more without exceptions.
+        goto(page, "tour")
+        page.locator(".st-key-tour_step_1 button").click()
+        page.get_by_text("MLP neurons per layer").wait_for(timeout=WORK_TIMEOUT)
+        settle(page)
+        screenshot(page, shots, "5-tour")
+        for number, name in enumerate(PAGES, 1):  # every page once more, each in a screenshot
+            goto(page, name)
+            if page.locator('[data-testid="stPlotlyChart"]').count():  # let the charts draw
+                page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(state="visible")
+            screenshot(page, shots, f"page-{number}-{name}")
     print(f"\nbrowser test: {time.monotonic() - started:.0f} s; screenshots in {shots} and {SCREENSHOTS}")
 
 
@@ -286,31 +299,20 @@ def test_the_tour_from_a_cold_page(playwright_api, server, tmp_path):
 def test_stop_keeps_what_the_job_finished(playwright_api, server):
     """A real click on a job's Stop button: an evaluation of the plain model, the intervened one and its random
     control is stopped once the plain model is measured; the page says so and still shows the plain model."""
-    with playwright_api() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROME_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(UI_TIMEOUT)
-            page.goto(server)
-            page.locator(".st-key-load_models button").click()
-            page.locator('[data-testid="stSidebar"]').get_by_text("✅ target:").wait_for(timeout=LOAD_TIMEOUT)
-            settle(page, LOAD_TIMEOUT)
-            goto(page, "intervene")
-            typed = page.locator(".st-key-iv_typed input")
-            typed.fill("0-1 mlp *")
-            typed.press("Enter")
-            page.get_by_text("intervention on").wait_for()
-            settle(page)
-            goto(page, "evaluate")
-            page.locator(".st-key-ev_run button").click()
-            bar = page.locator('[data-testid="stProgress"]')
-            bar.get_by_text("intervened:").wait_for(timeout=WORK_TIMEOUT)  # the plain model is measured
-            page.locator(".st-key-evaluation_stop button").first.click()
-            settle(page)
-            main = page.locator('[data-testid="stMain"]')
-            note = main.get_by_text("Stopped after 1 of 3 model variants")
-            note.wait_for()
-            assert "(0 s)" not in note.inner_text()  # the time until the stop
-            page.locator(".st-key-evaluation_chart").wait_for()  # the plain model's bars stay
-        finally:
-            browser.close()
+    with browser_page(playwright_api, server) as page:
+        page.locator(".st-key-load_models button").click()
+        page.locator('[data-testid="stSidebar"]').get_by_text("✅ target:").wait_for(timeout=LOAD_TIMEOUT)
+        settle(page, LOAD_TIMEOUT)
+        goto(page, "intervene")
+        type_neurons(page, "0-1 mlp *")
+        goto(page, "evaluate")
+        page.locator(".st-key-ev_run button").click()
+        bar = page.locator('[data-testid="stProgress"]')
+        bar.get_by_text("intervened:").wait_for(timeout=WORK_TIMEOUT)  # the plain model is measured
+        page.locator(".st-key-evaluation_stop button").first.click()
+        settle(page)
+        main = page.locator('[data-testid="stMain"]')
+        note = main.get_by_text("Stopped after 1 of 3 model variants")
+        note.wait_for()
+        assert "(0 s)" not in note.inner_text()  # the time until the stop
+        page.locator(".st-key-evaluation_chart").wait_for()  # the plain model's bars stay
