@@ -3,15 +3,16 @@
 ``write_atomic`` writes a temporary file beside the target (a unique name: ``.NAME.PID.RANDOM.tmp``), syncs it
 to disk and renames it over the target, so a reader (or a later run) sees the previous content or the new
 one, never a fragment, even if the writer is killed. ``check_output`` says, before a long job starts,
-whether its output can be written. ``new_temp_dir`` / ``publish_dir`` do the same for a folder built by
-several writers (a model cache entry). Every failure is a ``NeuronLabError`` naming the path.
+whether its output can be written. ``building_dir`` does the same for a folder that several processes
+may build at once (a model cache entry). Every failure is a ``NeuronLabError`` naming the path.
 """
 from __future__ import annotations
 
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from neuronlab.errors import NeuronLabError
@@ -124,18 +125,18 @@ def write_atomic(path: str | Path, data: str | bytes | Writer, encoding: str = "
     return path
 
 
-def new_temp_dir(folder: str | Path) -> Path:
-    """A fresh, empty folder beside ``folder`` to build it in (unique per process and call)."""
+@contextmanager
+def building_dir(folder: str | Path, complete: Callable[[Path], bool]) -> Iterator[Path]:
+    """Build ``folder`` (a cache entry) in a fresh temp folder beside it, yielded, then rename it into place.
+    Concurrent builders never share a temp folder; the first to finish wins: if ``folder`` is already there
+    and ``complete(folder)``, the new build is dropped (an incomplete leftover is replaced). On an error the
+    temp folder is removed and ``folder`` is left as it was."""
+    folder = Path(folder)
     tmp = temp_path(folder, ".build")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.mkdir()
-    return tmp
-
-
-def publish_dir(tmp: Path, folder: Path, complete: Callable[[Path], bool]) -> Path:
-    """Rename the built folder ``tmp`` to ``folder``. If another builder got there first (``folder`` exists
-    and ``complete(folder)``), keep theirs and drop ``tmp``; an incomplete leftover is replaced."""
     try:
+        yield tmp
         if folder.exists() and not complete(folder):
             shutil.rmtree(folder, ignore_errors=True)
         try:
@@ -145,4 +146,3 @@ def publish_dir(tmp: Path, folder: Path, complete: Callable[[Path], bool]) -> Pa
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return folder

@@ -21,7 +21,7 @@ from neuronlab.data import shipped
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.effects import BASELINE, EFFECT, Effect, copy_from, evaluate_effects
 from neuronlab.evaluation.metrics import benign_texts
-from neuronlab.files import write_atomic
+from neuronlab.files import check_output, write_atomic
 from neuronlab.models.loading import LoadedModel, load_model
 from neuronlab.neurons.scores import Scores
 from neuronlab.progress import Progress, no_progress
@@ -217,7 +217,7 @@ def readme_text(manifest: dict) -> str:
 def ship(only: Sequence[str] | None = None, out: Path | None = None, load: Loader | None = None,
          log: Callable[[str], None] = print, progress: Callable[[], Progress] = lambda: no_progress) -> dict:
     """Make the chosen items into ``out`` (default ``shipped.RESULTS_DIR``); returns the manifest."""
-    out = Path(out or shipped.results_root())
+    out = check_output(out or shipped.results_root(), "dir")
     names = chosen(only)
     loaded: dict[str, LoadedModel] = {}
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuronlab.errors import ModelSpecError
+from neuronlab.files import building_dir
 from neuronlab.models.gguf_cache import converted_folder
 from neuronlab.paths import ASSETS, cache_root
 from neuronlab.progress import Progress, no_progress
@@ -65,10 +66,9 @@ def _tiny_llama(progress: Progress) -> Path:
     folder = cache_root() / "tiny-llama-v1"
     if not (folder / "model.safetensors").is_file():
         model, tokenizer = build_tiny_llama(seed=0)
-        tmp = folder.with_name(folder.name + ".tmp")
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(folder)
+        with building_dir(folder, complete=lambda f: (f / "model.safetensors").is_file()) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     return folder
 
 
