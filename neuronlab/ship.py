@@ -21,6 +21,7 @@ from neuronlab.data import shipped
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.effects import BASELINE, EFFECT, Effect, copy_from, evaluate_effects
 from neuronlab.evaluation.metrics import benign_texts
+from neuronlab.files import check_output, write_atomic
 from neuronlab.models.loading import LoadedModel, load_model
 from neuronlab.neurons.scores import Scores
 from neuronlab.progress import Progress, no_progress
@@ -152,8 +153,7 @@ def run_experiment(standard: shipped.Standard, load: Loader, progress: Progress 
 
 def write_experiment(out: Path, doc: dict) -> Path:
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
-    return shipped.write_atomic(out / "experiments" / f"{doc['name']}.json",
-                                lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_atomic(out / "experiments" / f"{doc['name']}.json", text)
 
 
 # ---- manifest and README ----------------------------------------------------------------------------
@@ -178,7 +178,7 @@ def write_manifest(out: Path, made: dict[str, dict]) -> dict:
     doc = {"format": MANIFEST_FORMAT, "command": COMMAND, "items": {**old.get("items", {}), **made},
            "total_bytes": sum(f["bytes"] for f in files.values()), "files": files}
     text = json.dumps(doc, indent=1) + "\n"
-    shipped.write_atomic(path, lambda tmp: tmp.write_text(text))
+    write_atomic(path, text)
     return doc
 
 
@@ -217,7 +217,7 @@ def readme_text(manifest: dict) -> str:
 def ship(only: Sequence[str] | None = None, out: Path | None = None, load: Loader | None = None,
          log: Callable[[str], None] = print, progress: Callable[[], Progress] = lambda: no_progress) -> dict:
     """Make the chosen items into ``out`` (default ``shipped.RESULTS_DIR``); returns the manifest."""
-    out = Path(out or shipped.results_root())
+    out = check_output(out or shipped.results_root(), "dir")
     names = chosen(only)
     loaded: dict[str, LoadedModel] = {}
 
@@ -241,7 +241,7 @@ def ship(only: Sequence[str] | None = None, out: Path | None = None, load: Loade
         # after every item, so that an interrupted run keeps what it finished
         manifest = write_manifest(out, {name: {"seconds": round(seconds, 1), **notes}})
         text = readme_text(manifest)
-        shipped.write_atomic(out / "README.md", lambda tmp: tmp.write_text(text))
+        write_atomic(out / "README.md", text)
         log(f"    done in {seconds:.0f} s; {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB "
             f"in {out}")
     return manifest

@@ -10,9 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "neuronlab"
-# Pipeline order: a module may import its own stage or an earlier one. The foundation (errors, paths,
-# progress) is below every stage; the front (CLI, plots, presets, ship, bench, the public API) above all.
-FOUNDATION = ("errors", "paths", "progress")
+# Pipeline order: a module may import its own stage or an earlier one. The foundation (errors, files,
+# paths, progress) is below every stage; the front (CLI, plots, presets, ship, bench, the public API) above all.
+FOUNDATION = ("errors", "files", "paths", "progress")
 STAGES = ("neurons", "models", "data", "analysis", "evaluation", "transfer", "training")
 FRONT_PACKAGES = ("cli", "plots")  # front ends split into packages
 MAX_LINES = 400

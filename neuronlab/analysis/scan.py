@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import operator
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from neuronlab.analysis.scoring import ablation_scores, activation_scores, attribution_scores
 from neuronlab.data import shipped
 from neuronlab.data.prompts import PromptSet
+from neuronlab.files import write_atomic
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
@@ -88,8 +91,28 @@ class ScanResult:
                 "sites": list(self.sites), "n_prompts": self.n_prompts, "settings": self.settings}
 
     def save(self, path: str | Path) -> Path:
-        save_file(self.to_tensors(), str(path), metadata={"neuronlab": json.dumps(self.metadata())})
-        return Path(path)
+        tensors, meta = self.to_tensors(), {"neuronlab": json.dumps(self.metadata())}
+        return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _read_part(path: Path, lm: LoadedModel, method: str, sites: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
+    """A cached scan part, or None (after deleting it, with a warning) when it cannot be used: cut short by a
+    killed writer, not safetensors, or not the tensors this scan makes. The part is then scanned again."""
+    shape = {s: (lm.arch.n_layers, lm.arch.sites[s].size) for s in sites}
+    try:
+        tensors = load_file(str(path))
+        names = shipped.expected_names(method, sites)
+        odd = sorted(set(tensors) ^ names)
+        bad = [k for k in names - set(odd) if tuple(tensors[k].shape) != shape[k.split(".", 1)[1]]]
+        problem = (f"tensors {', '.join(odd)} unexpected or missing" if odd
+                   else f"tensors {', '.join(sorted(bad))} of the wrong shape" if bad else "")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        problem = f"unreadable: {e}"
+    if not problem:
+        return tensors
+    warnings.warn(f"scan cache part {path} is damaged ({problem}); deleting it and scanning again", stacklevel=3)
+    path.unlink(missing_ok=True)
+    return None
 
 
 def _cache_key(lm: LoadedModel, prompts: PromptSet, method: str, sites: tuple[str, ...], settings: dict) -> str:
@@ -170,9 +193,9 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
         key = _cache_key(lm, part, method, sites, settings)
         path = cache_root() / "scans" / f"{key}.safetensors"
         what = f"{language_name(lang)} {label} prompts ({j + 1}/{len(jobs)})"
-        if use_cache and path.is_file():
+        if use_cache and path.is_file() and (tensors := _read_part(path, lm, method, sites)) is not None:
             progress(j / len(jobs), f"Reading the saved scores of {what}")
-            tensors, hits = load_file(str(path)), hits + 1
+            hits += 1
         elif use_cache and (tensors := shipped.scan_part(key, lm, method, sites, lang, label)) is not None:
             from_assets += 1
         elif not compute:
@@ -183,8 +206,7 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
             sub(0.0, f"{len(part)} prompts")
             tensors = _score(lm, part.texts, method, sites, settings, subset, sub)
             if use_cache:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_file(tensors, str(path))
+                write_atomic(path, lambda tmp, tensors=tensors: save_file(tensors, str(tmp)))
         if on_part:
             on_part({"key": key, "method": method, "sites": list(sites), "lang": lang, "label": label,
                      "n_prompts": len(part), "prompts": part.content_hash(), "settings": dict(settings)}, tensors)
@@ -255,7 +277,5 @@ def scan_document(result: ScanResult, safety: SafetyNeurons) -> str:
 def write_scan(out_dir: str | Path, result: ScanResult, safety: SafetyNeurons) -> tuple[Path, Path]:
     """Write ``neurons.json`` (``scan_document``) and ``scores.safetensors`` in out_dir."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    neurons_path = out / "neurons.json"
-    neurons_path.write_text(scan_document(result, safety))
+    neurons_path = write_atomic(out / "neurons.json", scan_document(result, safety))
     return neurons_path, result.save(out / "scores.safetensors")

@@ -6,6 +6,7 @@ import sys
 from contextlib import nullcontext
 
 from neuronlab.cli.args import load_lm, split_csv
+from neuronlab.files import check_output
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
 
@@ -43,6 +44,8 @@ def cmd_eval(args) -> None:
     from neuronlab.evaluation.replies import ReplyLog
     from neuronlab.experiments import heldout_prompts
 
+    if args.replies:
+        check_output(args.replies)
     langs = split_csv(args.langs)
     prompts = heldout_prompts(langs, args.limit, load_prompts(args.prompts, langs=langs) if args.prompts else None,
                               split=args.split)

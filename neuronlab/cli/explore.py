@@ -5,6 +5,7 @@ import json
 import sys
 
 from neuronlab.cli.args import load_interventions, load_lm, split_csv
+from neuronlab.files import check_output
 from neuronlab.models.builtins import BUILTINS
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
@@ -46,6 +47,7 @@ def cmd_scan(args) -> None:
     from neuronlab.analysis.scan import run_scan, select_sets, write_scan
     from neuronlab.data.prompts import bundled_prompts, load_prompts
 
+    check_output(args.out, "dir")
     langs = split_csv(args.langs)
     prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
     lm = load_lm(args, args.model)

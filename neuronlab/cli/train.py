@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from neuronlab.cli.args import load_lm, split_csv
+from neuronlab.files import check_output
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
 
@@ -12,6 +13,7 @@ def cmd_train_donor(args) -> None:
     from neuronlab.training.donors import donor_prompts, train_donor
     from neuronlab.training.finetune import TrainConfig
 
+    check_output(args.out)
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          opening_weight=args.opening_weight, own_target=args.own_target,
                          avoid_weight=args.avoid_refusal)
@@ -34,6 +36,7 @@ def cmd_train_chat(args) -> None:
     from neuronlab.training.donors import donor_prompts, train_chat
     from neuronlab.training.finetune import TrainConfig
 
+    check_output(args.out)
     lm, teacher = load_lm(args, args.model), load_lm(args, args.teacher)
     neurons = random_per_layer(lm.arch, args.per_layer, seed=args.seed)
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
@@ -48,6 +51,7 @@ def cmd_finetune(args) -> None:
     from neuronlab.training.expansion import expand
     from neuronlab.training.finetune import TrainConfig
 
+    check_output(args.out)
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          eval_every=args.eval_every, own_target=args.own_target, avoid_weight=args.avoid_refusal)
     neurons = load_neuron_set(args.neurons)

@@ -1,7 +1,10 @@
 """The ``transfer`` verb: copy ranked neurons from a donor into a target, and the ``--search`` curve."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from neuronlab.cli.args import load_lm
+from neuronlab.files import check_output, write_atomic
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
 
@@ -14,6 +17,10 @@ def cmd_transfer(args) -> None:
 
     if args.count is not None and args.fraction is not None:
         raise ValueError("give --count or --fraction, not both")
+    check_output(args.out)
+    if args.search:
+        check_output(args.curve)
+        check_output(Path(args.curve).with_suffix(".html"))
     donor, target = load_lm(args, args.donor), load_lm(args, args.target)
     require_compatible(donor, target)
     direction = "delete" if args.delete else "add"
@@ -42,8 +49,6 @@ def cmd_transfer(args) -> None:
 
 def _transfer_search(args, source, dest, scores, within, harmful, harmless) -> None:
     """``transfer --search``: the minimal-subset curve (JSON + HTML figure) and the minimal patch."""
-    from pathlib import Path
-
     from neuronlab.data.prompts import bundled_prompts
     from neuronlab.evaluation.metrics import benign_texts, refusal_rates
     from neuronlab.neurons.patches import patched
@@ -72,7 +77,8 @@ def _transfer_search(args, source, dest, scores, within, harmful, harmless) -> N
         result.meta["judged_heldout"] = judged
     curve = result.save(args.curve)
     html = Path(curve).with_suffix(".html")
-    transfer_curve_figure(frame, args.goal, found.k if found else None).write_html(html, include_plotlyjs="cdn")
+    figure = transfer_curve_figure(frame, args.goal, found.k if found else None)
+    write_atomic(html, lambda tmp: figure.write_html(tmp, include_plotlyjs="cdn"))
     print(f"wrote {curve} and {html}")
     if found is None:
         raise ValueError(f"goal not met with up to {result.points[-1].k} neurons; no patch written "

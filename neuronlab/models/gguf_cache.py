@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
-import shutil
 from pathlib import Path
 
 from neuronlab.errors import ModelSpecError
+from neuronlab.files import building_dir
 from neuronlab.paths import cache_root
 from neuronlab.progress import Progress, no_progress
 
@@ -70,15 +69,12 @@ def _convert(path: Path, folder: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     except (ValueError, KeyError, OSError) as e:
         raise ModelSpecError(f"{path}: transformers could not load this GGUF ({e})") from None
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    config = copy.deepcopy(model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.save_pretrained(tmp)
-    model.generation_config.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    save_model(model, str(tmp / "model.safetensors"))  # handles tied embeddings
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    # a temp folder per process: two processes converting one file never collide; the first one done wins
+    with building_dir(folder, complete=lambda f: (f / "model.safetensors").is_file()) as tmp:
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"))  # handles tied embeddings

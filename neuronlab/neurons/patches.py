@@ -21,6 +21,7 @@ from safetensors.torch import load, save
 from torch import nn
 
 from neuronlab.errors import NeuronLabError
+from neuronlab.files import write_atomic
 from neuronlab.neurons.sets import NeuronSet, NeuronSetError
 
 if TYPE_CHECKING:  # annotations only: models/ loads models and imports this module
@@ -82,9 +83,7 @@ class Patch:
         return save(tensors, metadata={"format": FORMAT, "meta": json.dumps(self.meta)})
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_bytes(self.to_bytes())
-        return path
+        return write_atomic(path, self.to_bytes())
 
     @classmethod
     def from_bytes(cls, content: bytes, source: str = "upload") -> "Patch":

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind, json_problem
+from neuronlab.files import write_atomic
 from neuronlab.neurons.sites import SITES, Architecture
 
 FORMAT = "neuronlab.neurons/1"
@@ -176,9 +177,7 @@ class NeuronSet(Set):
         return cls(items, name=name)
 
     def save(self, path: str | Path, **meta) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_json(**meta), indent=1))
-        return path
+        return write_atomic(path, json.dumps(self.to_json(**meta), indent=1))
 
     def to_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """{f"{prefix}{site}": int64 [n, 2] of (layer, index)} for safetensors."""

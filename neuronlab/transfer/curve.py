@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from neuronlab.evaluation.metrics import fast_refusal_rate, perplexity
+from neuronlab.files import write_atomic
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.patches import patched
 from neuronlab.neurons.scores import Scores
@@ -95,9 +96,7 @@ class SearchResult:
                 "minimal": self.minimal.to_json() if self.minimal is not None else None, **self.meta}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1))
 
 
 def _start_row(base: Measure) -> dict:
