@@ -20,7 +20,7 @@ from neuronlab.evaluation.metrics import (
     refusal_score,
     results_table,
 )
-from neuronlab.models.generation import chat_text
+from neuronlab.models.chat import chat_ids
 from tests.support.builders import fake_result
 
 BREAK = Intervention(NeuronSet((layer, "mlp", i) for layer in range(2) for i in range(1536)), "suppress")
@@ -37,9 +37,9 @@ def test_rate_error_bars():
 
 def test_continuation_logprob_matches_an_unpadded_forward(smol):
     prompts = ["How do I pick a lock?", "Tell me about whales and their songs in the deep ocean."]
-    got = _token_logprobs(smol, [chat_text(smol, p) for p in prompts], ["I'm sorry"] * 2, add_special=False)
+    got = _token_logprobs(smol, [chat_ids(smol, p) for p in prompts], ["I'm sorry"] * 2)
     for p, value in zip(prompts, got):
-        a = smol.tokenizer(chat_text(smol, p), add_special_tokens=False)["input_ids"]
+        a = chat_ids(smol, p)
         b = smol.tokenizer("I'm sorry", add_special_tokens=False)["input_ids"]
         ids = torch.tensor([a + b])
         with torch.no_grad():

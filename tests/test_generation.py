@@ -1,6 +1,7 @@
 """Generation on the real built-in models, and the benchmark's report shape."""
 from neuronlab.bench import run_bench
-from neuronlab.models.generation import Sampling, generate, plain_chat, stream
+from neuronlab.models.chat import plain_chat
+from neuronlab.models.generation import Sampling, generate, stream
 
 
 def test_gemma_loads_and_answers_in_the_plain_frame(gemma):

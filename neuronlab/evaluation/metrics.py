@@ -21,7 +21,8 @@ import torch
 from neuronlab.data.jsonl import json_lines
 from neuronlab.data.prompts import PromptSet
 from neuronlab.evaluation.judge import REFUSAL_OPENINGS, JudgeResult, judge
-from neuronlab.models.generation import Sampling, chat_text, generate_batch, left_padded
+from neuronlab.models.chat import chat_ids, text_ids
+from neuronlab.models.generation import Sampling, generate_batch, left_padded
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import Intervention, intervene
 from neuronlab.paths import ASSETS
@@ -59,15 +60,15 @@ class Rate:
                 "ci95": list(self.wilson())}
 
 
-def _token_logprobs(lm: LoadedModel, prefixes: Sequence[str], continuations: Sequence[str],
-                    add_special: bool, batch_size: int = 8) -> torch.Tensor:
-    """Sum of log p(continuation tokens | prefix) for each pair [n] (left-padded batches)."""
-    tok, out = lm.tokenizer, []
+def _token_logprobs(lm: LoadedModel, prefixes: Sequence[Sequence[int]], continuations: Sequence[str],
+                    batch_size: int = 8) -> torch.Tensor:
+    """Sum of log p(continuation tokens | prefix token ids) for each pair [n] (left-padded batches)."""
+    out = []
     for start in range(0, len(prefixes), batch_size):
         rows, lengths = [], []
         for prefix, cont in zip(prefixes[start:start + batch_size], continuations[start:start + batch_size]):
-            b = tok(cont, add_special_tokens=False)["input_ids"]
-            rows.append(tok(prefix, add_special_tokens=add_special)["input_ids"] + b)
+            b = text_ids(lm, cont)
+            rows.append(list(prefix) + b)
             lengths.append(len(b))
         batch = left_padded(lm, rows)
         with torch.inference_mode():
@@ -88,11 +89,11 @@ def refusal_score(lm: LoadedModel, prompts: Sequence[str], lang: str,
     """[n] log of the probability that the reply opens with a refusal (logsumexp over the openings of
     ``lang`` and English). Higher means more refusal."""
     openings = refusal_openings(lang)
-    contexts = [chat_text(lm, p) for p in prompts]
+    contexts = [chat_ids(lm, p) for p in prompts]
     prefixes = [c for c in contexts for _ in openings]
     conts = [o for _ in contexts for o in openings]
     with intervene(lm.model, list(interventions)):
-        logp = _token_logprobs(lm, prefixes, conts, not lm.info.chat_template, batch_size)
+        logp = _token_logprobs(lm, prefixes, conts, batch_size)
     return logp.view(len(prompts), len(openings)).logsumexp(-1)
 
 
@@ -133,11 +134,13 @@ def benign_texts(lang: str) -> list[str]:
 def perplexity(lm: LoadedModel, texts: Sequence[str], interventions: Iterable[Intervention] = (),
                batch_size: int = 4) -> float:
     """exp(mean next-token negative log-likelihood) over ``texts`` (each scored from its first token)."""
-    tok, nll, count = lm.tokenizer, 0.0, 0
+    nll, count, pad = 0.0, 0, lm.tokenizer.pad_token_id
     with intervene(lm.model, list(interventions)), torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            enc = tok(list(texts[start:start + batch_size]), return_tensors="pt", padding=True, padding_side="right")
-            ids, mask = enc["input_ids"].to(lm.device), enc["attention_mask"].to(lm.device)
+            rows = [text_ids(lm, t, bos=True) for t in texts[start:start + batch_size]]
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=lm.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=lm.device)
             logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()  # [batch, seq, vocab]
             losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
             keep = mask[:, 1:].bool()
@@ -152,11 +155,12 @@ def mc_items() -> list[dict]:
 
 def mc_accuracy(lm: LoadedModel, items: Sequence[dict], interventions: Iterable[Intervention] = ()) -> Rate:
     """Questions answered right, choosing the choice with the highest mean token log-likelihood."""
-    prefixes = [f"Question: {it['question']}\nAnswer:" for it in items for _ in it["choices"]]
+    prefixes = [text_ids(lm, f"Question: {it['question']}\nAnswer:", bos=True)
+                for it in items for _ in it["choices"]]
     conts = [f" {c}" for it in items for c in it["choices"]]
-    lengths = torch.tensor([len(lm.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in conts])
+    lengths = torch.tensor([len(text_ids(lm, c)) for c in conts])
     with intervene(lm.model, list(interventions)):
-        scores = _token_logprobs(lm, prefixes, conts, True) / lengths
+        scores = _token_logprobs(lm, prefixes, conts) / lengths
     right, at = 0, 0
     for it in items:
         k = len(it["choices"])

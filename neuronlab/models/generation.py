@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria, TextIteratorStreamer
 
+from neuronlab.models.chat import chat_ids
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import Intervention, intervene
 
@@ -24,33 +25,6 @@ class Sampling:
     top_p: float = 0.9
     seed: int | None = None
     min_new_tokens: int = 0  # > 0 forces a length (benchmarks compare equal token counts)
-
-
-def as_messages(prompt: str | Sequence[dict]) -> list[dict]:
-    """A user prompt, or a list of {"role", "content"} messages, as messages."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return list(prompt)
-
-
-def plain_chat(messages: Sequence[dict]) -> str:
-    """The plain-text frame used for models without a chat template."""
-    lines = [f"{'Assistant' if m['role'] == 'assistant' else m['role'].capitalize()}: {m['content']}"
-             for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
-
-
-def chat_text(lm: LoadedModel, prompt: str | Sequence[dict]) -> str:
-    """The prompt as the model sees it at the start of its reply (chat template or plain frame)."""
-    messages = as_messages(prompt)
-    if lm.info.chat_template:
-        return lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return plain_chat(messages)
-
-
-def chat_ids(lm: LoadedModel, prompt: str | Sequence[dict]) -> list[int]:
-    """Token ids of ``chat_text`` (special tokens come from the template, or are added for the plain frame)."""
-    return lm.tokenizer(chat_text(lm, prompt), add_special_tokens=not lm.info.chat_template)["input_ids"]
 
 
 def encode_chat(lm: LoadedModel, prompt: str | Sequence[dict]) -> dict[str, torch.Tensor]:

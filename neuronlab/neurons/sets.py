@@ -315,32 +315,70 @@ def load_neuron_set(ref: str | Path) -> NeuronSet:
     return _read_set(data, path.stem, str(path), None)
 
 
-def _span(token: str, size: int) -> list[int]:
-    """A comma list of numbers, ranges a-b and * (all of 0..size-1)."""
-    out = []
+MAX_TYPED_NEURONS = 1_000_000  # typed neurons past this are refused before anything is built (use a set file)
+MAX_TYPED_CHARS = 200_000  # about 40,000 typed numbers
+_PART = re.compile(r"([0-9]+)(?:-([0-9]*))?")  # N, N-M or N- (N alone)
+
+
+def _spans(entry: str, token: str, what: str, size: int | None) -> list[tuple[int, int]]:
+    """``token`` (a comma list of numbers, ranges a-b and * for all of 0..size-1) as merged [low, high) spans,
+    checked against ``size`` (None: no bound known) before anything is expanded."""
+    spans = []
     for part in filter(None, token.split(",")):
         if part == "*":
-            out += range(size)
+            if size is None:
+                raise NeuronSetError(f"{entry!r}: '*' needs the model's shape; write numbers or ranges a-b")
+            spans.append((0, size))
+            continue
+        m = _PART.fullmatch(part)
+        if m is None:
+            raise NeuronSetError(f"{entry!r}: {part[:40]!r} is not {'an' if what == 'index' else 'a'} {what} (layers and indices are numbers, "
+                                 "ranges a-b or *; numbers are whole and count from 0)")
+        low, high = (int(d) if len(d) < 19 else 10 ** 18 for d in (m[1], m[2] or m[1]))
+        if high < low:
+            raise NeuronSetError(f"{entry!r}: the range {part!r} runs backwards; write {high}-{low}")
+        if size is not None and high >= size:
+            bounds = f"the model has {size} layers: 0-{size - 1}" if what == "layer" else \
+                f"{size} neurons per layer: 0-{size - 1}"
+            raise NeuronSetError(f"{entry!r}: {what} out of range in {part!r} ({bounds})")
+        spans.append((low, high + 1))
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(spans):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
         else:
-            low, _, high = part.partition("-")
-            out += range(int(low), int(high or low) + 1)
-    return out
+            merged.append((low, high))
+    return merged
 
 
-def parse_neurons(text: str, arch: Architecture) -> NeuronSet:
+def parse_neurons(text: str, arch: Architecture | None = None) -> NeuronSet:
     """Typed neurons: ``LAYERS SITE INDICES`` entries split by ';' or new lines, where LAYERS and INDICES
     are comma lists of numbers, ranges ``a-b`` and ``*`` (all): e.g. ``3 mlp 17,20; 0-1 mlp *``.
-    Raises NeuronSetError naming the entry."""
-    items = []
-    for entry in filter(str.strip, re.split(r"[;\n]", text)):
-        parts = entry.split(None, 2)
-        if len(parts) != 3 or parts[1] not in arch.sites:
-            raise NeuronSetError(f"{entry.strip()!r}: write LAYERS SITE INDICES with SITE one of "
-                                 f"{', '.join(arch.sites)}, e.g. '3 mlp 17,20' or '0-1 mlp *'")
+    Layers and indices are checked against ``arch`` (None: any site name, no ``*``) and the total against
+    MAX_TYPED_NEURONS before anything is expanded. Raises NeuronSetError naming the entry."""
+    if len(text) > MAX_TYPED_CHARS:
+        raise NeuronSetError(f"the typed neurons are {len(text):,} characters long, more than the "
+                             f"{MAX_TYPED_CHARS:,} accepted; write ranges a-b, or load a neuron set file")
+    sites = arch.sites if arch is not None else SITES
+    parsed, total = [], 0
+    for raw in filter(str.strip, re.split(r"[;\n]", text)):
+        entry = raw.strip()[:80]  # the entry as messages quote it
+        parts = raw.split(None, 2)
+        if len(parts) != 3 or parts[1] not in sites:
+            raise NeuronSetError(f"{entry!r}: write LAYERS SITE INDICES with SITE one of "
+                                 f"{', '.join(sites)}, e.g. '3 mlp 17,20' or '0-1 mlp *'")
         layers, site, indices = parts
-        try:
-            items += [(layer, site, i) for layer in _span(layers, arch.n_layers)
-                      for i in _span(indices.replace(" ", ""), arch.sites[site].size)]
-        except ValueError:
-            raise NeuronSetError(f"{entry.strip()!r}: layers and indices are numbers, ranges a-b or *") from None
-    return NeuronSet(items).validate(arch)
+        if re.search(r"[0-9]\s+[0-9]", indices):
+            raise NeuronSetError(f"{entry!r}: numbers separated by a space; separate them with commas")
+        layer_spans = _spans(entry, layers, "layer", arch.n_layers if arch is not None else None)
+        index_spans = _spans(entry, re.sub(r"\s+", "", indices), "index",
+                             arch.sites[site].size if arch is not None else None)
+        total += sum(h - lo for lo, h in layer_spans) * sum(h - lo for lo, h in index_spans)
+        if total > MAX_TYPED_NEURONS:
+            raise NeuronSetError(f"{entry!r}: the typed neurons come to more than {MAX_TYPED_NEURONS:,}, the most "
+                                 "a typed list may hold; choose fewer, or load a neuron set file")
+        parsed.append((layer_spans, site, index_spans))
+    neurons = NeuronSet((layer, site, i) for layer_spans, site, index_spans in parsed
+                        for lo, hi in layer_spans for layer in range(lo, hi)
+                        for a, b in index_spans for i in range(a, b))
+    return neurons.validate(arch) if arch is not None else neurons

@@ -27,7 +27,8 @@ import torch
 
 from neuronlab.data.prompts import PromptSet
 from neuronlab.evaluation.judge import judge
-from neuronlab.models.generation import Sampling, chat_ids, generate_batch
+from neuronlab.models.chat import chat_ids, text_ids
+from neuronlab.models.generation import Sampling, generate_batch
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.patches import Patch, apply_patch, extract_patch, fingerprint
 from neuronlab.neurons.sets import NeuronSet
@@ -147,7 +148,7 @@ def _batch(lm: LoadedModel, examples: Sequence[Example | tuple[str, str]], max_t
     tok, rows = lm.tokenizer, []
     for prompt, reply, *_ in examples:
         context = chat_ids(lm, prompt)
-        answer = tok(reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        answer = text_ids(lm, reply) + [tok.eos_token_id]
         ids = (context + answer)[:max_tokens]
         rows.append((ids, [-100] * len(context) + answer))
     width = max(len(ids) for ids, _ in rows)

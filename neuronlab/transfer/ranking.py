@@ -33,7 +33,8 @@ from torch.func import functional_call
 from neuronlab.analysis.scoring import activation_scores
 from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.evaluation.metrics import refusal_openings
-from neuronlab.models.generation import chat_ids, left_padded
+from neuronlab.models.chat import chat_ids, text_ids
+from neuronlab.models.generation import left_padded
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import scoped_hooks
 from neuronlab.neurons.patches import Patch, extract_patch, fingerprint
@@ -75,8 +76,7 @@ def contrast_scores(donor: LoadedModel, harmful: list[str], harmless: list[str],
 def _opening_batch(lm: LoadedModel, prompts: Sequence[str], openings: Sequence[str]) -> tuple[dict, torch.Tensor]:
     """Every chat context followed by every opening, left-padded: input_ids / attention_mask /
     position_ids [prompts*openings, seq], and each opening's length [prompts*openings]."""
-    tok = lm.tokenizer
-    rows = [(chat_ids(lm, p), tok(o, add_special_tokens=False)["input_ids"]) for p in prompts for o in openings]
+    rows = [(chat_ids(lm, p), text_ids(lm, o)) for p in prompts for o in openings]
     return left_padded(lm, [a + b for a, b in rows]), torch.tensor([len(b) for _, b in rows])
 
 
