@@ -10,6 +10,7 @@ from neuronlab.models.builtins import BUILTINS
 from neuronlab.models.loading import DEVICES, DTYPES
 from neuronlab.threads import use_default_threads
 from webui import state
+from webui.guard import md, run_page
 from webui.models import DEMO, load_models
 from webui.widgets import describe_interventions, patch_label
 
@@ -48,7 +49,7 @@ def session_status() -> None:
     if not models:
         st.caption("No model loaded yet.")
     for role, key in models.items():
-        st.caption(f"✅ {role}: **{key.spec}** ({key.dtype}, {key.device})")
+        st.caption(f"✅ {role}: **{md(key.spec)}** ({key.dtype}, {key.device})")
     for role in models:
         if (patch := state.session_patch(role)) is not None:
             st.markdown(f"🩹 **{role} patched**: {patch_label(patch)}")
@@ -72,14 +73,14 @@ def sidebar() -> None:
     if st.sidebar.button("Load models", type="primary", key="load_models", width="stretch"):
         load_models(specs, dtype, device, trust, st.sidebar)
     for message in state.load_errors().values():
-        st.sidebar.error(message)
+        st.sidebar.error(md(message))
 
 
 page = st.navigation(PAGES)
 sidebar()
 status = st.sidebar.container()
 try:
-    page.run()
+    run_page(page)  # errors become messages on the page, never an exception box
 finally:  # drawn after the page (whose widgets set interventions and patches), also when it stops early
     with status:
         session_status()

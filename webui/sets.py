@@ -5,6 +5,7 @@ import streamlit as st
 
 from neuronlab import NeuronSet
 from webui import state
+from webui.guard import md
 from webui.scans import current_safety
 from webui.shipped import shipped_sets
 
@@ -25,4 +26,4 @@ def save_set_form(neurons: NeuronSet, default_name: str, key: str) -> None:
     name = name_col.text_input("Set name", value=default_name, key=f"{key}_name:{default_name}").strip()
     if button_col.button(f"Save {len(neurons)} neurons as a set", key=f"{key}_save", disabled=not (name and neurons)):
         state.neuron_sets()[name] = neurons.renamed(name)
-        st.success(f"Saved neuron set **{name}** ({len(neurons)} neurons); use it on *Intervene & chat*.")
+        st.success(f"Saved neuron set **{md(name)}** ({len(neurons)} neurons); use it on *Intervene & chat*.")

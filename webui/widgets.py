@@ -11,6 +11,7 @@ from neuronlab import Intervention
 from neuronlab.data.examples import EXAMPLES, EXAMPLES_DIR
 from neuronlab.neurons.patches import Patch
 from neuronlab.progress import Tracker
+from webui.guard import md
 
 KEEP = {"persist_state": "session"}  # widget values survive page switches
 MIME = {"jsonl": "application/jsonl", "csv": "text/csv", "json": "application/json",
@@ -56,9 +57,9 @@ def patch_label(patch: Patch) -> str:
     """A patch in a few words: what made it, from which model, how many neurons."""
     kind = patch.meta.get("direction") and {"add": "transfer", "delete": "deletion"}.get(patch.meta["direction"])
     source = patch.meta.get("source", "an uploaded file")
-    return f"{kind or 'weight patch'} of {len(patch.neurons):,} neurons from {source}"
+    return f"{kind or 'weight patch'} of {len(patch.neurons):,} neurons from {md(source)}"
 
 
 def describe_interventions(interventions: list[Intervention]) -> str:
-    return " · ".join(f"{iv.mode} **{iv.label or 'neurons'}** ({len(iv.neurons):,} neurons"
+    return " · ".join(f"{iv.mode} **{md(iv.label or 'neurons')}** ({len(iv.neurons):,} neurons"
                       + (f", ×{iv.value:g})" if iv.mode == "activate" else ")") for iv in interventions)

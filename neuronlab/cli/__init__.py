@@ -9,7 +9,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from neuronlab.cli.args import add_intervention_args, add_model_args, add_own_reply_args, add_training_args
+from neuronlab.cli.args import (
+    add_intervention_args,
+    add_model_args,
+    add_own_reply_args,
+    add_training_args,
+    csv_list,
+    finite_float,
+    fraction,
+    int_list,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    rate,
+    utf8_text,
+)
 from neuronlab.cli.evaluate import cmd_eval, cmd_rejudge
 from neuronlab.cli.explore import cmd_chat, cmd_models, cmd_scan
 from neuronlab.cli.maintenance import cmd_bench, cmd_ship
@@ -30,28 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("chat", help="reply to one prompt, with neurons suppressed or activated")
     add_model_args(p)
     add_intervention_args(p)
-    p.add_argument("--prompt", required=True, help="the user message")
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--prompt", type=utf8_text, required=True, help="the user message")
+    p.add_argument("--max-new-tokens", type=positive_int, default=128)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--temperature", type=positive_float, default=0.7)
+    p.add_argument("--top-p", type=probability, default=0.9)
+    p.add_argument("--seed", type=non_negative_int, default=None)
     p.add_argument("--patch", help="a transfer patch (.safetensors) to apply to the model first")
     p.add_argument("--no-stream", action="store_true", help="print the reply at the end, not as it comes")
     p.set_defaults(run=cmd_chat)
 
     p = verbs.add_parser("scan", help="find safety neurons per language (MS) and shared ones (SS)")
     add_model_args(p)
-    p.add_argument("--langs", default="en,zh,es,fr", help="comma-separated language codes (default en,zh,es,fr)")
+    p.add_argument("--langs", type=csv_list, default="en,zh,es,fr", help="comma-separated language codes (default en,zh,es,fr)")
     p.add_argument("--prompts", help="JSONL or CSV prompt file (id, lang, label, text[, split]); default: bundled")
     p.add_argument("--method", default="activation", choices=["activation", "ablation", "attribution"])
     p.add_argument("--site", default="mlp", choices=["mlp", "attn", "all"])
-    p.add_argument("--top-p", type=float, default=0.03, help="fraction of neurons per layer in S(D) (default 0.03)")
+    p.add_argument("--top-p", type=fraction, default=0.03, help="fraction of neurons per layer in S(D) (default 0.03)")
     p.add_argument("--high-resource", default="en", help="the language SS sets are shared with (default en)")
     p.add_argument("--split", default="scan", help="prompt split to use: scan (default), heldout, or '' for all")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--probes", type=int, default=4, help="random probes for attribution (default 4)")
-    p.add_argument("--layers", help="ablation: comma-separated layers to score exactly")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--probes", type=positive_int, default=4, help="random probes for attribution (default 4)")
+    p.add_argument("--layers", type=int_list, help="ablation: comma-separated layers to score exactly")
     p.add_argument("--neurons", metavar="REF", help="ablation: the neuron set to score exactly")
     p.add_argument("--no-cache", action="store_true", help="recompute even if the scores are cached")
     p.add_argument("--out", required=True, help="output folder for neurons.json and scores.safetensors")
@@ -64,27 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", default="weight-diff", choices=["weight-diff", "contrast", "causal", "random"],
                    help="how candidates are ranked (default weight-diff); causal: first-order effect of "
                         "swapping each neuron on refusal (harmful minus harmless)")
-    p.add_argument("--fraction", type=float, help="share of the candidates to move")
-    p.add_argument("--count", type=int, help="number of neurons to move")
+    p.add_argument("--fraction", type=fraction, help="share of the candidates to move")
+    p.add_argument("--count", type=positive_int, help="number of neurons to move")
     p.add_argument("--delete", action="store_true",
                    help="function deletion: copy the target's neurons into the donor (the patch is for the donor)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --rank random")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed for --rank random")
     p.add_argument("--lang", default="en", help="language of the prompts for contrast, causal and --search")
-    p.add_argument("--limit", type=int, default=24, help="scan prompts per label for --rank causal and --search (default 24)")
-    p.add_argument("--harmless-weight", type=float, default=1.0,
+    p.add_argument("--limit", type=positive_int, default=24, help="scan prompts per label for --rank causal and --search (default 24)")
+    p.add_argument("--harmless-weight", type=non_negative_float, default=1.0,
                    help="causal: weight of the harmless refusal score subtracted (default 1; 0 ignores it)")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     g = p.add_argument_group("minimal-subset search (--search)")
     g.add_argument("--search", action="store_true",
                    help="grow the moved set along the ranking until --goal is met within the budget")
-    g.add_argument("--goal", type=float, default=0.7,
+    g.add_argument("--goal", type=finite_float, default=0.7,
                    help="approximate harmful refusal rate to reach (deletion: to fall to); default 0.7")
-    g.add_argument("--max-ppl-change", type=float, default=0.01, help="allowed perplexity rise (default 0.01)")
-    g.add_argument("--max-false-refusal", type=float, default=0.1, help="allowed harmless refusal rate (default 0.1)")
-    g.add_argument("--max-fraction", type=float, default=0.01, help="largest share of candidates moved (default 0.01)")
-    g.add_argument("--start", type=int, default=8, help="first step; each next step doubles it (default 8)")
-    g.add_argument("--random-seeds", type=int, default=1, help="random control sets per step (default 1)")
-    g.add_argument("--threshold", type=float, default=0.1,
+    g.add_argument("--max-ppl-change", type=non_negative_float, default=0.01, help="allowed perplexity rise (default 0.01)")
+    g.add_argument("--max-false-refusal", type=rate, default=0.1, help="allowed harmless refusal rate (default 0.1)")
+    g.add_argument("--max-fraction", type=fraction, default=0.01, help="largest share of candidates moved (default 0.01)")
+    g.add_argument("--start", type=positive_int, default=8, help="first step; each next step doubles it (default 8)")
+    g.add_argument("--random-seeds", type=non_negative_int, default=1, help="random control sets per step (default 1)")
+    g.add_argument("--threshold", type=probability, default=0.1,
                    help="a prompt counts as refused when its refusal-opening probability is at least this "
                         "(default 0.1; calibrate against judged replies, see neuronlab/transfer/curve.py)")
     g.add_argument("--verify", action="store_true", help="judge generated replies on held-out prompts at the point found")
@@ -102,18 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove the difference between --model (a donor) and MODEL (its target) on --neurons: "
                         "copy MODEL's weights for those neurons into --model")
     p.add_argument("--neurons", metavar="REF", help="the neurons of --remove-diff")
-    p.add_argument("--controls", type=int, metavar="N",
+    p.add_argument("--controls", type=non_negative_int, metavar="N",
                    help="also run every effect with random neuron sets of the same size and per-layer "
                         "distribution, over N seeds; adds baseline, controls and effect blocks to the JSON "
                         "(default 3 when an effect is given; 0 turns them off)")
-    p.add_argument("--langs", default="en", help="comma-separated language codes (default en)")
+    p.add_argument("--langs", type=csv_list, default="en", help="comma-separated language codes (default en)")
     p.add_argument("--prompts", help="JSONL or CSV prompt file; default: the bundled sets")
     p.add_argument("--split", default="heldout", help="prompt split (default heldout; '' for all)")
-    p.add_argument("--limit", type=int, help="use only the first N prompts of each label")
-    p.add_argument("--mc-questions", type=int, metavar="N",
+    p.add_argument("--limit", type=positive_int, help="use only the first N prompts of each label")
+    p.add_argument("--mc-questions", type=positive_int, metavar="N",
                    help="utility: answer only the first N bundled multiple-choice questions (default: all)")
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=positive_int, default=48)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--replies", metavar="FILE",
                    help="also write every judged reply (controls included) to FILE as JSON Lines, for 'rejudge'")
@@ -127,10 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("train-donor", help="make a refusing donor by training only chosen neurons (seeded)")
     add_model_args(p)
     p.add_argument("--neurons", metavar="REF", help="neurons to train (default: MS(en) of an activation scan)")
-    p.add_argument("--top-p", type=float, default=0.03, help="top-p of that scan (default 0.03)")
+    p.add_argument("--top-p", type=fraction, default=0.03, help="top-p of that scan (default 0.03)")
     add_training_args(p, steps=60)
     add_own_reply_args(p, own_tokens=64)
-    p.add_argument("--opening-weight", type=float, default=4.0,
+    p.add_argument("--opening-weight", type=non_negative_float, default=4.0,
                    help="loss weight of each reply's first 3 tokens, where refuse-or-answer is decided (default 4)")
     p.add_argument("--more-harmless", action="store_true",
                    help="train on assets/donors/train_en_more.jsonl too (80 more harmless requests)")
@@ -140,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "neurons on a chat model's replies (seeded)")
     add_model_args(p)
     p.add_argument("--teacher", default="demo-target", help="the chat model whose replies are learned (default demo-target)")
-    p.add_argument("--per-layer", type=int, default=128, help="random MLP neurons trained in each layer (default 128)")
+    p.add_argument("--per-layer", type=positive_int, default=128, help="random MLP neurons trained in each layer (default 128)")
     add_training_args(p, steps=60)
     p.set_defaults(run=cmd_train_chat)
 
@@ -148,23 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
                          "multilingual safety set; writes a patch")
     add_model_args(p)
     p.add_argument("--neurons", required=True, metavar="REF", help="neurons to train, e.g. DIR/neurons.json#ss")
-    p.add_argument("--langs", default="zh,ko,th,bn,sw,ne",
+    p.add_argument("--langs", type=csv_list, default="zh,ko,th,bn,sw,ne",
                    help="languages of the safety set (default: the paper's NHR languages zh,ko,th,bn,sw,ne)")
     p.add_argument("--replay-en", action="store_true", help="train on the English examples too")
-    p.add_argument("--validation", type=int, default=8,
+    p.add_argument("--validation", type=non_negative_int, default=8,
                    help="harmless scan prompts per language held out for early stopping (default 8; 0: none)")
-    p.add_argument("--max-false-refusal", type=float, default=0.15,
+    p.add_argument("--max-false-refusal", type=rate, default=0.15,
                    help="stop once held-out false refusals exceed this (or the starting rate, if higher); "
                         "keep the last weights within it (default 0.15)")
-    p.add_argument("--eval-every", type=int, default=10, help="steps between early-stopping checks (default 10)")
-    p.add_argument("--limit", type=int, help="train on only the first N scan prompts of each label")
+    p.add_argument("--eval-every", type=positive_int, default=10, help="steps between early-stopping checks (default 10)")
+    p.add_argument("--limit", type=positive_int, help="train on only the first N scan prompts of each label")
     add_training_args(p, steps=40)
     add_own_reply_args(p, own_tokens=48)
     p.set_defaults(run=cmd_finetune)
 
     p = verbs.add_parser("ship", help="compute the results shipped for the built-in models (assets/results): "
                          "scans, suppression, transfer and curve experiments (seeded; hours on a CPU)")
-    p.add_argument("--only", metavar="NAME[,NAME]",
+    p.add_argument("--only", type=csv_list, metavar="NAME[,NAME]",
                    help="only these items: 'scans' (every scan), scan/MODEL/METHOD, or an experiment "
                         "(demo-donor-suppress, demo-transfer, demo-curve, gemma-donor-suppress)")
     p.add_argument("--out", help="folder to write (default: assets/results, where the app reads them)")
@@ -172,19 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("bench", help="intervened vs plain wall-time ratios (lower is better)")
     add_model_args(p)
-    p.add_argument("--repeats", type=int, default=5, help="back-to-back pairs per figure (default 5)")
-    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=positive_int, default=5, help="back-to-back pairs per figure (default 5)")
+    p.add_argument("--new-tokens", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    use_default_threads()
+    """Run one verb; bad flags exit 2 from argparse before anything loads, a user error returns 2, Ctrl-C 130."""
     try:
+        args = build_parser().parse_args(argv)
+        use_default_threads()
         args.run(args)
     except ValueError as e:  # NeuronLabError (every user-facing error) and bad values from the libraries below
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0

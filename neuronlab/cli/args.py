@@ -1,12 +1,113 @@
-"""Options and helpers shared by the verbs: model, intervention and training arguments, loading, lists."""
+"""Options and helpers shared by the verbs: model, intervention and training arguments, loading, lists, and the
+argparse types that check every number and list flag (so bad input is argparse's one-line error, exit code 2,
+before any model loads)."""
 from __future__ import annotations
 
 import argparse
+import math
 
 from neuronlab.models.loading import DEVICES, DTYPES, load_model
 from neuronlab.neurons.interventions import DEFAULT_SCALE, Intervention
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
+
+# argparse types: each returns the parsed value or raises ArgumentTypeError, which argparse reports as
+# "argument --FLAG: MESSAGE" and exit code 2. Lists stay the text given (verbs split it with split_csv).
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1 (counts, steps, limits, batch sizes, token budgets)."""
+    if (value := _int(text)) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ≥ 0 (seeds, numbers of controls where 0 turns them off)."""
+    if (value := _int(text)) < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (not nan or inf)."""
+    return _float(text)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rate, temperature)."""
+    if (value := _float(text)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number ≥ 0 (weights where 0 turns a term off, allowed changes)."""
+    if (value := _float(text)) < 0:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}")
+    return value
+
+
+def _in_range(text: str, what: str, low_open: bool) -> float:
+    value = _float(text)
+    if not (0 < value <= 1 if low_open else 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"expected {what} in {'(0' if low_open else '[0'}, 1], got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share in (0, 1] (of candidates, of neurons per layer)."""
+    return _in_range(text, "a fraction", low_open=True)
+
+
+def probability(text: str) -> float:
+    """A probability in (0, 1] (top-p, a refusal threshold)."""
+    return _in_range(text, "a probability", low_open=True)
+
+
+def rate(text: str) -> float:
+    """A rate in [0, 1] (an allowed false-refusal rate)."""
+    return _in_range(text, "a rate", low_open=False)
+
+
+def csv_list(text: str) -> str:
+    """A comma-separated list with at least one item (kept as text)."""
+    if not split_csv(text):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of at least one item, got {text!r}")
+    return text
+
+
+def int_list(text: str) -> str:
+    """A comma-separated list of integers ≥ 0, at least one (kept as text)."""
+    items = split_csv(text)
+    if not items or not all(item.isdecimal() for item in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers ≥ 0 (e.g. 0,2,5), got {text!r}")
+    return text
+
+
+def utf8_text(value: str) -> str:
+    """Text that is valid UTF-8 (the shell passes undecodable bytes through as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("not valid UTF-8 text; pass the text in UTF-8") from None
+    return value
 
 
 def add_model_args(p: argparse.ArgumentParser, flag: str = "--model") -> None:
@@ -24,7 +125,7 @@ def add_intervention_args(p: argparse.ArgumentParser) -> None:
                    help="neuron set to zero: FILE.json or DIR/neurons.json#KEY (repeatable)")
     p.add_argument("--activate", action="append", default=[], metavar="REF",
                    help="neuron set to scale up by --scale (repeatable)")
-    p.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="factor for --activate (default 2)")
+    p.add_argument("--scale", type=finite_float, default=DEFAULT_SCALE, help="factor for --activate (default 2)")
 
 
 def load_interventions(args) -> list[Intervention]:
@@ -34,22 +135,22 @@ def load_interventions(args) -> list[Intervention]:
 
 def add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
     """Options of every verb that trains neurons and writes a patch."""
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=steps)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
 
 
 def add_own_reply_args(p: argparse.ArgumentParser, own_tokens: int) -> None:
     """Options of the verbs that pair harmless prompts with the model's own replies."""
-    p.add_argument("--harmless-repeat", type=int, default=1, help="times each harmless example is seen per epoch")
-    p.add_argument("--own-tokens", type=int, default=own_tokens,
+    p.add_argument("--harmless-repeat", type=non_negative_int, default=1, help="times each harmless example is seen per epoch")
+    p.add_argument("--own-tokens", type=positive_int, default=own_tokens,
                    help=f"length of the model's own replies kept for harmless prompts (default {own_tokens})")
-    p.add_argument("--own-target", default="reply", metavar="reply|distribution",
+    p.add_argument("--own-target", default="reply", choices=("reply", "distribution"), metavar="reply|distribution",
                    help="learn those replies token by token ('reply', default) or, past their opening tokens, as "
                         "the untrained model's next-token distribution ('distribution': keeps perplexity)")
-    p.add_argument("--avoid-refusal", type=float, default=0.0, metavar="WEIGHT",
+    p.add_argument("--avoid-refusal", type=non_negative_float, default=0.0, metavar="WEIGHT",
                    help="also train the harmless prompts, 4 a step, not to open with a refusal (unlikelihood of its "
                         "first tokens, this weight; default 0: off)")
 

@@ -40,3 +40,24 @@ def quick_eval(at: AppTest, key: str) -> None:
     run(at.multiselect(key=f"{key}_langs").set_value(["en"]))
     run(at.number_input(key=f"{key}_per_label").set_value(1))
     run(at.number_input(key=f"{key}_tokens").set_value(8))
+
+
+TEXT_ELEMENTS = ("markdown", "caption", "success", "info", "warning", "error", "subheader")
+
+
+def shown_texts(at: AppTest) -> list[str]:
+    """The markdown source of every text element, on the page and in the sidebar (text, captions, alerts)."""
+    return [e.value for kind in TEXT_ELEMENTS for e in getattr(at, kind)]
+
+
+def errors(at: AppTest) -> list[str]:
+    """The st.error messages shown; asserts no exception box."""
+    assert not at.exception, [e.message for e in at.exception]
+    return [e.value for e in at.error]
+
+
+def rendered(source: str) -> str:
+    """``source`` as CommonMark renders it to HTML (links, images, autolinks included)."""
+    from markdown_it import MarkdownIt  # comes with rich; the tests that use it skip without it
+
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(source)

@@ -9,6 +9,7 @@ from neuronlab.models.host import HostedModel
 from neuronlab.neurons.patches import Patch
 from neuronlab.neurons.sets import neuron_sets_json, parse_neurons, read_neuron_sets
 from webui import state
+from webui.guard import md
 from webui.models import model_or_stop
 from webui.refusals import estimate_refusals, refusal_estimates
 from webui.sets import available_sets
@@ -28,10 +29,10 @@ def set_files(shared: HostedModel) -> None:
             try:
                 sets = read_neuron_sets(upload.getvalue(), upload.name, shared.arch)
             except NeuronSetError as e:  # names the file (and the set) already
-                st.error(str(e))
+                st.error(md(e))
             else:
                 state.neuron_sets().update(sets)
-                st.success(f"Loaded {', '.join(sets)} from {upload.name}.")
+                st.success(f"Loaded {md(', '.join(sets))} from {md(upload.name)}.")
         mine = available_sets()
         st.download_button("Download all sets (JSON)", lambda: neuron_sets_json(mine), "neuron_sets.json",
                            "application/json", key="iv_download", disabled=not mine, on_click="ignore")
@@ -50,7 +51,7 @@ def chosen_sets(shared: HostedModel) -> dict[str, NeuronSet]:
         try:
             chosen[name] = parse_neurons(typed, shared.arch) if name == TYPED else sets[name].validate(shared.arch)
         except NeuronSetError as e:
-            st.error(f"{name}: {e}")
+            st.error(f"{md(name)}: {md(e)}")
     return chosen
 
 
@@ -59,7 +60,7 @@ def interventions_for(chosen: dict[str, NeuronSet]) -> list[Intervention]:
     out = []
     for name, neurons in chosen.items():
         left, right = st.columns([1, 2])
-        mode = left.radio(f"**{name}** ({len(neurons):,} neurons)", ["suppress", "activate"], horizontal=True,
+        mode = left.radio(f"**{md(name)}** ({len(neurons):,} neurons)", ["suppress", "activate"], horizontal=True,
                           key=f"iv_mode:{name}", **KEEP)
         scale = right.slider("scale (activate)", 0.0, 10.0, 2.0, 0.5, key=f"iv_scale:{name}",
                              disabled=mode != "activate", **KEEP)
@@ -130,7 +131,7 @@ def which_refuses() -> str | None:
             st.rerun()
         return None
     st.caption("Suppressing safety neurons only shows in a model that refuses: " + "; ".join(
-        f"**{role}** ({state.loaded_keys()[role].spec}) refuses {est.describe()}" for role, est in refusals.items()))
+        f"**{role}** ({md(state.loaded_keys()[role].spec)}) refuses {est.describe()}" for role, est in refusals.items()))
     return max(refusals, key=lambda role: refusals[role].harmful)
 
 

@@ -6,6 +6,7 @@ from neuronlab.models.host import HostedModel
 from neuronlab.plots import similarity_figure
 from neuronlab.transfer.compatibility import Compatibility
 from webui import state
+from webui.guard import md
 from webui.models import compatibility, model
 from webui.widgets import chart, header
 
@@ -13,7 +14,7 @@ from webui.widgets import chart, header
 def info_card(role: str, shared: HostedModel) -> None:
     info = shared.info
     with st.container(border=True):
-        st.subheader(f"{role.title()}: {info.spec}")
+        st.subheader(f"{role.title()}: {md(info.spec)}")
         left, middle, right = st.columns(3)
         left.metric("parameters", f"{info.n_params / 1e6:,.1f} M")
         middle.metric("layers", info.n_layers)
@@ -30,7 +31,7 @@ def verdict(result: Compatibility) -> None:
         st.success("Compatible: same class, shapes, head layout and vocabulary, and the weights share a basis, "
                    "so neurons can be copied from the donor into the target.")
     else:
-        st.warning("Not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in result.problems))
+        st.warning("Not compatible for a neuron copy:\n" + "\n".join(f"- {md(p)}" for p in result.problems))
     if result.layer_similarity:
         chart(similarity_figure(result.layer_similarity), "models_similarity",
               "One bar per layer, labelled with the cosine similarity of the donor's and the "

@@ -24,6 +24,7 @@ from neuronlab.data.prompts import (
 from neuronlab.plots import score_heatmap
 from neuronlab.presets import Preset, scan_work
 from webui import state
+from webui.guard import md
 from webui.jobs import job, job_note, preset_picker, time_estimate
 from webui.models import model_or_stop, use
 from webui.scans import shipped_scan
@@ -45,7 +46,7 @@ def prompt_source() -> PromptSet:
     try:
         return parse_prompts(upload.getvalue(), FORMATS[Path(upload.name).suffix.lower()], source=upload.name)
     except PromptFileError as e:
-        st.error(str(e))
+        st.error(md(e))
         st.stop()
 
 
@@ -87,7 +88,7 @@ def scan_form(role: str) -> None:
                 run_scan(lm, chosen, langs, method, site, layers=layers or None, progress=report,
                          on_language=lambda result: keep(result, len(result.languages)))
         except ValueError as e:
-            st.error(str(e))
+            st.error(md(e))
     job_note(state.SCAN)
 
 
@@ -177,7 +178,7 @@ def share_stats(safety: SafetyNeurons) -> None:
 def results(result: ScanResult) -> None:
     st.slider("Top p (% of neurons per layer)", 0.1, 20.0, DEFAULT_TOP_P * 100, 0.1, key=state.SCAN_TOP_P, **KEEP)
     safety = state.safety_sets(result)
-    st.caption(f"Scan of **{result.model}** · {result.method} · sites {', '.join(result.sites)} · prompts per "
+    st.caption(f"Scan of **{md(result.model)}** · {result.method} · sites {', '.join(result.sites)} · prompts per "
                "language: " + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()))
     lang = heatmap(result, safety)
     share_stats(safety)

@@ -16,6 +16,7 @@ from neuronlab.transfer.plan import make_transfer
 from neuronlab.transfer.ranking import RANKINGS, rank_scores
 from webui import state
 from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
+from webui.guard import md
 from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
 from webui.models import compatibility, model_or_stop
 from webui.sets import available_sets
@@ -49,9 +50,9 @@ def pool(arch) -> tuple[tuple[str, ...], object]:
     try:
         within = sets[name].validate(arch)
     except NeuronSetError as e:
-        st.error(f"{name}: {e}")
+        st.error(f"{md(name)}: {md(e)}")
         st.stop()
-    right.caption(f"{len(within):,} neurons in **{name}**; a fraction of 100% moves all of them.")
+    right.caption(f"{len(within):,} neurons in **{md(name)}**; a fraction of 100% moves all of them.")
     return tuple(within.sites), within
 
 
@@ -175,7 +176,7 @@ def apply_buttons(patch: Patch, role: str, key: str) -> None:
         try:
             state.set_session_patch(role, model_or_stop(role).check(patch))
         except PatchError as e:  # e.g. another model was loaded since the transfer
-            st.error(str(e))
+            st.error(md(e))
             return
         st.rerun()
     if right.button(f"Revert the {role}", key=f"{key}_revert", disabled=current is None):
@@ -187,7 +188,7 @@ def session_status() -> None:
     for role in state.ROLES:
         if (patch := state.session_patch(role)) is not None:
             st.success(f"This session's {role} carries a weight patch of {len(patch.neurons):,} neurons "
-                       f"({patch.meta.get('source', 'uploaded')}); other sessions see the model unchanged.")
+                       f"({md(patch.meta.get('source', 'uploaded'))}); other sessions see the model unchanged.")
 
 
 def upload() -> None:
@@ -200,12 +201,12 @@ def upload() -> None:
         try:
             patch = model_or_stop(role).check(Patch.from_bytes(file.getvalue(), file.name))
         except PatchError as e:  # names the file already
-            st.error(str(e))
+            st.error(md(e))
             return
         cached = st.session_state.get("tf_uploaded")
         if cached is None or cached[0] != (file.file_id, role):  # the same upload keeps its identity
             st.session_state["tf_uploaded"] = cached = ((file.file_id, role), patch)
-        st.caption(f"{file.name}: {len(cached[1].neurons):,} neurons, made for this {role}.")
+        st.caption(f"{md(file.name)}: {len(cached[1].neurons):,} neurons, made for this {role}.")
         apply_buttons(cached[1], role, "tf_up")
 
 
@@ -235,7 +236,7 @@ donor, target = model_or_stop("donor"), model_or_stop("target")
 keys = state.loaded_keys()
 compat = compatibility(keys["donor"], keys["target"])
 if not compat.compatible:
-    st.warning("Donor and target are not compatible for a neuron copy:\n" + "\n".join(f"- {p}" for p in compat.problems))
+    st.warning("Donor and target are not compatible for a neuron copy:\n" + "\n".join(f"- {md(p)}" for p in compat.problems))
     st.stop()
 session_status()
 shipped_transfer()
