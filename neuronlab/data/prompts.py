@@ -21,6 +21,7 @@ FORMAT = "neuronlab.prompts/1"
 LABELS = ("harmful", "harmless")
 SPLITS = ("scan", "heldout")
 REQUIRED = ("id", "lang", "label", "text")
+MAX_PROMPT_CHARS = 20_000  # a request, not a document: longer texts would not fit a small model's context
 COLUMNS = ("id", "lang", "label", "split", "category", "text")  # the order files are written in
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 SCHEMA = ('JSON Lines, one prompt a line: {"id", "lang", "label": harmful|harmless, "text"} '
@@ -229,6 +230,9 @@ def _prompt(row: dict, source: str, line: int) -> Prompt:
         raise _error(source, line, f"unknown split {values['split']!r} (accepted: {', '.join(SPLITS)})")
     if not values["text"].strip():
         raise _error(source, line, "empty text")
+    if len(values["text"]) > MAX_PROMPT_CHARS:
+        raise _error(source, line, f"prompt {values['id']!r} is {len(values['text']):,} characters long; a prompt "
+                                   f"may hold at most {MAX_PROMPT_CHARS:,}")
     return Prompt(values["id"], values["lang"], label, values["text"], split, values["category"].strip())
 
 

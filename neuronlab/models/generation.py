@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import StoppingCriteria, TextIteratorStreamer
 
+from neuronlab.errors import NeuronLabError
 from neuronlab.models.chat import chat_ids
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import Intervention, intervene
@@ -27,10 +29,29 @@ class Sampling:
     min_new_tokens: int = 0  # > 0 forces a length (benchmarks compare equal token counts)
 
 
+MIN_REPLY_ROOM = 16  # tokens a chat keeps free for the reply when it cuts a long conversation
+
+
+class ContextError(NeuronLabError):
+    """A prompt that does not fit the model's context."""
+
+
+def context_length(lm: LoadedModel) -> int:
+    """The most tokens the model reads at once (prompt and reply together)."""
+    return int(getattr(lm.model.config, "max_position_embeddings", None) or 2048)
+
+
 def encode_chat(lm: LoadedModel, prompt: str | Sequence[dict]) -> dict[str, torch.Tensor]:
-    """input_ids / attention_mask [1, seq] for a chat turn, on the model's input device."""
-    ids = torch.tensor([chat_ids(lm, prompt)], device=lm.device)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    """input_ids / attention_mask [1, seq] for a chat turn, on the model's input device. A conversation longer
+    than the model's context loses its oldest tokens (with a warning), keeping room for a reply."""
+    ids = chat_ids(lm, prompt)
+    room = context_length(lm) - MIN_REPLY_ROOM
+    if len(ids) > room:
+        warnings.warn(f"the conversation is {len(ids):,} tokens, more than the {room:,} {lm.spec} reads with room "
+                      "for a reply; its oldest tokens are left out", stacklevel=2)
+        ids = ids[-room:]
+    tensor = torch.tensor([ids], device=lm.device)
+    return {"input_ids": tensor, "attention_mask": torch.ones_like(tensor)}
 
 
 def left_padded(lm: LoadedModel, rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
@@ -44,8 +65,14 @@ def left_padded(lm: LoadedModel, rows: Sequence[Sequence[int]]) -> dict[str, tor
 
 
 def encode_prompts(lm: LoadedModel, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-    """A left-padded batch of chat-formatted prompts (see ``left_padded``)."""
-    return left_padded(lm, [chat_ids(lm, p) for p in prompts])
+    """A left-padded batch of chat-formatted prompts (see ``left_padded``). Raises ContextError for a prompt
+    longer than the model's context (a prompt set's prompts are measured whole, never cut)."""
+    rows, limit = [chat_ids(lm, p) for p in prompts], context_length(lm)
+    for prompt, row in zip(prompts, rows):
+        if len(row) >= limit:
+            raise ContextError(f"the prompt {prompt[:40]!r}… is {len(row):,} tokens; {lm.spec} reads at most "
+                               f"{limit:,}: shorten it or leave it out of the prompt set")
+    return left_padded(lm, rows)
 
 
 class _EventStop(StoppingCriteria):
@@ -58,8 +85,13 @@ class _EventStop(StoppingCriteria):
 
 def generate_ids(lm: LoadedModel, enc: dict, interventions: Iterable[Intervention], sampling: Sampling,
                   **extra) -> torch.Tensor:
-    """Token ids [batch, prompt + new] generated with ``interventions`` on."""
-    kwargs = dict(max_new_tokens=sampling.max_new_tokens, min_new_tokens=sampling.min_new_tokens,
+    """Token ids [batch, prompt + new] generated with ``interventions`` on; at most as many new tokens as the
+    model's context leaves after the prompt."""
+    room = context_length(lm) - enc["input_ids"].shape[1]
+    if room < 1:
+        raise ContextError(f"the prompt is {enc['input_ids'].shape[1]:,} tokens; {lm.spec} reads at most "
+                           f"{context_length(lm):,}, so it has no room for a reply")
+    kwargs = dict(max_new_tokens=min(sampling.max_new_tokens, room), min_new_tokens=min(sampling.min_new_tokens, room),
                   do_sample=sampling.do_sample, pad_token_id=lm.tokenizer.pad_token_id)
     if sampling.do_sample:
         kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
