@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "neuronlab"
 # Pipeline order: a module may import its own stage or an earlier one. The foundation (errors, files,
 # paths, progress) is below every stage; the front (CLI, plots, presets, ship, bench, the public API) above all.
-FOUNDATION = ("errors", "files", "paths", "progress")
+FOUNDATION = ("errors", "files", "paths", "progress", "threads")
 STAGES = ("neurons", "models", "data", "analysis", "evaluation", "transfer", "training")
 FRONT_PACKAGES = ("cli", "plots")  # front ends split into packages
 MAX_LINES = 400
