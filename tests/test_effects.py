@@ -151,6 +151,7 @@ def test_eval_verb_controls_for_patch_files(tiny, tmp_path, capsys):
     assert main(common + ["--patch", str(transfer), "--controls", "1"]) == 0  # controls copy from its source
     out = json.loads(capsys.readouterr().out)
     assert out["controls"]["seeds"] == [0] and out["effects"][0]["mode"] == "patch"
-    trained = extract_patch(tiny, NEURONS).save(tmp_path / "trained.safetensors")  # no source to copy from
+    trained = extract_patch(tiny, NEURONS, target_fingerprint=tiny.info.fingerprint).save(  # no source to copy from
+        tmp_path / "trained.safetensors")
     assert main(common + ["--patch", str(trained), "--controls", "1"]) == 2
     assert "no random controls" in capsys.readouterr().err

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=probability, default=0.9)
     p.add_argument("--seed", type=non_negative_int, default=None)
     p.add_argument("--patch", help="a transfer patch (.safetensors) to apply to the model first")
+    p.add_argument("--force", action="store_true",
+                   help="apply --patch even if it was made for another model or names none (a warning is printed)")
     p.add_argument("--no-stream", action="store_true", help="print the reply at the end, not as it comes")
     p.set_defaults(run=cmd_chat)
 
@@ -111,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     add_intervention_args(p)
     p.add_argument("--patch", help="a patch (.safetensors) to apply to the model first")
+    p.add_argument("--force", action="store_true",
+                   help="apply --patch even if it was made for another model or names none (a warning is printed)")
     p.add_argument("--mean", action="append", default=[], metavar="REF",
                    help="neuron set to mean-ablate: each neuron held at its mean activation (last prompt token) "
                         "on the harmless scan prompts of --langs (repeatable)")

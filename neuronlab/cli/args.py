@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from neuronlab.models.loading import DEVICES, DTYPES, load_model
 from neuronlab.neurons.interventions import DEFAULT_SCALE, Intervention
@@ -162,3 +163,15 @@ def load_lm(args, spec: str):
 
 def split_csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def load_patch(args, lm):
+    """``--patch`` read and checked for ``lm``; with ``--force``, one made for another model (or for none) is
+    applied anyway, with a warning."""
+    from neuronlab.neurons.patches import Patch, check_patch, forced
+
+    patch = Patch.load(args.patch)
+    if not args.force:
+        return check_patch(lm, patch)
+    print(f"warning: --force: {args.patch} is applied to {lm.spec} whatever model it was made for", file=sys.stderr)
+    return forced(lm, patch)

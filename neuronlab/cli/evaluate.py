@@ -5,7 +5,7 @@ import json
 import sys
 from contextlib import nullcontext
 
-from neuronlab.cli.args import load_lm, split_csv
+from neuronlab.cli.args import load_lm, load_patch, split_csv
 from neuronlab.files import check_output
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
@@ -15,14 +15,13 @@ def _eval_effects(args, lm) -> tuple[list, str]:
     """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
     from neuronlab.evaluation.effects import Effect, copy_from
     from neuronlab.experiments import patch_effect
-    from neuronlab.neurons.patches import Patch
     from neuronlab.transfer.compatibility import require_compatible
 
     if args.remove_diff and not args.neurons:
         raise ValueError("--remove-diff needs --neurons REF (the neurons whose difference is removed)")
     effects, no_controls = [], ""
     if args.patch:
-        patch = Patch.load(args.patch)
+        patch = load_patch(args, lm)
         source = patch.meta.get("source") if patch.kind == "transfer" else None
         effect, no_controls = patch_effect(lm, patch, load_lm(args, source) if source else None,
                                            label=f"patch {args.patch}", progress=text_bar())

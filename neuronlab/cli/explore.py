@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from neuronlab.cli.args import load_interventions, load_lm, split_csv
+from neuronlab.cli.args import load_interventions, load_lm, load_patch, split_csv
 from neuronlab.files import check_output
 from neuronlab.models.builtins import BUILTINS
 from neuronlab.neurons.sets import load_neuron_set
@@ -23,13 +23,12 @@ def cmd_models(args) -> None:
 
 def cmd_chat(args) -> None:
     from neuronlab.models.generation import Sampling, generate, stream
-    from neuronlab.neurons.patches import Patch, apply_patch
+    from neuronlab.neurons.patches import apply_patch
 
     interventions = load_interventions(args)
-    patch = Patch.load(args.patch) if args.patch else None
     lm = load_lm(args, args.model)
-    if patch is not None:
-        apply_patch(lm, patch)
+    if args.patch:
+        apply_patch(lm, load_patch(args, lm))
     for iv in interventions:
         iv.neurons.validate(lm.arch)
     sampling = Sampling(max_new_tokens=args.max_new_tokens, do_sample=args.sample,

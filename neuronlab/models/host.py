@@ -14,7 +14,7 @@ from contextlib import ExitStack, closing, contextmanager
 from neuronlab.models.generation import Sampling, stream
 from neuronlab.models.loading import LoadedModel, ModelInfo
 from neuronlab.neurons.interventions import Intervention
-from neuronlab.neurons.patches import Patch, PatchError, check_patch, patched
+from neuronlab.neurons.patches import Patch, PatchError, check_patch, forced, patched
 from neuronlab.neurons.sites import Architecture
 
 
@@ -40,9 +40,10 @@ class HostedModel:
     def spec(self) -> str:
         return self._lm.spec
 
-    def check(self, patch: Patch) -> Patch:
-        """Raise PatchError unless ``patch`` was made for this model and fits its shapes."""
-        return check_patch(self._lm, patch)
+    def check(self, patch: Patch, force: bool = False) -> Patch:
+        """Raise PatchError unless ``patch`` was made for this model and fits its shapes; ``force``: accept one
+        made for another model or for none (it is marked as made for this one, see ``patches.forced``)."""
+        return forced(self._lm, patch) if force else check_patch(self._lm, patch)
 
     @contextmanager
     def use(self, patch: Patch | None = None) -> Iterator[LoadedModel]:

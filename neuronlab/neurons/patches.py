@@ -171,6 +171,9 @@ def _checked_slices(lm: LoadedModel, patch: Patch, actual_fingerprint: str | Non
     def error(problem: str) -> PatchError:
         return PatchError(f"{patch.source}: {problem}" if patch.source else problem)
 
+    bad = [key for key, value in patch.tensors.items() if value.is_floating_point() and not value.isfinite().all()]
+    if bad:
+        raise error(f"the patch holds NaN or infinite weights ({', '.join(bad[:3])}); it is damaged")
     expected = patch.meta.get("target_fingerprint")
     if actual_fingerprint and expected and actual_fingerprint != expected:
         made_for = f" ({patch.meta['target']})" if patch.meta.get("target") else ""
@@ -196,11 +199,24 @@ def _checked_slices(lm: LoadedModel, patch: Patch, actual_fingerprint: str | Non
     return slices
 
 
-def check_patch(lm: LoadedModel, patch: Patch) -> Patch:
-    """Raise PatchError unless ``patch`` fits ``lm`` as loaded (fingerprint at load time, architecture,
-    neurons and shapes); returns the patch."""
-    _checked_slices(lm, patch, lm.info.fingerprint)
+def check_patch(lm: LoadedModel, patch: Patch, force: bool = False) -> Patch:
+    """Raise PatchError unless ``patch`` fits ``lm`` as loaded (finite values, architecture, neurons, shapes,
+    and made for its fingerprint at load time); returns the patch. A patch from outside (a file, an upload)
+    must name the model it was made for; ``force`` applies one made for another model or for none."""
+    _checked_slices(lm, patch, None if force else lm.info.fingerprint)
+    if not force and not patch.meta.get("target_fingerprint") and patch.kind != "revert":
+        name = f"{patch.source}: " if patch.source else ""
+        raise PatchError(f"{name}the patch does not say which model it was made for (no target fingerprint); apply "
+                         "it only if you know it fits, with --force (command line) or \"apply anyway\" (app)")
     return patch
+
+
+def forced(lm: LoadedModel, patch: Patch) -> Patch:
+    """``patch`` checked with ``force`` and marked as made for ``lm`` (what --force and "apply anyway" do), so
+    every later use checks it against this model."""
+    check_patch(lm, patch, force=True)
+    return Patch(patch.neurons, patch.tensors, {**patch.meta, "target_fingerprint": lm.info.fingerprint, "forced": True},
+                 patch.source)
 
 
 def apply_patch(lm: LoadedModel, patch: Patch, check_fingerprint: bool = True) -> Patch:

@@ -198,15 +198,19 @@ def upload() -> None:
         example_download("patch")
         if file is None:
             return
+        force = st.checkbox("Apply anyway", key="tf_up_force",
+                            help="Accept a patch made for another model, or one that names none. Its neurons, sites "
+                                 "and shapes are still checked; whether its weights make sense is up to you.")
         try:
-            patch = model_or_stop(role).check(Patch.from_bytes(file.getvalue(), file.name))
+            patch = model_or_stop(role).check(Patch.from_bytes(file.getvalue(), file.name), force=force)
         except PatchError as e:  # names the file already
             st.error(md(e))
             return
         cached = st.session_state.get("tf_uploaded")
-        if cached is None or cached[0] != (file.file_id, role):  # the same upload keeps its identity
-            st.session_state["tf_uploaded"] = cached = ((file.file_id, role), patch)
-        st.caption(f"{md(file.name)}: {len(cached[1].neurons):,} neurons, made for this {role}.")
+        if cached is None or cached[0] != (file.file_id, role, force):  # the same upload keeps its identity
+            st.session_state["tf_uploaded"] = cached = ((file.file_id, role, force), patch)
+        made_for = "applied anyway, whatever model it was made for" if force else f"made for this {role}"
+        st.caption(f"{md(file.name)}: {len(cached[1].neurons):,} neurons, {made_for}.")
         apply_buttons(cached[1], role, "tf_up")
 
 
