@@ -149,11 +149,15 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu", trust_rem
     progress(0.5, f"loading {spec}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
+        model, loading_info = AutoModelForCausalLM.from_pretrained(
             source, dtype=DTYPES[dtype], device_map=device_map, use_safetensors=True,
-            trust_remote_code=trust_remote_code)
+            trust_remote_code=trust_remote_code, output_loading_info=True)
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{spec}: loading failed ({e}); {ACCEPTED}") from None
+    if missing := sorted(loading_info.get("missing_keys") or ()):
+        raise ModelSpecError(f"{spec}: the checkpoint lacks {len(missing)} weight(s) the model needs "
+                             f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}); it is incomplete or "
+                             "made for another model, and would run with random weights there")
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
