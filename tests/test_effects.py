@@ -155,3 +155,13 @@ def test_eval_verb_controls_for_patch_files(tiny, tmp_path, capsys):
         tmp_path / "trained.safetensors")
     assert main(common + ["--patch", str(trained), "--controls", "1"]) == 2
     assert "no random controls" in capsys.readouterr().err
+
+
+def test_eval_names_an_unknown_site_before_building_controls(tmp_path, capsys):
+    bad = tmp_path / "bogus.json"
+    bad.write_text('{"neurons": [[0, "bogus", 1]]}')
+    args = ["eval", "--model", "tiny-llama", "--suppress", str(bad), "--langs", "en", "--limit", "1",
+            "--max-new-tokens", "2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bogus" in err[0] and "Traceback" not in err[0]

@@ -170,6 +170,8 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
     ``effect`` (change vs the plain model of the real set and of the controls' mean). ``reference``: the
     harmless prompts that ``mean`` effects average over. ``on_reply`` gets every judged reply (see
     ``refusal_rates``) with the run's name as ``variant``. The model is bit-identical afterwards."""
+    for e in effects:  # before any run or control is built: a bad set fails at once, by name
+        e.neurons.validate(lm.arch)
     runs: list[tuple[str, list[Effect]]] = [(EFFECT, list(effects))]
     if seeds:
         runs = [(BASELINE, [])] + runs + [
