@@ -32,59 +32,24 @@ def _float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer ≥ 1 (counts, steps, limits, batch sizes, token budgets)."""
-    if (value := _int(text)) < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
-    return value
+def _checked(parse, accept, expected: str):
+    """An argparse type: ``parse`` the text, then refuse a value ``accept`` rejects, saying what is expected."""
+    def check(text: str):
+        value = parse(text)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    """An integer ≥ 0 (seeds, numbers of controls where 0 turns them off)."""
-    if (value := _int(text)) < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """Any finite number (not nan or inf)."""
-    return _float(text)
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (learning rate, temperature)."""
-    if (value := _float(text)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number ≥ 0 (weights where 0 turns a term off, allowed changes)."""
-    if (value := _float(text)) < 0:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}")
-    return value
-
-
-def _in_range(text: str, what: str, low_open: bool) -> float:
-    value = _float(text)
-    if not (0 < value <= 1 if low_open else 0 <= value <= 1):
-        raise argparse.ArgumentTypeError(f"expected {what} in {'(0' if low_open else '[0'}, 1], got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A share in (0, 1] (of candidates, of neurons per layer)."""
-    return _in_range(text, "a fraction", low_open=True)
-
-
-def probability(text: str) -> float:
-    """A probability in (0, 1] (top-p, a refusal threshold)."""
-    return _in_range(text, "a probability", low_open=True)
-
-
-def rate(text: str) -> float:
-    """A rate in [0, 1] (an allowed false-refusal rate)."""
-    return _in_range(text, "a rate", low_open=False)
+positive_int = _checked(_int, lambda v: v >= 1, "an integer ≥ 1")  # counts, steps, limits, batch sizes, tokens
+non_negative_int = _checked(_int, lambda v: v >= 0, "an integer ≥ 0")  # seeds; controls, where 0 turns them off
+finite_float = _checked(_float, lambda v: True, "a finite number")  # any number but nan and inf
+positive_float = _checked(_float, lambda v: v > 0, "a number > 0")  # learning rate, temperature
+non_negative_float = _checked(_float, lambda v: v >= 0, "a number ≥ 0")  # weights where 0 turns a term off
+fraction = _checked(_float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")  # of candidates, of neurons per layer
+probability = _checked(_float, lambda v: 0 < v <= 1, "a probability in (0, 1]")  # top-p, a refusal threshold
+rate = _checked(_float, lambda v: 0 <= v <= 1, "a rate in [0, 1]")  # an allowed false-refusal rate
 
 
 def csv_list(text: str) -> str:
