@@ -63,3 +63,10 @@ def test_eval_saves_every_reply_and_rejudge_reproduces_its_rates(tmp_path, capsy
     assert "control seed 0" in table and "changed" in table
     assert main(["rejudge", str(tmp_path / "missing.jsonl")]) == 2
     assert "no replies file" in capsys.readouterr().err
+
+
+def test_a_reply_that_is_not_text_is_named_not_judged(tmp_path):
+    path = tmp_path / "null.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({**ROWS[0], "reply": None}) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"null.jsonl:2: reply must be text, not null"):
+        read_replies(path)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from neuronlab.data.jsonl import JsonLinesError, json_lines
+from neuronlab.errors import json_kind
 from neuronlab.evaluation.judge import JudgeResult, judge
 from neuronlab.evaluation.metrics import verdict_block
 from neuronlab.files import OutputError, check_output, temp_path
@@ -89,6 +90,8 @@ def read_replies(path: str | Path) -> list[dict]:
         missing = [k for k in ("variant", "lang", "label", "reply") if k not in row]
         if missing:
             raise ValueError(f"{path}:{n}: a reply row needs {', '.join(missing)}")
+        if wrong := [k for k in ("variant", "lang", "label", "reply") if not isinstance(row[k], str)]:
+            raise ValueError(f"{path}:{n}: {', '.join(wrong)} must be text, not {json_kind(row[wrong[0]])}")
         rows.append(row)
     return rows
 
