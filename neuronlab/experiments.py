@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from neuronlab.data.prompts import PromptSet, bundled_prompts
+from neuronlab.errors import NeuronLabError
 from neuronlab.evaluation.effects import Effect, copy_from, fixed
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import Intervention
@@ -27,7 +28,7 @@ def heldout_prompts(langs: Sequence[str], per_label: int | None, prompts: Prompt
 def intervention_effect(iv: Intervention) -> Effect:
     """The effect of an intervention, rebuildable on other neurons (for controls): suppress or activate."""
     if iv.mode not in ("suppress", "activate"):
-        raise ValueError(f"an intervention of mode {iv.mode!r} cannot be redone on random neurons")
+        raise NeuronLabError(f"an intervention of mode {iv.mode!r} cannot be redone on random neurons")
     if iv.mode == "activate":
         return Effect("activate", iv.neurons, iv.value, label=iv.label)
     return Effect("suppress", iv.neurons, label=iv.label)
