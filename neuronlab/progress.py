@@ -3,12 +3,18 @@
 A job reports one overall fraction across all its phases (``span`` maps a phase's own 0..1 into its share
 of the job) and a plain-language label of what it is doing now. A ``Tracker`` wraps such a callback for
 display: it keeps the fraction from going back, times the job and estimates the time left.
+
+A *heartbeat* is how a front end stops long work between forward passes: ``with heartbeat(fn):`` makes every
+``beat()`` in this context call ``fn(note)``, and ``fn`` may raise to end the work (a hosted model beats at
+each forward pass and while it waits for another caller; see ``models.host``).
 """
 from __future__ import annotations
 
+import contextvars
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -20,6 +26,32 @@ LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "ko": "Korean", "th": "Thai"
 
 def no_progress(fraction: float, message: str) -> None:
     """The default callback: report nothing."""
+
+
+_HEARTBEAT: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("neuronlab_heartbeat",
+                                                                                          default=None)
+
+
+@contextmanager
+def heartbeat(fn: Callable[[str], None]) -> Iterator[None]:
+    """Call ``fn(note)`` at every ``beat(note)`` of this context during the block (``note``: "" while working,
+    a sentence while waiting for something); ``fn`` raising stops the work where it beat."""
+    token = _HEARTBEAT.set(fn)
+    try:
+        yield
+    finally:
+        _HEARTBEAT.reset(token)
+
+
+def beating() -> bool:
+    """Whether a heartbeat is set in this context."""
+    return _HEARTBEAT.get() is not None
+
+
+def beat(note: str = "") -> None:
+    """A point where long work may be stopped: calls this context's heartbeat, if any."""
+    if (fn := _HEARTBEAT.get()) is not None:
+        fn(note)
 
 
 def language_name(code: str) -> str:
@@ -107,6 +139,7 @@ class Tracker:
                  clock: Callable[[], float] = time.monotonic):
         self._sink, self._clock = sink, clock
         self._start = clock()
+        self._message = ""
         self.status = Status(0.0, "", 0.0, None)
 
     @property
@@ -114,7 +147,15 @@ class Tracker:
         return self._clock() - self._start
 
     def __call__(self, fraction: float, message: str) -> None:
-        f = max(self.status.fraction, min(max(float(fraction), 0.0), 1.0))
+        self._message = message
+        self._report(max(self.status.fraction, min(max(float(fraction), 0.0), 1.0)), message)
+
+    def refresh(self, note: str = "") -> None:
+        """Report again at the same fraction with the time moved on; ``note`` (e.g. what the job waits for)
+        stands in for the message of this report only."""
+        self._report(self.status.fraction, note or self._message)
+
+    def _report(self, f: float, message: str) -> None:
         elapsed = self.elapsed
         remaining = elapsed * (1 - f) / f if f >= MIN_FRACTION else None
         self.status = Status(f, message, elapsed, remaining)

@@ -316,3 +316,30 @@ def test_stop_keeps_what_the_job_finished(playwright_api, server):
         note.wait_for()
         assert "(0 s)" not in note.inner_text()  # the time until the stop
         page.locator(".st-key-evaluation_chart").wait_for()  # the plain model's bars stay
+
+
+def test_a_session_waits_visibly_for_another_and_goes_on_when_it_stops(playwright_api, server):
+    """Two browser sessions share demo-target: the second one's evaluation waits for the first one's (a full one,
+    minutes long), says so in its progress bar, and starts within seconds of the first one's Stop."""
+    with browser_page(playwright_api, server) as first:
+        second = first.context.browser.new_page(viewport={"width": 1400, "height": 900})
+        second.set_default_timeout(UI_TIMEOUT)
+        second.goto(server)
+        for page in (first, second):
+            page.locator(".st-key-load_models button").click()
+            page.locator('[data-testid="stSidebar"]').get_by_text("✅ target:").wait_for(timeout=LOAD_TIMEOUT)
+            settle(page, LOAD_TIMEOUT)
+            goto(page, "evaluate")
+        first.locator(".st-key-ev_preset").get_by_text("full").click()  # minutes: it would not end by itself
+        settle(first)
+        first.locator(".st-key-ev_run button").click()
+        first.locator('[data-testid="stProgress"]').get_by_text("Writing replies").wait_for(timeout=WORK_TIMEOUT)
+        second.locator(".st-key-ev_run button").click()
+        bar = second.locator('[data-testid="stProgress"]')
+        bar.get_by_text("Waiting for another session's work on demo-target").wait_for(timeout=UI_TIMEOUT)
+        first.locator(".st-key-evaluation_stop button").first.click()
+        settle(first)
+        bar.get_by_text("Writing replies").wait_for(timeout=UI_TIMEOUT)  # the wait ended with the other job
+        second.locator(".st-key-evaluation_stop button").first.click()
+        settle(second)
+        second.locator('[data-testid="stMain"]').get_by_text("Stopped after 0 of").wait_for()

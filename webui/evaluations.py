@@ -12,14 +12,13 @@ from neuronlab.data.prompts import BUNDLED_LANGUAGES
 from neuronlab.evaluation.effects import BASELINE, EFFECT, evaluate_effects
 from neuronlab.evaluation.metrics import evaluate, examples_table, mc_items, results_table
 from neuronlab.experiments import heldout_prompts, intervention_effect, patch_effect
-from neuronlab.models.host import use_together
 from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import Patch
 from neuronlab.plots import evaluation_figure
 from neuronlab.presets import EvalSize, evaluation_size
 from neuronlab.progress import Progress, Work, no_progress, span
 from webui import state
-from webui.models import model, model_or_stop
+from webui.models import model, model_or_stop, together
 from webui.widgets import KEEP, chart
 
 
@@ -73,7 +72,7 @@ def evaluate_experiment(role: str, interventions: list[Intervention], patch: Pat
     prompts = heldout_prompts(langs, settings["per_label"])
     plain_key, out = _plain_key(role, settings), {}
     other = model(next(r for r in state.ROLES if r != role)) if patch is not None else None
-    with use_together(model_or_stop(role), *filter(None, [other])) as (lm, *source):
+    with together(model_or_stop(role), *filter(None, [other])) as (lm, *source):
         variants = {"intervened": ([intervention_effect(iv) for iv in interventions], seeds)} if interventions else {}
         if patch is not None:
             effect, why_not = patch_effect(lm, patch, source[0] if source else None, label="patched")

@@ -10,9 +10,10 @@ import streamlit as st
 from neuronlab import LoadedModel, ModelSpecError
 from neuronlab.models.host import HostedModel, use_together
 from neuronlab.models.registry import ModelKey, ModelRegistry
+from neuronlab.progress import beating, heartbeat
 from neuronlab.transfer.compatibility import Compatibility, check_compatibility
 from webui import state
-from webui.widgets import progress
+from webui.widgets import progress, throttled
 
 DEMO = {"target": "demo-target", "donor": "demo-donor"}  # the built-in demo pair, preselected
 
@@ -78,8 +79,36 @@ def model_or_stop(role: str) -> HostedModel:
 def use(role: str, with_patch: bool = True) -> Iterator[LoadedModel]:
     """The session's ``role`` model for a block of work: other sessions wait, and this session's patch
     (unless ``with_patch`` is False) is written in for the block only."""
-    with model_or_stop(role).use(state.session_patch(role) if with_patch else None) as lm:
+    with waits_shown(), model_or_stop(role).use(state.session_patch(role) if with_patch else None) as lm:
         yield lm
+
+
+@contextmanager
+def together(*models: HostedModel) -> Iterator[list[LoadedModel]]:
+    """``host.use_together`` (shared models as loaded, locked in a fixed order) with waits shown as in ``use``."""
+    with waits_shown(), use_together(*models) as lms:
+        yield lms
+
+
+@contextmanager
+def waits_shown() -> Iterator[None]:
+    """Outside a progress bar (which shows it in its text), a wait for another session's work on a model is a
+    note on the page, and the page's Stop acts during the wait and the work."""
+    if beating():
+        yield
+        return
+    slot = st.empty()
+
+    def show(note: str) -> None:
+        if note:
+            slot.info(note, icon="⏳")
+        else:
+            slot.empty()
+    try:
+        with heartbeat(throttled(show)):
+            yield
+    finally:
+        slot.empty()
 
 
 @st.cache_resource(show_spinner="Comparing the weights…", max_entries=8)

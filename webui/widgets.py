@@ -2,7 +2,8 @@
 labels of a session's changes to a model."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import streamlit as st
@@ -10,10 +11,11 @@ import streamlit as st
 from neuronlab import Intervention
 from neuronlab.data.examples import EXAMPLES, EXAMPLES_DIR
 from neuronlab.neurons.patches import Patch
-from neuronlab.progress import Tracker
+from neuronlab.progress import Tracker, heartbeat
 from webui.guard import md
 
 KEEP = {"persist_state": "session"}  # widget values survive page switches
+BEAT_SECONDS = 0.5  # how often long work touches the page: Stop (or a closed tab) acts within this and one forward pass
 MIME = {"jsonl": "application/jsonl", "csv": "text/csv", "json": "application/json",
         "safetensors": "application/octet-stream"}
 
@@ -36,9 +38,23 @@ def progress(text: str, where=st) -> Iterator[Tracker]:
     bar = where.progress(0.0, text=text)
     tracker = Tracker(lambda status: bar.progress(status.fraction, text=status.line()))
     try:
-        yield tracker
+        with heartbeat(throttled(tracker.refresh)):  # the bar's clock moves on, and Stop acts, between reports
+            yield tracker
     finally:
         bar.empty()
+
+
+def throttled(show: Callable[[str], None], seconds: float = BEAT_SECONDS) -> Callable[[str], None]:
+    """A heartbeat that passes a beat on to ``show`` at most every ``seconds``. Each shown beat is a Streamlit
+    call, the point where Streamlit ends a script whose user pressed Stop or left."""
+    last = time.monotonic()
+
+    def on_beat(note: str) -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            last = time.monotonic()
+            show(note)
+    return on_beat
 
 
 def example_download(kind: str) -> None:

@@ -4,10 +4,15 @@ Interventions are hooks scoped to the caller's context, but a weight patch is wr
 a ``HostedModel`` hands its weights out only inside ``use(patch)``: one caller at a time, the caller's patch
 written in for the block and reverted bit-identically after it. Outside a block the weights are always the
 ones loaded, so no caller ever sees another caller's patch.
+
+No caller holds a model unboundedly: inside a block every forward pass is a ``progress.beat``, and so is every
+tick of waiting for the model, so a front end's heartbeat (the app's Stop button, a closed browser tab) ends the
+work or the wait between two forward passes.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 
@@ -16,6 +21,9 @@ from neuronlab.models.loading import LoadedModel, ModelInfo
 from neuronlab.neurons.interventions import Intervention
 from neuronlab.neurons.patches import Patch, PatchError, check_patch, forced, patched
 from neuronlab.neurons.sites import Architecture
+from neuronlab.progress import beat, duration
+
+WAIT_TICK = 0.25  # seconds between beats while waiting for another caller
 
 
 class HostedModel:
@@ -51,7 +59,8 @@ class HostedModel:
 
         A block may nest inside one of the same thread with the same patch (e.g. donor and target are one
         model); asking for another patch there raises PatchError instead of mixing the two."""
-        with self._lock:
+        self._acquire()
+        try:
             if self._depth:
                 if patch is not self._patch:
                     raise PatchError("this model is in use with another patch in an enclosing block")
@@ -62,6 +71,8 @@ class HostedModel:
                     self._depth -= 1
                 return
             self._depth, self._patch = 1, patch
+            # every forward pass, of the whole model or of its base (scans), starts at the input embedding
+            beats = self._lm.model.get_input_embeddings().register_forward_pre_hook(lambda _module, _args: beat())
             try:
                 if patch is None:
                     yield self._lm
@@ -69,7 +80,17 @@ class HostedModel:
                     with patched(self._lm, patch, check_fingerprint=False):  # checked once, by ``check``
                         yield self._lm
             finally:
+                beats.remove()
                 self._depth, self._patch = 0, None
+        finally:
+            self._lock.release()
+
+    def _acquire(self) -> None:
+        """Take the lock, beating every WAIT_TICK while another caller has it (a beat that raises gives up)."""
+        start = time.monotonic()
+        while not self._lock.acquire(timeout=WAIT_TICK):
+            beat(f"Waiting for another session's work on {self.spec} to finish "
+                 f"({duration(time.monotonic() - start)} so far)")
 
     def stream(self, prompt: str | Sequence[dict], interventions: Iterable[Intervention] = (),
                sampling: Sampling = Sampling(), patch: Patch | None = None) -> Iterator[str]:

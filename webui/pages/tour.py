@@ -11,12 +11,11 @@ from neuronlab.data.prompts import bundled_prompts
 from neuronlab.data.shipped import EXPERIMENTS, experiment
 from neuronlab.evaluation.judge import is_refusal
 from neuronlab.models.generation import Sampling, generate
-from neuronlab.models.host import use_together
 from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import patched
 from neuronlab.plots import score_heatmap, venn_figure
 from neuronlab.transfer.plan import make_transfer
-from webui.models import DEMO, load
+from webui.models import DEMO, load, together
 from webui.widgets import chart, header, progress
 
 DONOR, TARGET = ModelKey(DEMO["donor"]), ModelKey(DEMO["target"])
@@ -164,7 +163,7 @@ def transfer() -> None:
     question = example["prompt"] if example else QUESTION
     sampling = Sampling(max_new_tokens=TOKENS)
     with progress("Ranking the donor's neurons by how much their weights differ…") as report, \
-            use_together(load(DONOR), load(TARGET)) as (donor, target):
+            together(load(DONOR), load(TARGET)) as (donor, target):
         made = make_transfer(donor, target, TRANSFER.settings["ranking"], "add", count=MOVED, check=False)
         neurons, patch = made.neurons, made.patch
         report(0.3, "Asking demo-target as it is…")

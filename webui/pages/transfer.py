@@ -5,7 +5,6 @@ from neuronlab import NeuronSetError
 from neuronlab.analysis.scan import SITE_GROUPS
 from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.evaluation.metrics import benign_texts
-from neuronlab.models.host import use_together
 from neuronlab.neurons.patches import Patch, PatchError
 from neuronlab.neurons.scores import Scores
 from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
@@ -18,7 +17,7 @@ from webui import state
 from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
 from webui.guard import md
 from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
-from webui.models import compatibility, model_or_stop
+from webui.models import compatibility, model_or_stop, together
 from webui.sets import available_sets
 from webui.shipped import shipped_experiments, show_shipped_effects
 from webui.widgets import KEEP, chart, example_download, header
@@ -87,7 +86,7 @@ def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, se
     ends = shares(parts)
     steps = 3 if settings else 1
     with job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
-        with use_together(donor, target) as (d, t):
+        with together(donor, target) as (d, t):
             report(0.0, f"Ranking neurons by {ranking}")
             patch = make_transfer(d, t, ranking, direction, within, sites, seed=seed,
                                   prompts=few_prompts(ranking, per_label), check=False,
@@ -138,7 +137,7 @@ def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int
         steps = len(search_steps(start, max(1, round(cap / 100 * candidates))))
         ends = shares([ranking_work(ranking, per_label), curve_work(size, candidates)])
         with job("tf_curve", steps, "steps", "Ranking neurons…") as (report, keep), \
-                use_together(donor, target) as (d, t):
+                together(donor, target) as (d, t):
             scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
             source, dest = (d, t) if direction == "add" else (t, d)
             keep(minimal_subset(
