@@ -10,7 +10,7 @@ from neuronlab.models.builtins import BUILTINS
 from neuronlab.models.loading import DEVICES, DTYPES
 from neuronlab.threads import use_default_threads
 from webui import state
-from webui.guard import md, run_page
+from webui.guard import guarded, md, run_page
 from webui.models import DEMO, load_models
 from webui.widgets import describe_interventions, patch_label
 
@@ -54,11 +54,12 @@ def session_status() -> None:
         if (patch := state.session_patch(role)) is not None:
             st.markdown(f"🩹 **{role} patched**: {patch_label(patch)}")
             st.button("Revert", key=f"clear_patch_{role}", icon=":material/close:", type="tertiary",
-                      help=f"Revert the {role}'s weight patch", on_click=state.set_session_patch, args=(role, None))
+                      help=f"Revert the {role}'s weight patch", on_click=guarded(state.set_session_patch),
+                      args=(role, None))
     for role, interventions in state.session_interventions().items():
         st.markdown(f"⚡ **{role} intervened**: {describe_interventions(interventions)}")
         st.button("Switch off", key=f"clear_iv_{role}", icon=":material/close:", type="tertiary",
-                  help="Switch these neurons back on", on_click=state.clear_interventions)
+                  help="Switch these neurons back on", on_click=guarded(state.clear_interventions))
     if models and not state.session_interventions() and not any(state.session_patch(r) for r in models):
         st.caption("No patch, no intervention: the models run as loaded.")
 

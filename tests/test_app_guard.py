@@ -1,13 +1,19 @@
-"""The app's edges: an error a page raises is a message on the page (no exception box, the page and sidebar still
-work), Streamlit's own st.stop passes through, and user strings shown as markdown render as the text they are."""
+"""The app's edges: an error a page or a widget callback raises is a message on the page (no exception box, the
+page and sidebar still work), Streamlit's own st.stop passes through, and user strings shown as markdown render as
+the text they are."""
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
 import neuronlab.neurons.sets
+import webui.state
 from neuronlab.errors import NeuronLabError
-from tests.support.apptest import app, errors, page, rendered, run, shown_texts
+from tests.support.apptest import APP, app, errors, page, rendered, run, shown_texts
 from webui.guard import md
+
+CALLBACKS = ("on_click", "on_change", "on_submit", "on_select")  # Streamlit's widget callback arguments
 
 EVIL = ["![x](http://evil/img)", "[link](http://x)", "<http://auto>", "**bold** `code` $x$ :red[red]",
         "# heading", "- item\n1. one", "www.evil.example", "a_b*c*~d~|e|"]
@@ -85,3 +91,57 @@ def test_an_uploaded_set_named_with_markdown_renders_as_text():
     for text in texts:
         html = rendered(text)
         assert "<img" not in html and "<a " not in html and "http://" not in text, text
+
+
+@pytest.mark.parametrize("error, shown", [
+    (NeuronLabError("cannot switch off: [why](http://x)"), md("cannot switch off: [why](http://x)")),
+    (RuntimeError("internal\nsecond line"), "Something went wrong on this page (RuntimeError: internal)"),
+])
+def test_an_error_a_widget_callback_raises_is_shown_as_a_message(monkeypatch, error, shown):
+    at = page(app("tiny-llama"), "intervene")
+    run(at.text_input(key="iv_typed").input("0 mlp 1"))  # an intervention on: Reset is enabled
+
+    def refuse():
+        raise error
+    monkeypatch.setattr(webui.state, "clear_interventions", refuse)
+    run(at)  # the page registers the failing callback
+    run(at.button(key="iv_reset").click())  # Streamlit runs it before the script; run() asserts no exception box
+    [message] = errors(at)
+    assert message.startswith(shown) and "second line" not in message
+    assert [e.label for e in at.expander if e.label == "Details"] == ([] if isinstance(error, NeuronLabError)
+                                                                       else ["Details"])
+    assert at.session_state["iv_typed"] == "0 mlp 1"  # the page ran, with the state the callback left
+    assert any("intervened" in m.value for m in at.sidebar.markdown)
+    run(at)
+    assert not errors(at)  # shown once
+    monkeypatch.undo()
+    run(at)
+    run(at.button(key="iv_reset").click())  # the page works again: Reset switches the intervention off
+    assert not errors(at) and at.session_state["iv_typed"] == ""
+    assert not any("intervened" in m.value for m in at.sidebar.markdown)
+
+
+def callback_arguments(path: Path) -> list[tuple[int, str, ast.expr]]:
+    """(line, argument, value) for every widget callback argument passed in ``path``."""
+    return [(node.lineno, kw.arg, kw.value) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) for kw in node.keywords if kw.arg in CALLBACKS]
+
+
+def is_guarded(value: ast.expr) -> bool:
+    """A string ("ignore", "rerun": no Python callback) or ``guarded(...)``."""
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return True
+    func = value.func if isinstance(value, ast.Call) else None
+    return (isinstance(func, ast.Name) and func.id == "guarded") or (
+        isinstance(func, ast.Attribute) and func.attr == "guarded")
+
+
+def test_every_widget_callback_goes_through_the_guard():
+    files = [APP, *sorted((APP.parent / "webui").rglob("*.py"))]
+    found = [(path.relative_to(APP.parent), line, arg, value) for path in files
+             for line, arg, value in callback_arguments(path)]
+    unguarded = [f"{path}:{line}: {arg}={ast.unparse(value)}" for path, line, arg, value in found
+                 if not is_guarded(value)]
+    assert not unguarded, f"wrap widget callbacks in webui.guard.guarded: {unguarded}"
+    assert sum(isinstance(value, ast.Call) for *_, value in found) >= 5  # the scan sees the app's callbacks
+    assert not is_guarded(ast.parse("f(on_click=state.clear)").body[0].value.keywords[0].value)

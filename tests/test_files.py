@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,16 @@ from neuronlab.cli import main
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.errors import NeuronLabError
 from neuronlab.evaluation.replies import ReplyLog, read_replies
-from neuronlab.files import OutputError, building_dir, check_output, write_atomic
+from neuronlab.files import (
+    HOST,
+    STALE_AFTER_S,
+    OutputError,
+    building_dir,
+    check_output,
+    sweep_stale,
+    temp_path,
+    write_atomic,
+)
 from neuronlab.neurons.patches import Patch
 from tests.support.builders import scrambled_patch
 
@@ -101,7 +111,102 @@ def test_a_sigkilled_writer_leaves_the_previous_file_intact(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert path.read_bytes() == b"previous content"
     others = [p for p in tmp_path.iterdir() if p != path]
-    assert all(p.name.startswith(".scores.safetensors.") and p.name.endswith(".tmp") for p in others)
+    assert others and all(p.name.startswith(f".scores.safetensors.{proc.pid}.{HOST}.") and p.name.endswith(".tmp")
+                          for p in others)
+    assert others[0].stat().st_size >= 3 * 65536  # the killed writer's part of the new file
+    write_atomic(tmp_path / "other.json", "x")  # another target's write leaves it alone
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == others
+    assert write_atomic(path, b"next content").read_bytes() == b"next content"  # the next write sweeps it
+    assert leftovers(tmp_path) == []
+
+
+def stale_names(tmp_path: Path, target: str) -> dict[str, Path]:
+    """Temp files of ``target`` as every kind of writer leaves them, by who wrote them."""
+    gone = finished_pid()
+    day_old = time.time() - STALE_AFTER_S - 60
+    made = {
+        "dead": f".{target}.{gone}.{HOST}.0123abcd.tmp",
+        "dead build": f".{target}.{gone}.{HOST}.4567cdef.build",
+        "this process": f".{target}.{os.getpid()}.{HOST}.89abcdef.tmp",
+        "parent process": f".{target}.{os.getppid()}.{HOST}.00000000.tmp",
+        "other host, fresh": f".{target}.{gone}.ffffffff.11111111.tmp",
+        "other host, a day old": f".{target}.{gone}.ffffffff.22222222.tmp",
+        "older name, fresh": f".{target}.{gone}.33333333.tmp",
+        "older name, a day old": f".{target}.{gone}.44444444.tmp",
+        "another target": f".{target}.x.{gone}.{HOST}.55555555.tmp",
+        "not a temp name": f".{target}.{gone}.{HOST}.66666666.part",
+    }
+    paths = {}
+    for who, name in made.items():
+        path = tmp_path / name
+        if who == "dead build":
+            (path / "sub").mkdir(parents=True)
+            (path / "sub" / "model.safetensors").write_text("half")
+        else:
+            path.write_text("partial")
+        if "a day old" in who:
+            os.utime(path, (day_old, day_old))
+        paths[who] = path
+    return paths
+
+
+def finished_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait(timeout=30)
+    return proc.pid
+
+
+STALE = {"dead", "dead build", "other host, a day old", "older name, a day old"}
+
+
+def test_temp_names_say_whose_they_are(tmp_path):
+    name = temp_path(tmp_path / "a.json").name
+    assert name.startswith(f".a.json.{os.getpid()}.{HOST}.") and name.endswith(".tmp")
+    assert temp_path(tmp_path / "a.json").name != name
+    assert temp_path(tmp_path / "entry", ".build").name.endswith(".build")
+    with pytest.raises(ValueError, match="temp suffix"):
+        temp_path(tmp_path / "a.json", ".part")
+
+
+def test_sweep_removes_only_stale_temp_files_of_the_target(tmp_path):
+    paths = stale_names(tmp_path, "out.json")
+    removed = sweep_stale(tmp_path / "out.json")
+    assert sorted(removed) == sorted(paths[w] for w in STALE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for w, p in paths.items() if w not in STALE)
+    assert sweep_stale(tmp_path / "out.json") == [] and sweep_stale(tmp_path / "missing" / "x") == []
+
+
+@pytest.mark.parametrize("write", ["write_atomic", "building_dir", "ReplyLog"])
+def test_every_writer_sweeps_stale_temp_files_of_its_target(tmp_path, write):
+    target = tmp_path / "out"
+    paths = stale_names(tmp_path, "out")
+    if write == "write_atomic":
+        write_atomic(target, "new")
+    elif write == "building_dir":
+        with building_dir(target, complete=lambda f: (f / "done").is_file()) as tmp:
+            (tmp / "done").write_text("")
+    else:
+        with ReplyLog(target) as log:
+            log.write(ROW)
+    kept = sorted(p.name for w, p in paths.items() if w not in STALE)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == kept and target.exists()
+
+
+def test_a_temp_file_of_a_running_writer_is_never_swept(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        theirs = tmp_path / f".out.json.{proc.pid}.{HOST}.0123abcd.tmp"
+        ours = temp_path(tmp_path / "out.json")
+        for path in (theirs, ours):
+            path.write_text("in progress")
+            os.utime(path, (0, 0))  # old, but its writer runs
+        write_atomic(tmp_path / "out.json", "new")
+        assert theirs.read_text() == ours.read_text() == "in progress"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    write_atomic(tmp_path / "out.json", "newer")
+    assert not theirs.exists() and ours.exists()
 
 
 # ---- check_output ---------------------------------------------------------------------------------------

@@ -3,9 +3,13 @@
 Every user-facing error derives from ``NeuronLabError``: the guard shows its message as an error and nothing else.
 Anything else is a bug: a short error line, the traceback in a "Details" expander, and the traceback in the
 server's log. Streamlit's own control flow (``st.stop``, ``st.rerun``, ``st.switch_page``) passes through.
+
+Widget callbacks (``on_click``, ``on_change``, ...) run before the script, outside any page, so each is wrapped in
+``guarded``: an error there is kept in the session and shown by ``run_page`` at the top of the page it leads to.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import traceback
@@ -33,18 +37,52 @@ def md(text: object) -> str:
     return _BARE_URL.sub(lambda m: f"{m[1]}\\:" if m[1] else f"{m[2]}\\.", out)
 
 
+CALLBACK_ERRORS = "guard_callback_errors"  # session state: the messages of the callbacks that failed this run
+
+
+def message(error: Exception, details: str) -> tuple[str, str | None]:
+    """(the st.error text, the traceback for a "Details" expander or None) for an error a page or callback raised."""
+    if isinstance(error, NeuronLabError):  # the user's input: the message says what was wrong and what is accepted
+        return md(error), None
+    first = (str(error).strip().splitlines() or [""])[0][:200]  # a bug: say so briefly, details one click away
+    return (f"Something went wrong on this page ({type(error).__name__}{': ' + md(first) if first else ''}). "
+            "The rest of the app still works; the details below help to report it.", details)
+
+
+def show(text: str, details: str | None) -> None:
+    st.error(text)
+    if details is not None:
+        with st.expander("Details"):
+            st.code(details, language=None)
+
+
+def guarded(callback):
+    """``callback`` made safe to pass as a widget's ``on_click`` / ``on_change``: an error it raises is kept in the
+    session (a bug also goes to the server's log) and shown by ``run_page``, not as an exception box. Every
+    callback in the app goes through here (tests/test_app_guard.py checks)."""
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except ScriptControlException:
+            raise
+        except Exception as e:
+            if not isinstance(e, NeuronLabError):
+                log.exception("callback %s failed", getattr(callback, "__qualname__", callback))
+            st.session_state.setdefault(CALLBACK_ERRORS, []).append(message(e, traceback.format_exc()))
+    return run
+
+
 def run_page(page) -> None:
-    """Run a ``st.navigation`` page; its errors become messages on the page, which stays usable."""
+    """Run a ``st.navigation`` page; its errors, and those of the callbacks run before it, become messages on
+    the page, which stays usable."""
+    for text, details in st.session_state.pop(CALLBACK_ERRORS, []):
+        show(text, details)
     try:
         page.run()
     except ScriptControlException:  # st.stop / st.rerun / st.switch_page: Streamlit's, not an error
         raise
-    except NeuronLabError as e:  # the user's input: the message says what was wrong and what is accepted
-        st.error(md(e))
-    except Exception as e:  # a bug: say so briefly, keep the details one click away
-        log.exception("page %s failed", getattr(page, "url_path", page))
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        st.error(f"Something went wrong on this page ({type(e).__name__}{': ' + md(first) if first else ''}). "
-                 "The rest of the app still works; the details below help to report it.")
-        with st.expander("Details"):
-            st.code(traceback.format_exc(), language=None)
+    except Exception as e:
+        if not isinstance(e, NeuronLabError):
+            log.exception("page %s failed", getattr(page, "url_path", page))
+        show(*message(e, traceback.format_exc()))

@@ -13,6 +13,7 @@ from neuronlab.presets import DEFAULT as DEFAULT_PRESET
 from neuronlab.presets import PRESETS, Costs, Preset, measure_costs
 from neuronlab.progress import Tracker, Work, about, duration
 from webui import state
+from webui.guard import guarded
 from webui.models import use
 from webui.widgets import KEEP, progress
 
@@ -77,7 +78,7 @@ def preset_picker(key: str, fill: Callable[[Preset], dict]) -> None:
     if key not in st.session_state:
         st.session_state[key] = DEFAULT_PRESET
         apply()
-    st.radio("Preset", list(PRESETS), key=key, horizontal=True, on_change=apply, **KEEP,
+    st.radio("Preset", list(PRESETS), key=key, horizontal=True, on_change=guarded(apply), **KEEP,
              help=" · ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
 
 

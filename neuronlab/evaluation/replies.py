@@ -16,7 +16,7 @@ from neuronlab.data.jsonl import JsonLinesError, json_lines
 from neuronlab.errors import json_kind
 from neuronlab.evaluation.judge import JudgeResult, judge
 from neuronlab.evaluation.metrics import verdict_block
-from neuronlab.files import OutputError, check_output, temp_path
+from neuronlab.files import OutputError, check_output, sweep_stale, temp_path
 
 FIELDS = ("variant", "lang", "label", "id", "prompt", "reply", "refusal", "reply_lang")
 
@@ -24,7 +24,7 @@ FIELDS = ("variant", "lang", "label", "id", "prompt", "reply", "refusal", "reply
 class ReplyLog:
     """Saves judged replies to a JSONL file as they come; a context manager.
 
-    Replies go to a hidden temp file beside ``path`` (``.NAME.PID.RANDOM.tmp``), one line each, flushed
+    Replies go to a hidden temp file beside ``path`` (``.NAME.PID.HOST.RANDOM.tmp``), one line each, flushed
     at once; ``path`` itself is untouched while the run goes on. When the ``with`` block ends, normally or
     by an exception (Ctrl-C included), the rule is:
 
@@ -33,13 +33,15 @@ class ReplyLog:
     - none: the previous ``path`` is kept as it was; if there was none, an empty file is created only when
       the block ended normally (a run that had nothing to reply to), nothing when it was interrupted.
 
-    A process killed outright (SIGKILL) leaves ``path`` as it was and its replies in the temp file.
+    A process killed outright (SIGKILL) leaves ``path`` as it was and its replies in the temp file, until
+    the next log of ``path`` is opened: it sweeps the temp files of dead writers (``files.sweep_stale``).
     The path is checked (``check_output``) when the log is opened, before any work.
     """
 
     def __init__(self, path: str | Path):
         self.path = check_output(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(self.path)
         self._tmp = temp_path(self.path)
         self._file = self._tmp.open("x", encoding="utf-8")
         self.count = 0

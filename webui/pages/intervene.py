@@ -9,7 +9,7 @@ from neuronlab.models.host import HostedModel
 from neuronlab.neurons.patches import Patch
 from neuronlab.neurons.sets import neuron_sets_json, parse_neurons, read_neuron_sets
 from webui import state
-from webui.guard import md
+from webui.guard import guarded, md
 from webui.models import model_or_stop
 from webui.refusals import estimate_refusals, refusal_estimates
 from webui.sets import available_sets
@@ -79,7 +79,8 @@ def badge(interventions: list[Intervention], patch: Patch | None) -> None:
             st.markdown(f"{patch_label(patch)}, applied on *Transfer*")
         if not interventions and patch is None:
             st.badge("no intervention: the model runs unchanged", color="gray")
-    right.button("Reset", key="iv_reset", on_click=state.clear_interventions, disabled=not interventions, width="stretch")
+    right.button("Reset", key="iv_reset", on_click=guarded(state.clear_interventions), disabled=not interventions,
+                 width="stretch")
 
 
 def messages(history: list[dict], side: str, prompt: str) -> list[dict]:

@@ -3,6 +3,7 @@ import streamlit as st
 
 from neuronlab.paths import ASSETS
 from webui import state
+from webui.guard import guarded
 from webui.models import DEMO, load_demo, pick_demo
 from webui.widgets import header
 
@@ -22,7 +23,7 @@ left, right = st.columns(2)
 loaded = state.loaded_keys()
 demo_loaded = all(loaded.get(role) and loaded[role].spec == name for role, name in DEMO.items())
 if left.button("Demo pair loaded ✓" if demo_loaded else "Load the demo pair", key="start_load", type="primary",
-               width="stretch", disabled=demo_loaded, on_click=pick_demo,
+               width="stretch", disabled=demo_loaded, on_click=guarded(pick_demo),
                help="demo-target as the target and demo-donor as the donor; every page then works on them"):
     load_demo()
     st.rerun()
