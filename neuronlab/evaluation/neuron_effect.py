@@ -1,0 +1,107 @@
+"""The causal effect of one neuron: how the refusal score moves when that neuron alone is switched off, and when
+it alone is scaled up, beside single random neurons of the same layer and site (the reference an effect is
+told apart from).
+
+The refusal score is ``metrics.refusal_score`` (the log-probability that the reply opens with a refusal, one
+forward pass per prompt and opening), averaged over a language's harmful or harmless prompts; every figure is
+exact for the prompts given, not an estimate from gradients.
+"""
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from neuronlab.data.prompts import PromptSet
+from neuronlab.evaluation.metrics import refusal_score
+from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.interventions import DEFAULT_SCALE, Intervention
+from neuronlab.neurons.sets import Neuron, NeuronSet, NeuronSetError
+from neuronlab.progress import Progress, no_progress
+
+LABELS = ("harmful", "harmless")
+MODES = ("suppress", "activate")
+Table = dict[str, dict[str, float]]  # {lang: {label: mean refusal score}}
+
+
+@dataclass(frozen=True)
+class NeuronEffect:
+    """Mean refusal scores per language and label: as loaded, with the neuron switched off, with it scaled by
+    ``scale``, and the same two changes on each of ``controls`` random neurons of its layer and site."""
+
+    neuron: Neuron
+    scale: float
+    n: dict[str, int]  # prompts per label, per language
+    baseline: Table
+    changed: dict[str, Table]  # {mode: table}
+    controls: dict[str, list[Table]]  # {mode: [table per random neuron]}
+    control_neurons: list[Neuron]
+
+    def change(self, mode: str) -> Table:
+        """The neuron's effect: score with it changed − score as loaded."""
+        return _minus(self.changed[mode], self.baseline)
+
+    def control_change(self, mode: str) -> dict[str, dict[str, tuple[float, float]]]:
+        """{lang: {label: (mean, sd)}} of the same change made to each random neuron (sd 0 for one neuron)."""
+        deltas = [_minus(t, self.baseline) for t in self.controls[mode]]
+        return {lang: {label: _mean_sd([d[lang][label] for d in deltas]) for label in LABELS} for lang in self.baseline}
+
+    def to_dict(self) -> dict:
+        return {"neuron": list(self.neuron), "scale": self.scale, "prompts_per_label": self.n,
+                "baseline": self.baseline,
+                "change": {mode: self.change(mode) for mode in MODES},
+                "random_change": {mode: {lang: {label: {"mean": m, "sd": s} for label, (m, s) in by_label.items()}
+                                         for lang, by_label in self.control_change(mode).items()} for mode in MODES},
+                "random_neurons": [list(n) for n in self.control_neurons]}
+
+
+def _minus(a: Table, b: Table) -> Table:
+    return {lang: {label: a[lang][label] - b[lang][label] for label in LABELS} for lang in b}
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def control_neurons(lm: LoadedModel, neuron: Neuron, count: int, seed: int = 0) -> list[Neuron]:
+    """``count`` random neurons of ``neuron``'s layer and site, never the neuron itself (seeded)."""
+    others = [i for i in range(lm.arch.sites[neuron.site].size) if i != neuron.index]
+    picked = random.Random(seed).sample(others, min(count, len(others)))
+    return [Neuron(neuron.layer, neuron.site, i) for i in sorted(picked)]
+
+
+def neuron_effect(lm: LoadedModel, neuron: Neuron, prompts: PromptSet, langs: Sequence[str],
+                  scale: float = DEFAULT_SCALE, controls: int = 4, seed: int = 0,
+                  progress: Progress = no_progress) -> NeuronEffect:
+    """The refusal-score effect of switching ``neuron`` off and of scaling it by ``scale``, on ``prompts`` of
+    ``langs``, with ``controls`` random neurons of the same layer and site changed the same way, one at a time."""
+    NeuronSet([neuron]).validate(lm.arch)
+    texts = {(lang, label): prompts.filter(lang=lang, label=label).texts for lang in langs for label in LABELS}
+    empty = [f"{lang}/{label}" for (lang, label), t in texts.items() if not t]
+    if empty:
+        raise NeuronSetError(f"no prompts for {', '.join(empty)}")
+    randoms = control_neurons(lm, neuron, controls, seed)
+    runs = [("as loaded", None)] + [(f"{neuron_name(n)} {mode}", (n, mode)) for n in [neuron, *randoms] for mode in MODES]
+
+    def measure(change) -> Table:
+        ivs = [] if change is None else [Intervention(NeuronSet([change[0]]), change[1],
+                                                      scale if change[1] == "activate" else None)]
+        return {lang: {label: refusal_score(lm, texts[lang, label], lang, ivs).mean().item() for label in LABELS}
+                for lang in langs}
+    tables = []
+    for i, (what, change) in enumerate(runs):
+        progress(i / len(runs), f"Refusal score with {what} ({i + 1}/{len(runs)})")
+        tables.append(measure(change))
+    progress(1.0, "Causal effect measured")
+    by_mode = {mode: tables[1 + k::2] for k, mode in enumerate(MODES)}  # the neuron's, then each control's
+    return NeuronEffect(neuron, scale, {lang: len(texts[lang, "harmful"]) for lang in langs}, tables[0],
+                        {mode: t[0] for mode, t in by_mode.items()}, {mode: t[1:] for mode, t in by_mode.items()},
+                        randoms)
+
+
+def neuron_name(n: Neuron) -> str:
+    """"L20 mlp #1292"."""
+    return f"L{n.layer} {n.site} #{n.index}"
