@@ -7,8 +7,8 @@ import torch
 from neuronlab import fingerprint
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.metrics import refusal_score
-from neuronlab.evaluation.neuron_effect import LABELS, control_neurons, neuron_effect
-from neuronlab.neurons.sets import Neuron, NeuronSetError
+from neuronlab.evaluation.neuron_effect import LABELS, control_neurons, layer_effects, neuron_effect
+from neuronlab.neurons.sets import Neuron, NeuronSet, NeuronSetError
 
 NEURON = Neuron(1, "mlp", 17)
 
@@ -80,3 +80,21 @@ def test_a_neuron_the_model_does_not_have_is_named(tiny, prompts):
         neuron_effect(tiny, Neuron(1, "mlp", 10**6), prompts, ["en"])
     with pytest.raises(NeuronSetError, match="no prompts for fr/harmful"):
         neuron_effect(tiny, NEURON, prompts, ["fr"])
+
+
+def test_layer_effects_switch_off_each_layers_neurons_together(tiny, prompts):
+    neurons = NeuronSet([(0, "mlp", 3), (0, "mlp", 40), (1, "mlp", 17)])
+    out = layer_effects(tiny, neurons, prompts, "en")
+    weight = tiny.model.model.layers[0].mlp.down_proj.weight  # [hidden, intermediate]
+    saved = weight[:, [3, 40]].clone()
+    with torch.no_grad():
+        weight[:, [3, 40]] = 0
+    try:
+        off = refusal_score(tiny, prompts.filter(lang="en", label="harmless").texts, "en").mean().item()
+    finally:
+        with torch.no_grad():
+            weight[:, [3, 40]] = saved
+    plain = refusal_score(tiny, prompts.filter(lang="en", label="harmless").texts, "en").mean().item()
+    assert out["harmless"][0] == pytest.approx(off - plain, abs=1e-4)
+    assert out["harmful"][1] != 0.0 and len(out["harmful"]) == tiny.arch.n_layers
+    assert all(v == 0.0 for v in out["harmful"][2:])  # no neurons there: no pass, no change

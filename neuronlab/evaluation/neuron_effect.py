@@ -1,6 +1,7 @@
 """The causal effect of one neuron: how the refusal score moves when that neuron alone is switched off, and when
 it alone is scaled up, beside single random neurons of the same layer and site (the reference an effect is
-told apart from).
+told apart from); and of a neuron set layer by layer (``layer_effects``: its neurons of one layer switched off
+together).
 
 The refusal score is ``metrics.refusal_score`` (the log-probability that the reply opens with a refusal, one
 forward pass per prompt and opening), averaged over a language's harmful or harmless prompts; every figure is
@@ -105,3 +106,24 @@ def neuron_effect(lm: LoadedModel, neuron: Neuron, prompts: PromptSet, langs: Se
 def neuron_name(n: Neuron) -> str:
     """"L20 mlp #1292"."""
     return f"L{n.layer} {n.site} #{n.index}"
+
+
+def layer_effects(lm: LoadedModel, neurons: NeuronSet, prompts: PromptSet, lang: str,
+                  progress: Progress = no_progress) -> dict[str, list[float]]:
+    """{label: [change of the mean refusal score per layer]} when ``neurons``' neurons of that layer alone are
+    switched off together (0.0, with no pass, for a layer the set has none in)."""
+    neurons.validate(lm.arch)
+    texts = {label: prompts.filter(lang=lang, label=label).texts for label in LABELS}
+    if not all(texts.values()):
+        raise NeuronSetError(f"no prompts for {lang}/{' and '.join(label for label, t in texts.items() if not t)}")
+    base = {label: refusal_score(lm, t, lang).mean().item() for label, t in texts.items()}
+    out = {label: [0.0] * lm.arch.n_layers for label in LABELS}
+    layers = neurons.layers
+    for i, layer in enumerate(layers):
+        own = NeuronSet(n for n in neurons if n.layer == layer)
+        progress(i / len(layers), f"Refusal score with layer {layer}'s {len(own)} neurons off ({i + 1}/{len(layers)})")
+        off = [Intervention(own, "suppress")]
+        for label, t in texts.items():
+            out[label][layer] = refusal_score(lm, t, lang, off).mean().item() - base[label]
+    progress(1.0, "Layer effects measured")
+    return out
