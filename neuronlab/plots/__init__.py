@@ -3,7 +3,8 @@
 Figures keep the numbers they show readable from the figure: heatmap ``z``, bar ``y``, and for Venn and
 UpSet charts ``fig.layout.meta`` lists the regions as ``{"sets": [names], "count": n}``.
 
-Modules: ``scores`` (the score heatmap), ``overlap`` (counts per layer, Jaccard, Venn, UpSet), ``transfer``
+Modules: ``scores`` (the score heatmap), ``overlap`` (counts per layer, Jaccard, Venn, UpSet), ``layers``
+(the layer view), ``transfer``
 (donor similarity, the minimal-subset curve), ``evaluation`` (safety and utility side by side) and ``style``
 (palette and text sizes shared by all).
 """
@@ -15,10 +16,12 @@ from neuronlab.plots.overlap import (
                                      upset_figure,
                                      venn_figure,
 )
+from neuronlab.plots.layers import layer_view_figure
 from neuronlab.plots.scores import score_heatmap
 from neuronlab.plots.style import FONT, MATRIX_OFF, MATRIX_ON, PALETTE
 from neuronlab.plots.transfer import SAME, similarity_figure, transfer_curve_figure
 
 __all__ = ["EVAL_CELLS", "EVAL_PANELS", "FONT", "MATRIX_OFF", "MATRIX_ON", "PALETTE", "SAME",
-           "counts_by_language_figure", "evaluation_figure", "jaccard_figure", "jaccard_matrix_figure", "score_heatmap",
+           "counts_by_language_figure", "evaluation_figure", "jaccard_figure", "jaccard_matrix_figure", "layer_view_figure",
+           "score_heatmap",
            "similarity_figure", "transfer_curve_figure", "upset_figure", "venn_figure"]

@@ -65,6 +65,14 @@ def weight_diff_scores(donor: LoadedModel, target: LoadedModel, sites=("mlp",)) 
     return Scores(out)
 
 
+def weight_change_shares(diff: Scores) -> list[float]:
+    """Each layer's share of the whole squared weight change in ``diff`` (``weight_diff_scores``), over every
+    site; the shares sum to 1 (all 0 when no weight changed)."""
+    per_layer = sum(t.double().pow(2).sum(dim=1) for t in diff.values())  # [layers]
+    total = float(per_layer.sum())
+    return [v / total if total else 0.0 for v in per_layer.tolist()]
+
+
 def contrast_scores(donor: LoadedModel, harmful: list[str], harmless: list[str], sites=("mlp",),
                     batch_size: int = 8) -> Scores:
     """Scores {site: [L, N]}: |difference of mean last-token activations| on the donor."""
