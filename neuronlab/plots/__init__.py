@@ -9,6 +9,7 @@ Modules: ``scores`` (the score heatmap), ``overlap`` (counts per layer, Jaccard,
 (palette and text sizes shared by all).
 """
 from neuronlab.plots.evaluation import EVAL_CELLS, EVAL_PANELS, evaluation_figure
+from neuronlab.plots.layers import layer_view_figure
 from neuronlab.plots.overlap import (
                                      counts_by_language_figure,
                                      jaccard_figure,
@@ -16,7 +17,6 @@ from neuronlab.plots.overlap import (
                                      upset_figure,
                                      venn_figure,
 )
-from neuronlab.plots.layers import layer_view_figure
 from neuronlab.plots.scores import score_heatmap
 from neuronlab.plots.style import FONT, MATRIX_OFF, MATRIX_ON, PALETTE
 from neuronlab.plots.transfer import SAME, similarity_figure, transfer_curve_figure
