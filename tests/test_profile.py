@@ -15,7 +15,7 @@ import transformers as T
 
 from neuronlab.analysis import activations
 from neuronlab.analysis.activations import activation_pass, build_pass, forget_passes
-from neuronlab.analysis.profile import logit_lens, profile_neuron
+from neuronlab.analysis.profile import logit_lens, profile_neuron, readable_token
 from neuronlab.data.prompts import Prompt, PromptSet, bundled_prompts
 from neuronlab.models.chat import chat_ids
 from neuronlab.models.loading import LoadedModel
@@ -58,7 +58,7 @@ def header(lm):
 # ---- statistics -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("neuron", [Neuron(1, "mlp", 3), Neuron(3, "mlp", 120), Neuron(2, "attn_o", 17)])
 def test_statistics_equal_a_hook_on_the_neuron_prompt_by_prompt(tiny, prompts, acts, neuron):
-    profile = profile_neuron(tiny, acts, neuron, top_k=3, tokens=False)
+    profile = profile_neuron(tiny, acts, neuron, top_k=3, tokens="none")
     start = header(tiny)
     last, peak, at = {}, {}, {}
     for p in prompts:
@@ -197,11 +197,11 @@ def test_the_pass_reads_each_prompt_once_and_fifty_profiles_read_only_their_top_
         assert activation_pass(tiny, prompts, tag="counted") is built and rows.n == 32  # kept: no pass
         rows.n = 0
         for index in range(50):
-            profile_neuron(tiny, built, Neuron(index % 4, "mlp", index), top_k=3, tokens=False)
+            profile_neuron(tiny, built, Neuron(index % 4, "mlp", index), top_k=3, tokens="none")
         assert rows.n == 0  # statistics, top prompts and the logit lens are slices and weights
         for index in range(50):
             before = rows.n
-            profile = profile_neuron(tiny, built, Neuron(index % 4, "mlp", index), top_k=3)
+            profile = profile_neuron(tiny, built, Neuron(index % 4, "mlp", index), top_k=3, tokens="both")
             assert rows.n - before == len({h.text for h in profile.top + profile.negative}) <= 6
     finally:
         rows.handle.remove()
@@ -246,3 +246,18 @@ def test_build_pass_refuses_a_site_or_neuron_the_model_has_not(tiny, prompts, ac
         profile_neuron(tiny, acts, (9, "mlp", 0))
     with pytest.raises(ValueError, match="recorded mlp, attn_o"):
         profile_neuron(tiny, acts, (0, "attn_q", 0))
+
+
+def test_a_peak_inside_a_multibyte_character_reads_as_the_whole_character(tiny):
+    ids = chat_ids(tiny, "毒药 and")  # byte tokens: each Chinese character is three
+    start = header(tiny)
+    assert [readable_token(tiny, ids, start + i) for i in range(7)] == ["毒"] * 3 + ["药"] * 3 + [" "]
+
+
+def test_token_choices_say_whose_tokens_are_read(tiny, acts):
+    top = profile_neuron(tiny, acts, (1, "mlp", 5), top_k=2)
+    assert all(h.values for h in top.top) and all(h.values is None for h in top.negative)
+    both = profile_neuron(tiny, acts, (1, "mlp", 5), top_k=2, tokens="both")
+    assert all(len(h.values) == len(h.tokens) > h.position for h in both.top + both.negative)
+    with pytest.raises(ValueError, match="tokens is one of"):
+        profile_neuron(tiny, acts, (1, "mlp", 5), tokens="all")

@@ -3,7 +3,7 @@ tokens it writes toward (logit lens).
 
 The statistics and the top prompts are slices of an ``ActivationPass`` (``activations.activation_pass``):
 no forward pass per neuron. Only the per-token activations of the few top prompts take a small pass over
-those prompts, with one hook (``tokens=False`` skips it).
+those prompts, with one hook, stopped at the neuron's layer (``tokens="none"`` skips it).
 
 Logit lens: the neuron's output direction d (its down_proj column for ``mlp``, its o_proj column for
 ``attn_o``) read as if it were the whole residual stream: logits = unembed(norm(d)) - unembed(norm(0)).
@@ -29,6 +29,7 @@ from neuronlab.neurons.sites import final_norm, output_direction
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 MEASURES = ("last", "max")  # last prompt token; highest over the prompt's own tokens
+TOKEN_CHOICES = ("top", "both", "none")  # which prompts' per-token activations a profile computes
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ class Stats:
 @dataclass
 class PromptHit:
     """A prompt the neuron fires on (or against): its highest (lowest) activation over its own tokens, the
-    token there and its position among the templated tokens; ``last`` the last-token activation.
-    ``tokens``/``values``: every templated token and the neuron's activation there (from ``start`` on, the
-    prompt's own tokens), when the token pass ran."""
+    token there (``readable_token``) and its position among the templated tokens; ``last`` the last-token
+    activation. ``tokens``/``values``: every templated token (``token_text``) and the neuron's activation
+    there (from ``start`` on, the prompt's own tokens), when the token pass ran for this prompt."""
 
     id: str
     lang: str
@@ -111,6 +112,17 @@ def token_text(lm: LoadedModel, token_id: int) -> str:
     return lm.tokenizer.decode([int(token_id)])
 
 
+def readable_token(lm: LoadedModel, ids: Sequence[int], position: int) -> str:
+    """Token ``position`` of ``ids`` as text; a byte piece of a longer character (a Chinese character is
+    often two or three byte tokens) is widened to the fewest neighbours that decode to whole characters."""
+    for width in range(4):
+        for before in range(width + 1):
+            lo, hi = position - before, position + width - before + 1
+            if lo >= 0 and hi <= len(ids) and "\ufffd" not in (text := lm.tokenizer.decode(list(ids[lo:hi]))):
+                return text
+    return token_text(lm, ids[position])
+
+
 def logit_lens(lm: LoadedModel, neuron: Neuron, k: int = 10) -> tuple[list[LensToken], list[LensToken]]:
     """The ``k`` tokens the neuron's output direction raises most and lowers most (see the module doc)."""
     layer, site, index = neuron
@@ -129,10 +141,14 @@ def logit_lens(lm: LoadedModel, neuron: Neuron, k: int = 10) -> tuple[list[LensT
             [LensToken(int(i), token_text(lm, i), float(v)) for v, i in zip(*bottom)])
 
 
+class _Enough(Exception):
+    """Raised by the token pass's hook once it has the neuron's activations: the forward pass stops there."""
+
+
 def token_activations(lm: LoadedModel, texts: Sequence[str], neuron: Neuron,
                       batch_size: int = 8) -> list[tuple[list[int], list[float]]]:
     """(token ids, the neuron's activation at each) for every chat-templated prompt in ``texts``: one
-    forward pass per batch with one hook on the neuron's module."""
+    forward pass per batch with one hook on the neuron's module, stopped at that module."""
     layer, site, index = neuron
     s = lm.arch.sites[site]
     module = lm.arch.module(lm.model, layer, site)
@@ -140,13 +156,17 @@ def token_activations(lm: LoadedModel, texts: Sequence[str], neuron: Neuron,
 
     def keep(x: torch.Tensor) -> None:  # x [batch, seq, width]
         seen.append(x[..., s.offset + index].float().cpu())  # [batch, seq]
+        raise _Enough  # the layers above are not needed
 
     out = []
     with scoped_hooks([(module, s.port, keep)]), torch.inference_mode():
         for first in range(0, len(texts), batch_size):
             batch = encode_prompts(lm, list(texts[first:first + batch_size]))
             seen.clear()
-            lm.model.base_model(**batch)
+            try:
+                lm.model.base_model(**batch)
+            except _Enough:
+                pass
             mask = batch["attention_mask"].bool().cpu()  # [batch, seq]
             ids = batch["input_ids"].cpu()
             for row in range(mask.shape[0]):
@@ -159,15 +179,18 @@ def _hits(lm: LoadedModel, acts: ActivationPass, neuron: Neuron, rows: list[int]
     hits = []
     for r in rows:
         p, pos = acts.prompts[r], int(at[r])
-        hits.append(PromptHit(p.id, p.lang, p.label, p.text, float(value[r]), token_text(lm, acts.token_ids(r)[pos]),
+        hits.append(PromptHit(p.id, p.lang, p.label, p.text, float(value[r]), readable_token(lm, acts.token_ids(r), pos),
                               pos, float(last[r]), acts.start(r)))
     return hits
 
 
 def profile_neuron(lm: LoadedModel, acts: ActivationPass, neuron: Neuron | tuple, top_k: int = 5,
-                   lens_k: int = 10, tokens: bool = True, batch_size: int = 8) -> NeuronProfile:
-    """The profile of ``neuron`` (layer, site, index) from the pass ``acts`` of ``lm``'s prompts; with
-    ``tokens`` one small forward pass gives the per-token activations of the top and most negative prompts."""
+                   lens_k: int = 10, tokens: str = "top", batch_size: int = 8) -> NeuronProfile:
+    """The profile of ``neuron`` (layer, site, index) from the pass ``acts`` of ``lm``'s prompts. ``tokens``:
+    the per-token activations of the "top" prompts, of "both" the top and the most negative ones (one small
+    forward pass, up to the neuron's layer), or "none" (no forward pass at all)."""
+    if tokens not in TOKEN_CHOICES:
+        raise ValueError(f"tokens is one of {', '.join(TOKEN_CHOICES)}, not {tokens!r}")
     neuron = Neuron(*neuron)
     if acts.fingerprint != lm.info.fingerprint:
         raise ValueError(f"this activation pass is of the model with fingerprint {acts.fingerprint}, "
@@ -182,10 +205,11 @@ def profile_neuron(lm: LoadedModel, acts: ActivationPass, neuron: Neuron | tuple
     k = min(top_k, len(acts))
     top = _hits(lm, acts, neuron, values["max"].topk(k).indices.tolist(), "max")
     negative = _hits(lm, acts, neuron, acts.column("min", neuron).topk(k, largest=False).indices.tolist(), "min")
-    if tokens and k:
-        shown = list(dict.fromkeys(h.text for h in top + negative))
+    chosen = {"top": top, "both": top + negative, "none": []}[tokens]
+    if chosen:
+        shown = list(dict.fromkeys(h.text for h in chosen))
         per_text = dict(zip(shown, token_activations(lm, shown, neuron, batch_size)))
-        for h in top + negative:
+        for h in chosen:
             ids, vals = per_text[h.text]
             h.tokens, h.values = [token_text(lm, i) for i in ids], vals
     promoted, suppressed = [], []
