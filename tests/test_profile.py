@@ -244,6 +244,8 @@ def test_build_pass_refuses_a_site_or_neuron_the_model_has_not(tiny, prompts, ac
         build_pass(tiny, prompts.head(1), ("mlp_up",))
     with pytest.raises(ValueError, match="no neuron"):
         profile_neuron(tiny, acts, (9, "mlp", 0))
+    with pytest.raises(ValueError, match="no neuron"):
+        profile_neuron(tiny, acts, (0, "ffn", 0))
     with pytest.raises(ValueError, match="recorded mlp, attn_o"):
         profile_neuron(tiny, acts, (0, "attn_q", 0))
 

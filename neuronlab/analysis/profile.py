@@ -179,8 +179,8 @@ def _hits(lm: LoadedModel, acts: ActivationPass, neuron: Neuron, rows: list[int]
     hits = []
     for r in rows:
         p, pos = acts.prompts[r], int(at[r])
-        hits.append(PromptHit(p.id, p.lang, p.label, p.text, float(value[r]), readable_token(lm, acts.token_ids(r), pos),
-                              pos, float(last[r]), acts.start(r)))
+        peak = readable_token(lm, acts.token_ids(r), pos)
+        hits.append(PromptHit(p.id, p.lang, p.label, p.text, float(value[r]), peak, pos, float(last[r]), acts.start(r)))
     return hits
 
 
@@ -195,7 +195,8 @@ def profile_neuron(lm: LoadedModel, acts: ActivationPass, neuron: Neuron | tuple
     if acts.fingerprint != lm.info.fingerprint:
         raise ValueError(f"this activation pass is of the model with fingerprint {acts.fingerprint}, "
                          f"not {lm.spec} ({lm.info.fingerprint})")
-    if not 0 <= neuron.layer < lm.arch.n_layers or not 0 <= neuron.index < lm.arch.sites[neuron.site].size:
+    sizes = lm.arch.neurons_per_layer()
+    if not 0 <= neuron.layer < lm.arch.n_layers or not 0 <= neuron.index < sizes.get(neuron.site, 0):
         raise ValueError(f"{lm.spec} has no neuron {neuron.layer} {neuron.site} {neuron.index}")
     values = {m: acts.column(m, neuron) for m in MEASURES}  # [prompts] each
     langs = list(dict.fromkeys(p.lang for p in acts.prompts))
