@@ -184,3 +184,31 @@ def architecture_of(model: nn.Module) -> Architecture:
         f"{type(model).__name__}: its decoder layer ({type(layer).__name__}) has neither separate "
         "gate/up/down + q/k/v/o projections (Llama, Mistral, Qwen, Gemma), fused gate_up/qkv (Phi-3), "
         "nor GPT-2's c_fc/c_proj + c_attn")
+
+
+FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm")  # Llama/Gemma/Qwen/Phi-3, GPT-2, others
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    """The norm applied to the residual stream before the unembedding (``model.norm``, GPT-2's ``ln_f``)."""
+    base = getattr(model, "base_model", model)
+    for name in FINAL_NORMS:
+        module = getattr(base, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    raise UnsupportedModelError(f"{type(model).__name__}: found no final norm ({', '.join(FINAL_NORMS)}) on "
+                                f"{type(base).__name__}")
+
+
+def output_direction(model: nn.Module, layer: int, site: str, index: int):
+    """The vector neuron ``index`` of ``site`` writes into the residual stream per unit of activation [hidden]:
+    its column of down_proj (``mlp``) or o_proj (``attn_o``), GPT-2's Conv1D row. Sites that are a
+    projection's output (attn_q/k/v) write nothing directly and raise ValueError."""
+    arch = architecture_of(model)
+    s = arch.sites[site]
+    weight = next((w for w in s.weights if w.param == f"{s.module}.weight"), None)
+    if s.port != "input" or weight is None:
+        raise ValueError(f"a {site} neuron is an output channel of {s.module}; only mlp and attn_o neurons write "
+                         "a direction into the residual stream")
+    param = arch.layer(model, layer).get_parameter(weight.param)
+    return param.detach().select(weight.dim, weight.offset + index)
