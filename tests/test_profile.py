@@ -19,7 +19,7 @@ from neuronlab.analysis.profile import logit_lens, profile_neuron, readable_toke
 from neuronlab.data.prompts import Prompt, PromptSet, bundled_prompts
 from neuronlab.models.chat import chat_ids
 from neuronlab.models.loading import LoadedModel
-from neuronlab.neurons.sets import Neuron
+from neuronlab.neurons.sets import Neuron, NeuronSetError
 from neuronlab.neurons.sites import architecture_of, final_norm, output_direction
 
 MARK = "@"  # the planted neuron's token; not in the chat template
@@ -242,9 +242,9 @@ def test_the_profile_is_json(tiny, acts):
 def test_build_pass_refuses_a_site_or_neuron_the_model_has_not(tiny, prompts, acts):
     with pytest.raises(ValueError, match="unknown site"):
         build_pass(tiny, prompts.head(1), ("mlp_up",))
-    with pytest.raises(ValueError, match="no neuron"):
+    with pytest.raises(NeuronSetError, match="layer out of range"):
         profile_neuron(tiny, acts, (9, "mlp", 0))
-    with pytest.raises(ValueError, match="no neuron"):
+    with pytest.raises(NeuronSetError, match="unknown site 'ffn'"):
         profile_neuron(tiny, acts, (0, "ffn", 0))
     with pytest.raises(ValueError, match="recorded mlp, attn_o"):
         profile_neuron(tiny, acts, (0, "attn_q", 0))

@@ -24,7 +24,7 @@ from neuronlab.data.prompts import LABELS
 from neuronlab.models.generation import encode_prompts
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import scoped_hooks
-from neuronlab.neurons.sets import Neuron
+from neuronlab.neurons.sets import Neuron, NeuronSet
 from neuronlab.neurons.sites import final_norm, output_direction
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -195,9 +195,7 @@ def profile_neuron(lm: LoadedModel, acts: ActivationPass, neuron: Neuron | tuple
     if acts.fingerprint != lm.info.fingerprint:
         raise ValueError(f"this activation pass is of the model with fingerprint {acts.fingerprint}, "
                          f"not {lm.spec} ({lm.info.fingerprint})")
-    sizes = lm.arch.neurons_per_layer()
-    if not 0 <= neuron.layer < lm.arch.n_layers or not 0 <= neuron.index < sizes.get(neuron.site, 0):
-        raise ValueError(f"{lm.spec} has no neuron {neuron.layer} {neuron.site} {neuron.index}")
+    NeuronSet([neuron]).validate(lm.arch)  # NeuronSetError naming what the model does not have
     values = {m: acts.column(m, neuron) for m in MEASURES}  # [prompts] each
     langs = list(dict.fromkeys(p.lang for p in acts.prompts))
     labels = [label for label in LABELS if any(p.label == label for p in acts.prompts)]

@@ -1,7 +1,7 @@
 """Command line: ``python -m neuronlab VERB ...`` (``--help`` on every verb).
 
 The parser and ``main`` live here; the verbs live in modules by stage: ``explore`` (models, chat, scan),
-``transfer``, ``evaluate`` (eval, rejudge), ``train`` (train-donor, train-chat, finetune) and ``maintenance``
+``inspect``, ``transfer``, ``evaluate`` (eval, rejudge), ``train`` (train-donor, train-chat, finetune) and ``maintenance``
 (ship, bench), with the options they share in ``args``.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from neuronlab.cli.args import (
 )
 from neuronlab.cli.evaluate import cmd_eval, cmd_rejudge
 from neuronlab.cli.explore import cmd_chat, cmd_models, cmd_scan
+from neuronlab.cli.inspect import cmd_inspect
 from neuronlab.cli.maintenance import cmd_bench, cmd_ship
 from neuronlab.cli.train import cmd_finetune, cmd_train_chat, cmd_train_donor
 from neuronlab.cli.transfer import cmd_transfer
@@ -74,6 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="recompute even if the scores are cached")
     p.add_argument("--out", required=True, help="output folder for neurons.json and scores.safetensors")
     p.set_defaults(run=cmd_scan)
+
+    p = verbs.add_parser("inspect", help="what one neuron does: activations per language, top prompts, the tokens "
+                                         "it writes toward, its causal effect on refusal, and a donor's change")
+    add_model_args(p)
+    p.add_argument("--neuron", required=True, help="one neuron: LAYER SITE INDEX, e.g. '20 mlp 1292'")
+    p.add_argument("--donor", help="compare with this model: weight change (and its rank), activation change")
+    p.add_argument("--langs", type=csv_list, default="en,zh", help="comma-separated language codes (default en,zh)")
+    p.add_argument("--prompts", help="JSONL or CSV prompt file (id, lang, label, text[, split]); default: bundled")
+    p.add_argument("--per-label", type=positive_int, default=8, help="prompts per language and label (default 8)")
+    p.add_argument("--split", default="scan",
+                   help="the prompts the activations are read on: scan (default, those a scan selects on), heldout, "
+                        "or '' for all; the causal effect is always measured on held-out prompts")
+    p.add_argument("--top", type=positive_int, default=5, help="top and most negative prompts to list (default 5)")
+    p.add_argument("--no-effect", action="store_true", help="skip the causal effect (it takes forward passes)")
+    p.add_argument("--controls", type=non_negative_int, default=4,
+                   help="random neurons of the same layer and site measured beside it (default 4)")
+    p.add_argument("--scale", type=finite_float, default=2.0, help="the factor of the scaled-up effect (default 2)")
+    p.add_argument("--set", action="append", default=[], metavar="REF",
+                   help="say whether the neuron is in this set: FILE.json or DIR/neurons.json#KEY (repeatable)")
+    p.add_argument("--patch", help="say whether the neuron is in this patch (.safetensors; not applied)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_inspect)
 
     p = verbs.add_parser("transfer", help="copy neurons' weights from a donor into a target (CNT); writes a patch")
     add_model_args(p, "--donor")
