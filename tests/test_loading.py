@@ -160,7 +160,8 @@ def test_builtin_patches_apply_in_order(monkeypatch, tmp_path, tiny):
 def test_hub_id_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
-    spec_error("someorg/some-model", "someorg/some-model", "could not read its config", "accepted")
+    spec_error("someorg/some-model", "someorg/some-model", "not in the local Hugging Face cache", "HF_HUB_OFFLINE",
+               "built-in name")
 
 
 def test_folder_round_trip(tiny_folder, tmp_path):

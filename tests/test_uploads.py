@@ -12,23 +12,15 @@ from neuronlab.data.examples import EXAMPLES, EXAMPLES_DIR
 from neuronlab.data.prompts import FORMATS, LABELS, PromptFileError, parse_prompts
 from neuronlab.neurons.patches import FORMAT, NOT_A_PATCH, Patch, PatchError, apply_patch, changes_nothing, check_patch
 from neuronlab.neurons.sets import NeuronSetError, read_neuron_sets
+from tests.support.messages import NOISE as JSON_NOISE
+from tests.support.messages import assert_clear
 
-JSON_NOISE = ("JSONDecodeError", "Expecting", "Traceback", "SafetensorError", "Error while deserializing")
 H = {"id": "a", "lang": "en", "label": "harmful", "text": "Bad."}
 S = {"id": "b", "lang": "en", "label": "harmless", "text": "Good."}
 
 
 def lines(*rows) -> bytes:
     return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows).encode()
-
-
-def assert_clear(error: Exception, name: str, *fragments: str) -> None:
-    """One message naming the file once, with the specific problem and no parser jargon."""
-    message = str(error)
-    assert message.count(name) == 1, message
-    assert all(f in message for f in fragments), (fragments, message)
-    assert not any(noise in message for noise in JSON_NOISE), message
-    assert "\n" not in message, message
 
 
 # ---- prompt files --------------------------------------------------------------------------------

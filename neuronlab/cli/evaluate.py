@@ -55,6 +55,9 @@ def cmd_eval(args) -> None:
         raise ValueError(f"no random controls: {no_controls}; run with --controls 0")
     if no_controls and args.controls is None:
         print(f"note: no random controls ({no_controls})", file=sys.stderr)
+    elif effects and not controls:
+        print("note: random controls off (--controls 0): the effect is not compared with random neuron sets",
+              file=sys.stderr)
     reference = bundled_prompts(langs, split="scan").filter(label="harmless").texts if args.mean else ()
     with ReplyLog(args.replies) if args.replies else nullcontext() as log:
         result = evaluate_effects(lm, prompts, langs, effects, seeds=range(controls), reference=reference,
@@ -62,7 +65,7 @@ def cmd_eval(args) -> None:
                                   on_reply=log.write if log else None, mc_questions=args.mc_questions)
     if log:
         print(f"wrote {log.count} judged replies to {log.path}", file=sys.stderr)
-    result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
+    result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch, controls=controls,
                   interventions=[{"mode": e.mode, "neurons": len(e.neurons),
                                   "value": e.value if e.mode == "activate" else None}
                                  for e in effects if e.mode != "patch"])

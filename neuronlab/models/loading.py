@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from neuronlab.errors import ModelSpecError
@@ -22,6 +23,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 DEVICES = ("cpu", "cuda", "auto")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+HUB_TIMEOUT = 10  # seconds to ask the hub whether a hub id exists, before anything is downloaded
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,47 @@ def _check_folder(path: Path) -> None:
         raise ModelSpecError(f"{path}: no *.safetensors weights; {ACCEPTED}")
 
 
-def _check_causal_lm(source: str, trust_remote_code: bool) -> None:
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _hub_offline(spec: str) -> bool:
+    """Whether hub id ``spec`` is read from the local cache only; raises ModelSpecError at once when it can be
+    read from neither the cache nor the hub (no network, HF_HUB_OFFLINE set, no such model)."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    cached = isinstance(try_to_load_from_cache(spec, "config.json"), str)
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return True
+        raise ModelSpecError(f"{spec}: a hub id that is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set; "
+                             f"download it once online, or give a built-in name, a local folder or a .gguf file")
+    try:
+        HfApi().model_info(spec, timeout=HUB_TIMEOUT)
+    except GatedRepoError:
+        raise ModelSpecError(f"{spec}: a gated model; accept its terms on huggingface.co and log in (hf auth login)") from None
+    except RepositoryNotFoundError:
+        raise ModelSpecError(f"{spec}: no such model on the Hugging Face hub (a private one needs hf auth login); "
+                             f"{ACCEPTED}") from None
+    except Exception as e:  # no network, a proxy, a timeout, a hub error: the hub cannot be asked
+        if cached:
+            return True
+        raise ModelSpecError(f"{spec}: looks like a hub id, but huggingface.co cannot be reached ({type(e).__name__}) "
+                             "and it is not in the local cache; connect to the internet, or give a built-in name, a "
+                             "local folder or a .gguf file") from None
+    return False
+
+
+def _check_causal_lm(source: str, trust_remote_code: bool, offline: bool = False) -> None:
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=offline)
     except (OSError, ValueError) as e:
-        raise ModelSpecError(f"{source}: could not read its config ({e}); {ACCEPTED}") from None
+        problem = _one_line(e).replace(f"{source}/", "").replace(source, "the folder")  # the spec named once
+        raise ModelSpecError(f"{source}: could not read its config ({problem}); {ACCEPTED}") from None
     remote = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
     # an encoder (BERT, RoBERTa, ...) whose type also has an LM-head class, saved as an encoder
     encoder = (getattr(config, "is_decoder", None) is False
@@ -102,9 +137,15 @@ def _check_causal_lm(source: str, trust_remote_code: bool) -> None:
 
 def _resolve(spec: str, progress: Progress) -> str:
     """The folder or hub id that ``from_pretrained`` reads for ``spec``."""
+    if not spec.strip():
+        raise ModelSpecError(f"no model given (the model spec {spec!r} is empty); {ACCEPTED}")
     if spec in BUILTINS:
         return str(builtin_folder(spec, progress))
-    path = Path(spec).expanduser()
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:  # ~user/... of no such user
+        raise ModelSpecError(f"{spec}: no such folder or file (no home folder for {spec.split('/')[0]}); "
+                             f"{ACCEPTED}") from None
     if spec.lower().endswith(".gguf"):
         if not path.is_file():
             raise ModelSpecError(f"{spec}: no such GGUF file; {ACCEPTED}")
@@ -145,15 +186,19 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu", trust_rem
     elif device_map is None and device == "auto" and torch.cuda.is_available():
         device_map = "auto"
     source = _resolve(spec, progress)
-    _check_causal_lm(source, trust_remote_code)
+    offline = source == spec and spec not in BUILTINS and not Path(spec).expanduser().exists() and _hub_offline(spec)
+    _check_causal_lm(source, trust_remote_code, offline)
     progress(0.5, f"loading {spec}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=offline)
         model, loading_info = AutoModelForCausalLM.from_pretrained(
-            source, dtype=DTYPES[dtype], device_map=device_map, use_safetensors=True,
+            source, dtype=DTYPES[dtype], device_map=device_map, use_safetensors=True, local_files_only=offline,
             trust_remote_code=trust_remote_code, output_loading_info=True)
+    except SafetensorError:
+        raise ModelSpecError(f"{spec}: loading failed: a .safetensors weights file cannot be read (damaged or cut "
+                             "short); save or download the model again") from None
     except (OSError, ValueError) as e:
-        raise ModelSpecError(f"{spec}: loading failed ({e}); {ACCEPTED}") from None
+        raise ModelSpecError(f"{spec}: loading failed ({_one_line(e)}); {ACCEPTED}") from None
     if missing := sorted(loading_info.get("missing_keys") or ()):
         raise ModelSpecError(f"{spec}: the checkpoint lacks {len(missing)} weight(s) the model needs "
                              f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}); it is incomplete or "

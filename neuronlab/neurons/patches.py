@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from neuronlab.errors import NeuronLabError
+from neuronlab.errors import NeuronLabError, json_kind
 from neuronlab.files import write_atomic
 from neuronlab.neurons.sets import NeuronSet, NeuronSetError
 
@@ -33,6 +34,10 @@ SCHEMA = ("a .safetensors file of some neurons' weights, their list and both mod
           "Transfer page or by `python -m neuronlab transfer`")
 NOT_A_PATCH = "not a NeuronLab patch (safetensors) file"
 PATCH_KINDS = ("transfer", "finetune", "revert", "other")
+# the metadata read back from a patch file, and what each must be when present (null: absent)
+META_TYPES = {**dict.fromkeys(("target_fingerprint", "source_fingerprint", "architecture", "source", "target", "kind",
+                               "direction", "recipe", "method", "reverts"), "text"),
+              **dict.fromkeys(("values", "neurons", "steps"), "a whole number"), "share_of_parameters": "a number"}
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -120,10 +125,16 @@ def _meta(text: str) -> dict:
     """A patch's JSON metadata; raises ValueError in plain words."""
     try:
         meta = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, nested too deeply, or a number of thousands of digits
         raise ValueError("its metadata is not valid JSON") from None
     if not isinstance(meta, dict):
-        raise ValueError("its metadata is not a JSON object")
+        raise ValueError(f"its metadata is {json_kind(meta)}, not a JSON object")
+    for key, wanted in META_TYPES.items():
+        value = meta.get(key)
+        ok = {"text": isinstance(value, str), "a whole number": type(value) is int,
+              "a number": type(value) is int or (type(value) is float and math.isfinite(value))}[wanted]
+        if value is not None and not ok:
+            raise ValueError(f"its metadata's {key!r} is {json_kind(value)}, not {wanted}")
     return meta
 
 

@@ -11,18 +11,20 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind, json_problem
+from neuronlab.errors import json_kind
 from neuronlab.files import write_atomic
+from neuronlab.neurons.set_json import (
+    SCHEMA,
+    NeuronSetError,
+    named_sets,
+    parse_json,
+    set_name,
+    shown,
+    whole_number,
+)
 from neuronlab.neurons.sites import SITES, Architecture
 
 FORMAT = "neuronlab.neurons/1"
-SCHEMA = ('JSON: {"sets": {NAME: {"neurons": {SITE: {LAYER: [INDEX, ...]}}}}} (SITE e.g. mlp; LAYER and '
-          'INDEX count from 0), or one set {"neurons": ...}')
-_WHOLE = re.compile(r"-?\d+")
-
-
-class NeuronSetError(NeuronLabError):
-    """A neuron set that is malformed or does not fit a model."""
 
 
 class Neuron(NamedTuple):
@@ -161,7 +163,7 @@ class NeuronSet(Set):
             found = "it has no \"neurons\" field" if isinstance(data, dict) else f"not {json_kind(data)}"
             raise NeuronSetError('a neuron set is {"neurons": {site: {layer: [indices]}}} or a list of '
                                  f"[layer, site, index] ({found})")
-        name = str(data.get("name") or name)
+        name = set_name(data.get("name", name)) or name
         if isinstance(data["neurons"], list):
             return cls(_listed(data["neurons"]), name=name)
         items = []
@@ -172,7 +174,8 @@ class NeuronSet(Set):
                 where = f"site {site!r}, layer {layer!r}"
                 if not isinstance(indices, list):
                     raise NeuronSetError(f"{where}: expected a list of indices, not {json_kind(indices)}")
-                items.extend((_whole(layer, f"site {site!r}: layer"), site, _whole(i, f"{where}: index"))
+                items.extend((whole_number(layer, f"site {site!r}: layer", key=True), site,
+                              whole_number(i, f"{where}: index"))
                              for i in indices)
         return cls(items, name=name)
 
@@ -212,26 +215,18 @@ def random_per_layer(arch: Architecture, count: int, site: str = "mlp", seed: in
     return random_like(every, arch, seed).renamed(f"random-{count}-per-layer-{seed}")
 
 
-def _whole(value, what: str) -> int:
-    """A layer or index read from a file: an integer, or an integer's digits (JSON object keys are strings)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and _WHOLE.fullmatch(value):
-        return int(value)
-    raise NeuronSetError(f"{what} {json.dumps(value)} is not a whole number")
-
-
 def _listed(items: list) -> list[Neuron]:
     """Neurons from a file's list of [layer, site, index] or {"layer", "site", "index"} entries."""
     out = []
     for number, entry in enumerate(items, 1):
         item = [entry.get(k) for k in Neuron._fields] if isinstance(entry, dict) else entry
+        if isinstance(entry, dict) and "neurons" in entry:
+            raise NeuronSetError(f"entry {number} is a neuron set, not a neuron; a file of several sets is "
+                                 '{"sets": {NAME: {"neurons": ...}, ...}}, not a list')
         if not isinstance(item, list) or len(item) != 3 or not isinstance(item[1], str):
-            shown = json.dumps(entry)
-            raise NeuronSetError(f"entry {number}: {shown if len(shown) < 60 else shown[:56] + ' ...'} is not a "
-                                 "[layer, site, index] neuron")
+            raise NeuronSetError(f"entry {number}: {shown(entry)} is not a [layer, site, index] neuron")
         layer, site, index = item
-        out.append(Neuron(_whole(layer, f"entry {number}: layer"), site, _whole(index, f"entry {number}: index")))
+        out.append(Neuron(whole_number(layer, f"entry {number}: layer"), site, whole_number(index, f"entry {number}: index")))
     return out
 
 
@@ -241,30 +236,6 @@ def _wrap(items: frozenset) -> NeuronSet:
     object.__setattr__(out, "_items", items)
     object.__setattr__(out, "name", "")
     return out
-
-
-def _json(content: str | bytes, source: str):
-    """The parsed JSON of a neuron set file; raises NeuronSetError naming ``source`` and the problem."""
-    try:
-        text = decode_text(content)
-        if not text.strip():
-            raise NeuronSetError(f"{source}: empty file; a neuron set file is {SCHEMA}")
-        return json.loads(text)
-    except UnreadableText as e:
-        where = "" if e.line is None else f"line {e.line}: "
-        problem = f"{where}{e.problem}"
-    except json.JSONDecodeError as e:
-        problem = f"line {e.lineno}, column {e.colno}: {json_problem(e)}"
-    except RecursionError:
-        problem = "brackets nested too deep"
-    raise NeuronSetError(f"{source}: not valid JSON: {problem}; a neuron set file is {SCHEMA}")
-
-
-def _named_sets(data) -> dict | None:
-    """The {name: set} of a multi-set file ({"sets": {...}}, as a scan's neurons.json), else None."""
-    if isinstance(data, dict) and isinstance(data.get("sets"), dict) and "neurons" not in data:
-        return data["sets"]
-    return None
 
 
 def _read_set(data, name: str, where: str, arch: Architecture | None) -> NeuronSet:
@@ -281,8 +252,8 @@ def read_neuron_sets(content: str | bytes, source: str = "upload.json",
     """{name: NeuronSet} from a JSON file's content: one set (named by its "name" or the file stem), or
     {"sets": {name: set}}; with ``arch``, every neuron must exist in such a model. Raises NeuronSetError,
     whose message names ``source`` (and the set) once and says what is wrong."""
-    data = _json(content, source)
-    sets = _named_sets(data)
+    data = parse_json(content, source)
+    sets = named_sets(data, source)
     if sets is None:
         one = _read_set(data, Path(source).stem, source, arch)
         return {one.name: one}
@@ -303,15 +274,21 @@ def load_neuron_set(ref: str | Path) -> NeuronSet:
     path = Path(path_s)
     if not path.is_file():
         raise NeuronSetError(f"neuron set file not found: {path}")
-    data = _json(path.read_bytes(), str(path))
-    sets = _named_sets(data)
+    try:
+        data = parse_json(path.read_bytes(), str(path))
+    except OSError as e:
+        raise NeuronSetError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    sets = named_sets(data, str(path))
     if key:
-        if sets is None or key not in sets:
-            available = ", ".join(sets) if sets is not None else "none"
+        if sets is None:
+            raise NeuronSetError(f"{path}: no neuron set named {key!r}: the file holds one set; name the file "
+                                 "without #KEY")
+        if key not in sets:
+            available = ", ".join(sets) if sets else "none"
             raise NeuronSetError(f"{path}: no neuron set named {key!r} (available: {available})")
         return _read_set(sets[key], key, f"{path}, set {key!r}", None)
     if sets is not None:
-        raise NeuronSetError(f"{path} holds several sets; name one as {path}#KEY (keys: {', '.join(sets)})")
+        raise NeuronSetError(f"{path} holds several sets; name one by adding #KEY (keys: {', '.join(sets)})")
     return _read_set(data, path.stem, str(path), None)
 
 

@@ -22,7 +22,7 @@ from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.evaluation.judge import judge
 from neuronlab.models.generation import Sampling, generate_batch
 from neuronlab.models.loading import LoadedModel
-from neuronlab.neurons.patches import Patch, extract_patch
+from neuronlab.neurons.patches import Patch, PatchError, extract_patch
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.paths import ASSETS
 from neuronlab.progress import Progress, no_progress
@@ -144,8 +144,15 @@ def retrainer(lm: LoadedModel, meta: dict, progress: Progress = no_progress) -> 
     """Train any neuron set of ``lm`` with the recipe recorded in an expansion patch's ``meta`` (so a
     fine-tuned set can be compared with random masks of the same shape). The training pairs are made
     once (the model's own replies cost more than a short training run) and shared by every set."""
-    config = TrainConfig(**meta["train_config"])
     keys = ("validation", "limit", "max_false_refusal", "harmless_repeat", "own_tokens")
+    try:  # the recipe comes from a patch file's metadata
+        config = TrainConfig(**meta["train_config"])
+        missing = [k for k in ("langs", *keys) if k not in meta]
+    except (KeyError, TypeError, ValueError) as e:
+        missing = [f"train_config ({e})"]
+    if missing or not isinstance(meta["langs"], list) or not all(isinstance(lang, str) for lang in meta["langs"]):
+        raise PatchError(f"the patch's training recipe is damaged (missing or wrong: {', '.join(missing) or 'langs'}); "
+                         "evaluate it with --controls 0 (no random controls)")
 
     @functools.cache
     def examples() -> tuple[Example, ...]:
