@@ -370,3 +370,16 @@ def test_evaluation_titles_fit_their_panels_and_never_overlap():
     assert fig.layout.margin.t >= text_box(top.font.size, top.text)[1] + 1.5 * fig.layout.title.font.size
     assert [fig.layout[f"yaxis{n}"].title.text for n in ("", "2", "3")] == \
         ["share of prompts refused", "perplexity", "answered right"]
+
+
+def test_heatmap_cells_carry_the_neuron_a_click_selects():
+    scores = np.zeros((3, 600))
+    scores[1, 37], scores[2, 590] = 5.0, -7.0  # 600 neurons in 256 cells: 3 per cell
+    fig = score_heatmap(scores)
+    targets = fig.data[-1]
+    assert targets.meta["role"] == "click-targets" and targets.marker.opacity < 0.01
+    picked = {(x, y): tuple(int(v) for v in c) for x, y, c in zip(targets.x, targets.y, targets.customdata)}
+    assert len(picked) == 3 * 200
+    assert picked[(37.0, 1)] == (1, 37) and picked[(589.0, 2)] == (2, 590)  # the cell shows (and selects) the loudest
+    zoomed = score_heatmap(scores, neurons=(30, 40), layers=(1, 1))
+    assert {tuple(int(v) for v in c) for c in zoomed.data[-1].customdata} == {(1, i) for i in range(30, 41)}

@@ -9,6 +9,7 @@ from neuronlab.analysis.scan import DEFAULT_TOP_P, SafetyNeurons, ScanResult, se
 from neuronlab.evaluation.metrics import RefusalEstimate
 from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import Patch
+from neuronlab.neurons.sets import Neuron
 
 ROLES = ("target", "donor")  # the two models a session loads
 
@@ -20,10 +21,13 @@ NEURON_SETS = "neuron_sets"  # {name: NeuronSet} saved or uploaded by the user
 REFUSAL_ESTIMATES = "refusal_estimates"  # {ModelKey: RefusalEstimate} of the quick check
 JOB_NOTES = "job_notes"  # {job key: JobNote} how each page's last job ended
 SCAN = "scan"  # the ScanResult of this session's last scan (also the scan job's key)
+INSPECTED = "inspected"  # (role, Neuron) the neuron card shows
 _SAFETY_MEMO = "safety_memo"  # (scan, SafetyNeurons): what safety_sets computed last, kept to skip recomputing
 # widgets read beyond their page
 DTYPE, DEVICE = "dtype", "device"  # sidebar
 IV_SETS, IV_TYPED = "iv_sets", "iv_typed"  # Intervene & chat's set pickers, emptied from the sidebar
+IV_TYPED_NAME = "typed neurons"  # the name Intervene & chat gives the typed neurons
+IV_MODEL = "iv_model"  # the model Intervene & chat talks to
 SCAN_TOP_P = "scan_top_p"  # Safety neurons' top p slider (percent)
 SCAN_MODEL = "scan_model"  # Safety neurons' model picker
 
@@ -89,6 +93,12 @@ def set_interventions(role: str, interventions: list[Intervention]) -> None:
     st.session_state[INTERVENTIONS] = {role: interventions} if interventions else {}
 
 
+def suppress_in_chat(role: str, typed: str) -> None:
+    """Make Intervene & chat open on ``role`` with the ``typed`` neurons switched off (and nothing else)."""
+    st.session_state[IV_MODEL], st.session_state[IV_SETS], st.session_state[IV_TYPED] = role, [], typed
+    st.session_state[f"iv_mode:{IV_TYPED_NAME}"] = "suppress"
+
+
 def clear_interventions() -> None:
     """Switch every intervention off, and empty the Intervene page's pickers (a widget callback)."""
     st.session_state[INTERVENTIONS] = {}
@@ -128,3 +138,15 @@ def safety_sets(scan: ScanResult) -> SafetyNeurons:
 def job_notes() -> dict:
     """{job key: JobNote} of this session's jobs (see ``webui.jobs``)."""
     return st.session_state.setdefault(JOB_NOTES, {})
+
+
+# ---- the neuron card --------------------------------------------------------------------------------
+def inspected() -> tuple[str, Neuron] | None:
+    """(role, neuron) of the neuron card, once a neuron was clicked anywhere."""
+    return st.session_state.get(INSPECTED)
+
+
+def inspect(role: str, neuron: Neuron) -> None:
+    """Open the neuron card on ``neuron`` of the ``role`` model."""
+    layer, site, index = neuron
+    st.session_state[INSPECTED] = (role, Neuron(int(layer), str(site), int(index)))

@@ -25,10 +25,12 @@ def header(title: str, line: str) -> None:
     st.caption(line)
 
 
-def chart(fig, key: str, caption: str) -> None:
-    """A plotly figure across the column with its one-line "how to read this" caption."""
-    st.plotly_chart(fig, key=key)
+def chart(fig, key: str, caption: str, **selectable):
+    """A plotly figure across the column with its one-line "how to read this" caption; ``selectable``
+    (``on_select``, ``selection_mode``) makes clicks on it select, and the selection event is returned."""
+    event = st.plotly_chart(fig, key=key, **selectable)
     st.caption(f"**How to read this:** {caption}")
+    return event
 
 
 @contextmanager

@@ -11,10 +11,11 @@ from neuronlab.neurons.sets import NeuronSet
 from neuronlab.plots.style import readable
 
 
-def _bin_max_abs(values: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bin_max_abs(values: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Bin columns into at most ``max_bins`` equal-width bins, keeping each bin's largest-magnitude value.
 
-    Returns (binned [layers, bins], first index of each bin [bins], last index of each bin [bins]).
+    Returns (binned [layers, bins], first index of each bin [bins], last index of each bin [bins], the column
+    each kept value comes from [layers, bins]).
     """
     n_layers, n = values.shape
     width = max(1, math.ceil(n / max_bins))
@@ -26,7 +27,7 @@ def _bin_max_abs(values: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndar
     pick = magnitude.argmax(axis=2)[..., None]  # [layers, bins, 1]
     binned = np.take_along_axis(blocks, pick, axis=2)[..., 0]  # [layers, bins]
     starts = np.arange(n_bins) * width
-    return binned, starts, np.minimum(starts + width, n) - 1
+    return binned, starts, np.minimum(starts + width, n) - 1, starts + pick[..., 0]
 
 
 def _window(size: int, span: tuple[int, int] | None, what: str) -> tuple[int, int]:
@@ -55,6 +56,16 @@ def _outline_trace(outline: NeuronSet, label: str, layers: tuple[int, int], cell
         hovertemplate="layer %{y}<br>%{hovertext}<extra></extra>")
 
 
+def _click_targets(centres: np.ndarray, layers: np.ndarray, kept: np.ndarray) -> go.Scatter:
+    """An invisible marker on every cell, carrying [layer, neuron index] of the neuron the cell shows: what a click
+    selects (chart selection events do not reach heatmap cells)."""
+    xs, ys = np.meshgrid(centres, layers)  # [shown layers, cells]
+    return go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", name="cells", showlegend=False, hoverinfo="skip",
+                      customdata=np.stack([ys.ravel(), kept.ravel()], axis=1), meta=dict(role="click-targets"),
+                      marker=dict(symbol="square", size=float(np.clip(700 / len(centres), 6, 16)), opacity=0.001,
+                                  color="black"))
+
+
 def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron scores", max_bins: int = 256,
                   site_label: str = "MLP neuron", per_layer: bool = True, neurons: tuple[int, int] | None = None,
                   layers: tuple[int, int] | None = None, outline: NeuronSet | None = None,
@@ -67,7 +78,8 @@ def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron
     subtitle says so. ``per_layer`` (on by default) divides each layer by its largest magnitude over the
     whole layer, so that a few loud late layers do not wash out the rest and zooming keeps the colours;
     hover shows the raw score. ``outline`` marks the cells holding its neurons (of this heatmap's site: filter
-    the set first) with open squares, named ``outline_label`` in the legend. ``fig.layout.meta`` holds
+    the set first) with open squares, named ``outline_label`` in the legend. A click on a cell selects a point of
+    the "cells" trace whose customdata is [layer, index] of the neuron shown there. ``fig.layout.meta`` holds
     ``neurons_per_cell``, ``neurons`` and ``layers``.
     """
     if isinstance(scores, torch.Tensor):
@@ -79,8 +91,8 @@ def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron
         raise ValueError(f"max_bins must be at least 1, got {max_bins}")
     rows, cols = _window(values.shape[0], layers, "layer"), _window(values.shape[1], neurons, "neuron")
     window = values[rows[0]:rows[1] + 1, cols[0]:cols[1] + 1]  # [shown layers, shown neurons]
-    binned, starts, ends = _bin_max_abs(window, max_bins)  # [shown layers, cells]
-    starts, ends = starts + cols[0], ends + cols[0]
+    binned, starts, ends, kept = _bin_max_abs(window, max_bins)  # [shown layers, cells]
+    starts, ends, kept = starts + cols[0], ends + cols[0], kept + cols[0]
     per_cell = int(ends[0] - starts[0] + 1)
     ranges = np.array([f"{site_label} {s}" if s == e else f"{site_label}s {s}–{e}" for s, e in zip(starts, ends)])
     shown = binned
@@ -101,6 +113,7 @@ def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron
         cells[cols[0]:cols[1] + 1] = np.arange(cols[1] - cols[0] + 1) // per_cell
         fig.add_trace(_outline_trace(outline, outline_label or outline.name or "outlined neurons", rows, cells,
                                      centres, site_label))
+    fig.add_trace(_click_targets(centres, np.arange(rows[0], rows[1] + 1), kept))  # on top: what a click hits
     if per_cell > 1:
         note = f"binned: {per_cell} neurons per cell (largest |score| shown) — narrow the range to see single neurons"
         axis = f"{site_label} index (binned, {per_cell} per cell)"

@@ -15,7 +15,7 @@ from webui.refusals import estimate_refusals, refusal_estimates
 from webui.sets import available_sets
 from webui.widgets import KEEP, describe_interventions, example_download, header, patch_label
 
-TYPED = "typed neurons"
+TYPED = state.IV_TYPED_NAME
 SIDES = {"changed": "🧪 with your changes", "plain": "as loaded"}
 
 
@@ -140,7 +140,7 @@ header("Intervene & chat", "Switch chosen neurons off (suppress) or scale them u
                            "intervened model answers on the left, the unchanged model on the right.")
 refuser = which_refuses()
 roles = [r for r in state.ROLES if r in state.loaded_keys()] or list(state.ROLES)
-role = st.radio("Chat with", roles, key="iv_model", horizontal=True, **KEEP,
+role = st.radio("Chat with", roles, key=state.IV_MODEL, horizontal=True, **KEEP,
                 index=roles.index(refuser) if refuser in roles else 0,
                 captions=[state.loaded_keys()[r].spec if r in state.loaded_keys() else "" for r in roles])
 shared = model_or_stop(role)

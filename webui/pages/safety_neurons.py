@@ -21,12 +21,14 @@ from neuronlab.data.prompts import (
     bundled_prompts,
     parse_prompts,
 )
+from neuronlab.neurons.sets import Neuron
 from neuronlab.plots import score_heatmap
 from neuronlab.presets import Preset, scan_work
 from webui import state
 from webui.guard import md
 from webui.jobs import job, job_note, preset_picker, time_estimate
 from webui.models import model_or_stop, use
+from webui.neuron_card import clicked, neuron_card, newest_row, open_on_new_pick
 from webui.scans import shipped_scan
 from webui.sets import save_set_form
 from webui.widgets import KEEP, chart, example_download, header
@@ -116,11 +118,13 @@ def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
                         outline_label=f"MS {lang}, top {top}")
     per_cell = fig.layout.meta["neurons_per_cell"]
     cell = "one neuron" if per_cell == 1 else f"the strongest of {per_cell} neighbouring neurons"
-    chart(fig, "scan_heatmap",
-          f"One row per layer; each cell is {cell}. Red: more {result.method} on harmful than on "
-          f"harmless {lang} prompts, blue: less{', relative to the layer' if per_layer else ''}. Black squares: "
-          f"MS {lang}, the top {top} by importance on harmful prompts that are not top on harmless ones — not "
-          "always the reddest cells.")
+    event = chart(fig, "scan_heatmap",
+                  f"One row per layer; each cell is {cell}. Red: more {result.method} on harmful than on "
+                  f"harmless {lang} prompts, blue: less{', relative to the layer' if per_layer else ''}. Black "
+                  f"squares: MS {lang}, the top {top} by importance on harmful prompts that are not top on harmless "
+                  "ones — not always the reddest cells. Click a cell to open its neuron's card below.",
+                  on_select="rerun", selection_mode="points")
+    open_on_new_pick("scan_heatmap", state.scan_role(), clicked(event, site))
     st.download_button("Heatmap (HTML)", fig.to_html, f"heatmap-{lang}-{site}.html", "text/html", key="dl_heatmap",
                        on_click="ignore")
     return lang
@@ -155,9 +159,12 @@ def top_neuron_table(result: ScanResult, safety: SafetyNeurons, lang: str) -> No
         top = table.nlargest(rows, order)
     p = f"{safety.top_p * 100:g}%"
     st.caption(f"MS {lang} is picked per layer by importance, not contrast: ranked in the top {p} of its layer on "
-               f"harmful prompts but not on harmless ones. Select rows to save them as a neuron set.")
+               f"harmful prompts but not on harmless ones. Select rows to save them as a neuron set; the row "
+               "selected last opens in the neuron card below.")
     top = top.reset_index(drop=True)
     picked = st.dataframe(top, key="scan_table", on_select="rerun", selection_mode="multi-row", hide_index=True)
+    if (row := newest_row("scan_table", picked.selection.rows)) is not None:
+        state.inspect(state.scan_role(), Neuron(*top.loc[row, ["layer", "site", "index"]]))
     rows_picked = top.iloc[picked.selection.rows]
     save_set_form(NeuronSet(zip(rows_picked["layer"], rows_picked["site"], rows_picked["index"])),
                   f"picked-{lang}", "scan_pick")
@@ -185,6 +192,7 @@ def results(result: ScanResult) -> None:
     st.download_button("neurons.json", lambda: scan_document(result, safety), "neurons.json", "application/json",
                        key="dl_neurons", on_click="ignore")
     top_neuron_table(result, safety, lang)
+    neuron_card(tuple(dict.fromkeys(["en", lang])))
 
 
 header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "

@@ -1,0 +1,86 @@
+"""The neuron card in the app (AppTest, tiny-llama as target and donor): it shows what the backend computes, its
+buttons act, and its data downloads."""
+import json
+
+import pytest
+
+from neuronlab.analysis.activations import activation_pass
+from neuronlab.analysis.scan import run_scan
+from neuronlab.data.prompts import bundled_prompts
+from neuronlab.experiments import heldout_prompts
+from neuronlab.inspector import inspect_neuron
+from neuronlab.neurons.sets import Neuron
+from tests.support.apptest import app, figure, page, run
+from webui import state
+
+NEURON = Neuron(1, "mlp", 17)
+
+
+@pytest.fixture(scope="module")
+def scan(tiny):
+    return run_scan(tiny, bundled_prompts(["en", "zh"]).head(4), ["en", "zh"], use_cache=False)
+
+
+def card(scan, neuron=NEURON, role="target"):
+    at = app("tiny-llama")
+    at.session_state[state.SCAN] = scan
+    at = page(at, "safety_neurons")
+    at.session_state[state.INSPECTED] = (role, neuron)
+    return run(at)
+
+
+def chart_titles(at) -> list[str]:
+    return [(figure(at, i).get("layout", {}).get("title") or {}).get("text", "")
+            for i in range(len(at.get("plotly_chart")))]
+
+
+def test_a_picked_neuron_opens_its_card_with_the_backends_figures(tiny, scan):
+    at = card(scan)
+    assert any("Neuron 1 mlp 17" in m.value for m in at.markdown)
+    assert any(t.startswith("Neuron 1 mlp 17: activation") for t in chart_titles(at))
+    langs = tuple(at.multiselect(key="card_langs").value)
+    assert langs == ("en",)  # English and the heatmap's language (English)
+    expected = inspect_neuron(tiny, activation_pass(tiny, heldout_prompts(langs, 8, split="scan"), ("mlp",)), NEURON)
+    top = at.dataframe[-2].value  # "Fires most on" (the last table is "Most negative on")
+    assert list(top["prompt"]) == [h.text for h in expected.profile.top]
+    assert list(top["peak token"]) == [h.token for h in expected.profile.top]
+    captions = [c.value for c in at.caption]
+    assert sum("How to read this" in c for c in captions) >= 3  # activations, tokens, logit lens
+    labels = {b.label for b in at.get("download_button")}
+    assert {"Card data (JSON)", "Card data (CSV)"} <= labels
+
+
+def test_the_card_measures_the_causal_effect_on_request(tiny, scan):
+    at = card(scan)
+    assert not any("refusal score change" in json.dumps(figure(at, i)) for i in range(len(at.get("plotly_chart"))))
+    at = run(at.button(key="card_effect").click())
+    effect = at.session_state["neuron_effects"][(at.session_state[state.MODELS]["target"], NEURON, ("en",))]
+    assert effect.neuron == NEURON and len(effect.control_neurons) == 3
+    bars = [t for i in range(len(at.get("plotly_chart"))) for t in figure(at, i)["data"]
+            if t.get("name") == "this neuron"]
+    assert len(bars) == 2  # switched off, scaled up
+    assert bars[0]["y"][0] == pytest.approx(effect.change("suppress")["en"]["harmful"])
+
+
+def test_suppress_now_opens_the_chat_with_that_neuron_switched_off(scan):
+    at = card(scan)
+    at = run(at.button(key="card_chat").click())
+    assert at.text_input(key=state.IV_TYPED).value == "1 mlp 17"
+    ivs = at.session_state[state.INTERVENTIONS]["target"]
+    assert len(ivs) == 1 and ivs[0].mode == "suppress" and list(ivs[0].neurons) == [NEURON]
+
+
+def test_add_to_a_set_and_compare_with_the_other_model(scan):
+    at = card(scan)
+    run(at.text_input(key="card_set_name").set_value("mine"))
+    at = run(at.button(key="card_add").click())
+    assert list(at.session_state[state.NEURON_SETS]["mine"]) == [NEURON]
+    at = run(at.toggle(key="card_compare").set_value(True))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["rank among all neurons"].endswith("of 512")  # tiny-llama: 4 layers × 128 MLP neurons
+    assert float(metrics["weight change (donor − target)"]) == 0.0  # the same model as both
+
+
+def test_a_neuron_the_model_lacks_is_a_message_not_an_exception(scan):
+    at = card(scan, Neuron(1, "mlp", 5000))
+    assert any("index out of range" in e.value for e in at.error)
