@@ -25,6 +25,7 @@ PAGES = [
     st.Page("webui/pages/models.py", title="Models", icon="🧩"),
     st.Page("webui/pages/safety_neurons.py", title="Safety neurons", icon="🔥"),
     st.Page("webui/pages/overlap.py", title="Overlap", icon="🔗"),
+    st.Page("webui/pages/neurons.py", title="Neurons", icon="🔎"),
     st.Page("webui/pages/intervene.py", title="Intervene & chat", icon="💬"),
     st.Page("webui/pages/transfer.py", title="Transfer", icon="🔀"),
     st.Page("webui/pages/evaluate.py", title="Evaluate", icon="📊"),

@@ -12,11 +12,11 @@ from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.judge import is_refusal
 from neuronlab.neurons.patches import Patch
-from tests.support.apptest import app, figure, page, quick_eval, run
+from tests.support.apptest import app, figure, heatmap_figure, page, quick_eval, run
 from tests.support.builders import scrambled_patch
 from webui import state
 
-PAGES = ["start", "tour", "models", "safety_neurons", "overlap", "intervene", "transfer", "evaluate"]
+PAGES = ["start", "tour", "models", "safety_neurons", "overlap", "neurons", "intervene", "transfer", "evaluate"]
 
 
 def values(v) -> np.ndarray:
@@ -63,7 +63,7 @@ def test_scan_draws_a_heatmap_and_feeds_overlap_and_neuron_sets():
     at = page(app("tiny-llama"), "safety_neurons")
     run(at.number_input(key="scan_per_label").set_value(8))
     run(at.button(key="scan_run").click())
-    z = heatmap_z(figure(at))
+    z = heatmap_z(heatmap_figure(at))
     assert z.shape == (4, 128) and np.isfinite(z).any() and np.abs(z).max() > 0  # tiny-llama: 4 layers × 128
     assert at.session_state[state.SCAN].n_prompts == {"en": {"harmful": 8, "harmless": 8},
                                                       "zh": {"harmful": 8, "harmless": 8}}

@@ -33,7 +33,8 @@ LOAD_TIMEOUT = 240_000  # ms: the first load of demo-target converts its GGUF (~
 WORK_TIMEOUT = 180_000  # ms: a scan or a streamed reply on a 2-core CPU
 UI_TIMEOUT = 30_000  # ms: a plain rerun
 PAGES = {"start": "Start", "tour": "Tour", "models": "Models", "safety_neurons": "Safety neurons",
-         "overlap": "Overlap", "intervene": "Intervene & chat", "transfer": "Transfer", "evaluate": "Evaluate"}
+         "overlap": "Overlap", "neurons": "Neurons", "intervene": "Intervene & chat", "transfer": "Transfer",
+         "evaluate": "Evaluate"}
 TITLES = {"start": "NeuronLab"}  # page title (h1) where it differs from the menu entry
 
 

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from neuronlab.analysis.activations import activation_pass
-from neuronlab.analysis.scan import run_scan
+from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.experiments import heldout_prompts
 from neuronlab.inspector import inspect_neuron
-from neuronlab.neurons.sets import Neuron
+from neuronlab.neurons.sets import Neuron, NeuronSet
 from tests.support.apptest import app, figure, page, run
 from webui import state
 
@@ -84,3 +84,33 @@ def test_add_to_a_set_and_compare_with_the_other_model(scan):
 def test_a_neuron_the_model_lacks_is_a_message_not_an_exception(scan):
     at = card(scan, Neuron(1, "mlp", 5000))
     assert any("index out of range" in e.value for e in at.error)
+
+
+def test_the_neurons_page_steps_through_a_set(scan):
+    at = app("tiny-llama")
+    at.session_state[state.NEURON_SETS] = {"mine": NeuronSet([(0, "mlp", 3), (2, "mlp", 9), (1, "mlp", 17)])}
+    at = page(at, "neurons")
+    run(at.selectbox(key="nb_set").select("mine"))
+    assert at.session_state[state.INSPECTED] == ("target", Neuron(0, "mlp", 3))  # layer order
+    at = run(at.number_input(key="nb_position:mine").increment())
+    assert at.session_state[state.INSPECTED] == ("target", Neuron(1, "mlp", 17))
+    assert any("Neuron 1 mlp 17" in m.value for m in at.markdown)
+    at = run(at.button(key="card_other").click())  # the card's own button moves it to the donor
+    assert at.session_state[state.INSPECTED] == ("donor", Neuron(1, "mlp", 17))
+
+
+def test_the_layer_view_counts_each_sets_neurons_and_measures_layers_on_request(scan):
+    at = card(scan)
+    view = next(figure(at, i) for i in range(len(at.get("plotly_chart")))
+                if figure(at, i)["layout"].get("meta", {}).get("rows"))
+    safety = select_sets(scan, DEFAULT_TOP_P)
+    bars = {t["name"]: t["y"] for t in view["data"]}
+    assert bars["MS en"] == [safety.ms["en"].per_layer_counts().get(layer, 0) for layer in range(4)]
+    assert view["layout"]["meta"]["rows"] == ["counts"]  # no effect measured, no second model to compare
+    run(at.selectbox(key="lv_set").select("en"))
+    at = run(at.button(key="lv_measure").click())
+    measured = next(v for k, v in at.session_state["layer_effects"].items() if k[1] == "en")
+    view = next(figure(at, i) for i in range(len(at.get("plotly_chart")))
+                if figure(at, i)["layout"].get("meta", {}).get("rows"))
+    assert view["layout"]["meta"]["rows"] == ["counts", "effect"]
+    assert {t["name"]: t["y"] for t in view["data"]}["off: harmful"] == pytest.approx(measured["harmful"])

@@ -3,7 +3,7 @@ from neuronlab.analysis.scan import run_scan
 from neuronlab.data.prompts import bundled_prompts
 from neuronlab.evaluation.metrics import mc_items
 from neuronlab.presets import PRESETS
-from tests.support.apptest import app, figure, page, run
+from tests.support.apptest import app, heatmap_figure, page, run
 from webui import state
 from webui.jobs import JobNote
 
@@ -48,4 +48,4 @@ def test_a_stopped_job_shows_what_finished(tiny):
     at.session_state[state.JOB_NOTES] = {state.SCAN: JobNote(1, 2, "languages", 3.0)}
     page(at, "safety_neurons")
     assert any("Stopped after 1 of 2 languages" in w.value for w in at.warning)
-    assert figure(at)["data"]  # the finished language is drawn
+    assert heatmap_figure(at)["data"]  # the finished language is drawn

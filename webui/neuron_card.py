@@ -44,9 +44,9 @@ def open_on_new_pick(key: str, role: str, neuron: Neuron | None) -> None:
     """Open the card on ``neuron`` when widget ``key`` picked it in this run (a pick that stays selected over
     later reruns does not take the card back from a newer one)."""
     seen = st.session_state.setdefault(PICKS, {})
-    if neuron is not None and seen.get(key) != neuron:
+    if neuron is not None and seen.get(key) != (role, neuron):
         state.inspect(role, neuron)
-    seen[key] = neuron
+    seen[key] = (role, neuron) if neuron is not None else None
 
 
 def newest_row(key: str, rows: list[int]) -> int | None:
@@ -71,7 +71,8 @@ def activations(role: str, langs: tuple[str, ...], site: str) -> ActivationPass:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Comparing every neuron's weights in the two models…")
-def _weight_change(donor: ModelKey, target: ModelKey, site: str) -> Scores:
+def weight_change(donor: ModelKey, target: ModelKey, site: str) -> Scores:
+    """Every ``site`` neuron's donor − target weight change (``weight_diff_scores``), once for every session."""
     with together(model_store().get(donor), model_store().get(target)) as (d, t):
         return weight_diff_scores(d, t, (site,))
 
@@ -111,7 +112,7 @@ def donor_comparison(role: str, neuron: Neuron, langs: tuple[str, ...]) -> Donor
     if not (fit := compatibility(donor_key, target_key)).compatible:
         st.info("The two models cannot be compared neuron by neuron: " + md("; ".join(fit.problems)))
         return None
-    diff = _weight_change(donor_key, target_key, neuron.site)
+    diff = weight_change(donor_key, target_key, neuron.site)
     target_role = "target" if role == "target" else other
     mine, theirs = activations(role, langs, neuron.site), activations(other, langs, neuron.site)
     target_pass, donor_pass = (mine, theirs) if role == target_role else (theirs, mine)

@@ -35,6 +35,12 @@ def figure(at: AppTest, index: int = 0) -> dict:
     return json.loads(at.get("plotly_chart")[index].proto.spec)
 
 
+def heatmap_figure(at: AppTest) -> dict:
+    """The first chart on the page that draws a heatmap (the Safety neurons page shows the layer view above it)."""
+    charts = [figure(at, i) for i in range(len(at.get("plotly_chart")))]
+    return next(f for f in charts if any(t.get("type") == "heatmap" for t in f["data"]))
+
+
 def quick_eval(at: AppTest, key: str) -> None:
     """One held-out prompt per label in English, short replies."""
     run(at.multiselect(key=f"{key}_langs").set_value(["en"]))

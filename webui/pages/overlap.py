@@ -6,6 +6,7 @@ from neuronlab.analysis.overlap import named_regions
 from neuronlab.analysis.scan import SafetyNeurons
 from neuronlab.plots import counts_by_language_figure, jaccard_figure, jaccard_matrix_figure, upset_figure, venn_figure
 from webui import state
+from webui.neuron_card import neuron_card, open_on_new_pick
 from webui.scans import current_safety
 from webui.sets import save_set_form
 from webui.widgets import chart, header
@@ -62,7 +63,15 @@ if len(langs) < 2:
     st.stop()
 overlap_charts({lang: safety.ms[lang] for lang in langs}, layers)
 ss_neurons(safety, layers)
-st.subheader("Save a region as a neuron set")
+st.subheader("A region's neurons")
 sets = named_regions(safety, langs)
 name = st.selectbox("Region", list(sets), format_func=lambda n: sets[n][0], key="overlap_region")
+region = sorted(sets[name][1])
+st.caption("Select a row to open that neuron's card below.")
+picked = st.dataframe({"layer": [n.layer for n in region], "site": [n.site for n in region],
+                       "index": [n.index for n in region]}, key=f"overlap_neurons:{name}", on_select="rerun",
+                      selection_mode="single-row", hide_index=True, height=210)
+rows = picked.selection.rows
+open_on_new_pick(f"overlap_neurons:{name}", state.scan_role(), region[rows[0]] if rows else None)
 save_set_form(sets[name][1], name, "overlap_save")
+neuron_card(tuple(dict.fromkeys(["en", *langs])))

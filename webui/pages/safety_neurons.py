@@ -27,6 +27,7 @@ from neuronlab.presets import Preset, scan_work
 from webui import state
 from webui.guard import md
 from webui.jobs import job, job_note, preset_picker, time_estimate
+from webui.layer_view import focus, layer_view
 from webui.models import model_or_stop, use
 from webui.neuron_card import clicked, neuron_card, newest_row, open_on_new_pick
 from webui.scans import shipped_scan
@@ -94,6 +95,11 @@ def scan_form(role: str) -> None:
     job_note(state.SCAN)
 
 
+def layers_key(n_layers: int) -> str:
+    """The heatmap's layer-range slider (the layer view sets it)."""
+    return f"scan_view_layers_{n_layers}"
+
+
 def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
     """The contrast heatmap of a chosen language and site, zoomable to single neurons, with the language's
     MS neurons outlined; returns the language."""
@@ -108,8 +114,7 @@ def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
     left, middle, right = st.columns([3, 2, 1])
     neurons = left.slider("Neuron index range", 0, width - 1, (0, width - 1), key=f"scan_view_neurons_{site}_{width}",
                           help="Narrow it to 256 neurons or fewer to see one cell per neuron", **KEEP)
-    layers = middle.slider("Layer range", 0, n_layers - 1, (0, n_layers - 1), key=f"scan_view_layers_{n_layers}",
-                           **KEEP)
+    layers = middle.slider("Layer range", 0, n_layers - 1, (0, n_layers - 1), key=layers_key(n_layers), **KEEP)
     top = f"{safety.top_p * 100:g}%"
     outline = right.toggle(f"Outline MS {lang}", value=True, key="scan_view_outline", **KEEP)
     ms = NeuronSet(n for n in safety.ms[lang] if n.site == site) if outline else None
@@ -150,6 +155,8 @@ def ranked_table(result: ScanResult, safety: SafetyNeurons, lang: str):
 def top_neuron_table(result: ScanResult, safety: SafetyNeurons, lang: str) -> None:
     st.subheader("Top neurons")
     table = ranked_table(result, safety, lang)
+    if (layer := focus()) is not None:
+        table = table[table["layer"] == layer]
     left, right = st.columns(2)
     rows = left.number_input("Rows", 10, 1000, 50, 10, key="scan_rows", **KEEP)
     order = right.selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="scan_sort", **KEEP)
@@ -187,6 +194,7 @@ def results(result: ScanResult) -> None:
     safety = state.safety_sets(result)
     st.caption(f"Scan of **{md(result.model)}** · {result.method} · sites {', '.join(result.sites)} · prompts per "
                "language: " + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()))
+    layer_view(result, safety, state.scan_role(), layers_key(result.n_layers))
     lang = heatmap(result, safety)
     share_stats(safety)
     st.download_button("neurons.json", lambda: scan_document(result, safety), "neurons.json", "application/json",

@@ -7,6 +7,7 @@ from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.evaluation.metrics import benign_texts
 from neuronlab.neurons.patches import Patch, PatchError
 from neuronlab.neurons.scores import Scores
+from neuronlab.neurons.sets import Neuron
 from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
 from neuronlab.presets import PRESETS, CurveSize, Preset, curve_work, ranking_work
 from neuronlab.progress import Work, shares, span
@@ -18,6 +19,7 @@ from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, eva
 from webui.guard import md
 from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
 from webui.models import compatibility, model_or_stop, together
+from webui.neuron_card import neuron_card, open_on_new_pick
 from webui.sets import available_sets
 from webui.shipped import shipped_experiments, show_shipped_effects
 from webui.widgets import KEEP, chart, example_download, header
@@ -88,10 +90,13 @@ def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, se
     with job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
         with together(donor, target) as (d, t):
             report(0.0, f"Ranking neurons by {ranking}")
-            patch = make_transfer(d, t, ranking, direction, within, sites, seed=seed,
+            moved = make_transfer(d, t, ranking, direction, within, sites, seed=seed,
                                   prompts=few_prompts(ranking, per_label), check=False,
-                                  progress=span(report, 0.0, ends[0]), **how_many).patch
-        made = {"patch": patch, "dest": dest, "layers": d.arch.n_layers, "results": None}
+                                  progress=span(report, 0.0, ends[0]), **how_many)
+        patch = moved.patch
+        ranked = sorted(((n, float(moved.scores[n.site][n.layer, n.index])) for n in moved.neurons),
+                        key=lambda item: -item[1])
+        made = {"patch": patch, "dest": dest, "layers": d.arch.n_layers, "results": None, "ranked": ranked}
         keep(made, 1)
         if settings:
             def kept(results: dict) -> None:  # the experiment's "plain" and "patched" runs, named for this page
@@ -100,7 +105,19 @@ def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, se
             evaluate_experiment(dest, [], patch, settings, 0, span(report, ends[0], 1.0), kept)
 
 
-def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
+def moved_neurons(ranked: list[tuple[Neuron, float]], dest: str) -> None:
+    """The moved neurons by ranking score; a selected row opens in the neuron card (on the model they went to)."""
+    st.markdown("**The moved neurons, highest ranked first** (select a row to open its neuron card)")
+    picked = st.dataframe({"layer": [n.layer for n, _ in ranked], "site": [n.site for n, _ in ranked],
+                           "index": [n.index for n, _ in ranked], "score": [v for _, v in ranked]},
+                          key="tf_moved", on_select="rerun", selection_mode="single-row", hide_index=True, height=210)
+    rows = picked.selection.rows
+    open_on_new_pick("tf_moved", dest, ranked[rows[0]][0] if rows else None)
+    neuron_card()
+
+
+def outcome(patch: Patch, dest: str, layers: int, results: dict | None,
+            ranked: list[tuple[Neuron, float]] | None = None) -> None:
     st.subheader("Result")
     left, middle, right = st.columns(3)
     left.metric("neurons moved", f"{len(patch.neurons):,}")
@@ -115,6 +132,8 @@ def outcome(patch: Patch, dest: str, layers: int, results: dict | None) -> None:
     apply_buttons(patch, dest, "tf")
     st.download_button("Patch (safetensors)", patch.to_bytes, "transfer-patch.safetensors",
                        "application/octet-stream", key="tf_download", on_click="ignore")
+    if ranked:
+        moved_neurons(ranked, dest)
 
 
 def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int, candidates: int) -> None:
