@@ -105,7 +105,8 @@ def _opening_logprobs(lm: LoadedModel, contexts: Sequence[Sequence[int]], openin
             res = lm.model(**batch, use_cache=True, logits_to_keep=1)
             logp = res.logits[:, -1].float().log_softmax(-1)[:, first]  # [b, k]
             if width:
-                name = "cache" if getattr(res, "cache", None) is not None else "past_key_values"  # transformers 5.24+: cache
+                # the cache's name: "cache" in transformers 5.24+, "past_key_values" before
+                name = "cache" if getattr(res, "cache", None) is not None else "past_key_values"
                 cache = getattr(res, name, None)
                 if not hasattr(cache, "batch_repeat_interleave"):
                     return None

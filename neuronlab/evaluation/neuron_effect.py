@@ -4,8 +4,8 @@ told apart from); and of a neuron set layer by layer (``layer_effects``: its neu
 together).
 
 The refusal score is ``metrics.refusal_score`` (the log-probability that the reply opens with a refusal, each
-prompt read once and its KV cache shared by the openings), averaged over a language's harmful or harmless prompts; every figure is
-exact for the prompts given, not an estimate from gradients.
+prompt read once and its KV cache shared by the openings), averaged over a language's harmful or harmless
+prompts; every figure is exact for the prompts given, not an estimate from gradients.
 """
 from __future__ import annotations
 
