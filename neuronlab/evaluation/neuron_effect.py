@@ -3,9 +3,9 @@ it alone is scaled up, beside single random neurons of the same layer and site (
 told apart from); and of a neuron set layer by layer (``layer_effects``: its neurons of one layer switched off
 together).
 
-The refusal score is ``metrics.refusal_score`` (the log-probability that the reply opens with a refusal, one
-forward pass per prompt and opening), averaged over a language's harmful or harmless prompts; every figure is
-exact for the prompts given, not an estimate from gradients.
+The refusal score is ``metrics.refusal_score`` (the log-probability that the reply opens with a refusal, each
+prompt read once and its KV cache shared by the openings), averaged over a language's harmful or harmless
+prompts; every figure is exact for the prompts given, not an estimate from gradients.
 """
 from __future__ import annotations
 
