@@ -344,3 +344,29 @@ def test_a_session_waits_visibly_for_another_and_goes_on_when_it_stops(playwrigh
         second.locator(".st-key-evaluation_stop button").first.click()
         settle(second)
         second.locator('[data-testid="stMain"]').get_by_text("Stopped after 0 of").wait_for()
+
+
+def test_a_click_on_a_heatmap_cell_or_a_table_row_opens_the_neuron_card(playwright_api, server):
+    """Safety neurons with demo-donor's shipped scan: a real click on a heatmap cell opens that neuron's card, and a
+    click on the first row of the top-neuron table opens the card of that row's neuron."""
+    with browser_page(playwright_api, server) as page:
+        page.locator(".st-key-load_models button").click()
+        page.locator('[data-testid="stSidebar"]').get_by_text("✅ target:").wait_for(timeout=LOAD_TIMEOUT)
+        settle(page, LOAD_TIMEOUT)
+        goto(page, "safety_neurons")
+        plot = page.locator(".st-key-scan_heatmap .nsewdrag").first
+        plot.wait_for(timeout=WORK_TIMEOUT)
+        box = plot.bounding_box()
+        plot.click(position={"x": box["width"] * 0.4, "y": box["height"] * 0.5})
+        settle(page)
+        card = page.locator('[data-testid="stMain"]').get_by_text("🔎 Neuron")
+        card.wait_for(timeout=WORK_TIMEOUT)
+        heading = card.inner_text()
+        assert "mlp" in heading and "donor" in heading
+        page.locator('[data-testid="stMain"]').get_by_text("How to read this: one box per language").wait_for()
+        table = page.locator(".st-key-scan_table [data-testid='stDataFrameResizable']").first
+        table.scroll_into_view_if_needed()
+        table.click(position={"x": 18, "y": 35 + 18})  # the grid is a canvas: the first row's selection cell
+        settle(page)
+        page.wait_for_function("(before) => [...document.querySelectorAll('h4')].some(h => h.innerText.includes("
+                               "'🔎 Neuron') && h.innerText !== before)", arg=heading, timeout=WORK_TIMEOUT)

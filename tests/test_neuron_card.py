@@ -1,6 +1,7 @@
 """The neuron card in the app (AppTest, tiny-llama as target and donor): it shows what the backend computes, its
 buttons act, and its data downloads."""
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +13,7 @@ from neuronlab.inspector import inspect_neuron
 from neuronlab.neurons.sets import Neuron, NeuronSet
 from tests.support.apptest import app, figure, page, run
 from webui import state
+from webui.neuron_card import clicked
 
 NEURON = Neuron(1, "mlp", 17)
 
@@ -114,3 +116,12 @@ def test_the_layer_view_counts_each_sets_neurons_and_measures_layers_on_request(
                 if figure(at, i)["layout"].get("meta", {}).get("rows"))
     assert view["layout"]["meta"]["rows"] == ["counts", "effect"]
     assert {t["name"]: t["y"] for t in view["data"]}["off: harmful"] == pytest.approx(measured["harmful"])
+
+
+def test_a_clicked_cell_names_its_neuron_in_either_shape_streamlit_hands_over():
+    def event(*points):
+        return SimpleNamespace(selection=SimpleNamespace(points=list(points)))
+    assert clicked(event({"x": 614.5, "y": 15, "customdata": {"0": 15, "1": 615}}), "mlp") == Neuron(15, "mlp", 615)
+    assert clicked(event({"customdata": [3, 7]}), "attn_o") == Neuron(3, "attn_o", 7)
+    assert clicked(event({"x": 1, "y": 2}), "mlp") is None  # a point of another trace (the outline)
+    assert clicked(None, "mlp") is None

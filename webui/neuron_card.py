@@ -35,7 +35,10 @@ PICKS = "card_picks"  # {widget key: what it picked in the last run}
 def clicked(event, site: str) -> Neuron | None:
     """The neuron of a clicked heatmap cell (``plots.score_heatmap``'s click targets carry [layer, index])."""
     for point in (event.selection.points if event else []):
-        if len(data := point.get("customdata") or []) == 2:
+        data = point.get("customdata") or []
+        if isinstance(data, dict):  # Streamlit hands a point's customdata list over as {"0": …, "1": …}
+            data = [data.get(str(i)) for i in range(len(data))]
+        if len(data) == 2 and None not in data:
             return Neuron(int(data[0]), site, int(data[1]))
     return None
 

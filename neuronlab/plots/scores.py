@@ -56,12 +56,14 @@ def _outline_trace(outline: NeuronSet, label: str, layers: tuple[int, int], cell
         hovertemplate="layer %{y}<br>%{hovertext}<extra></extra>")
 
 
-def _click_targets(centres: np.ndarray, layers: np.ndarray, kept: np.ndarray) -> go.Scatter:
-    """An invisible marker on every cell, carrying [layer, neuron index] of the neuron the cell shows: what a click
-    selects (chart selection events do not reach heatmap cells)."""
+def _click_targets(centres: np.ndarray, layers: np.ndarray, kept: np.ndarray, hover: np.ndarray) -> go.Scatter:
+    """An invisible marker on every cell, carrying [layer, neuron index] of the neuron the cell shows, and the cell's
+    hover text (``hover`` [layers, cells]): what a click selects (chart selection events do not reach heatmap
+    cells) and what the pointer reads."""
     xs, ys = np.meshgrid(centres, layers)  # [shown layers, cells]
-    return go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", name="cells", showlegend=False, hoverinfo="skip",
+    return go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", name="cells", showlegend=False,
                       customdata=np.stack([ys.ravel(), kept.ravel()], axis=1), meta=dict(role="click-targets"),
+                      hovertext=hover.ravel(), hovertemplate="%{hovertext}<extra></extra>",
                       marker=dict(symbol="square", size=float(np.clip(700 / len(centres), 6, 16)), opacity=0.001,
                                   color="black"))
 
@@ -113,7 +115,12 @@ def score_heatmap(scores: torch.Tensor | np.ndarray, title: str = "Safety-neuron
         cells[cols[0]:cols[1] + 1] = np.arange(cols[1] - cols[0] + 1) // per_cell
         fig.add_trace(_outline_trace(outline, outline_label or outline.name or "outlined neurons", rows, cells,
                                      centres, site_label))
-    fig.add_trace(_click_targets(centres, np.arange(rows[0], rows[1] + 1), kept))  # on top: what a click hits
+    layer_ids = np.arange(rows[0], rows[1] + 1)
+    hover = np.array([[f"layer {layer}<br>{ranges[c]}" + ("" if per_cell == 1 else f" (neuron {kept[i, c]} shown)")
+                       + f"<br>score: {binned[i, c]:.4g}" + (f"<br>{shown[i, c]:.2f} of the layer's largest |score|"
+                                                             if per_layer else "") + "<br>click: open its card"
+                       for c in range(len(centres))] for i, layer in enumerate(layer_ids)])
+    fig.add_trace(_click_targets(centres, layer_ids, kept, hover))  # on top: what the pointer reads and clicks
     if per_cell > 1:
         note = f"binned: {per_cell} neurons per cell (largest |score| shown) — narrow the range to see single neurons"
         axis = f"{site_label} index (binned, {per_cell} per cell)"

@@ -105,7 +105,9 @@ def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
     MS neurons outlined; returns the language."""
     st.subheader("Per-layer scores")
     left, middle, right = st.columns([2, 2, 1])
-    lang = left.selectbox("Language", result.languages, key="scan_view_lang", **KEEP)
+    langs = result.languages
+    lang = left.selectbox("Language", langs, index=langs.index("en") if "en" in langs else 0, key="scan_view_lang",
+                          **KEEP)
     site = middle.selectbox("Site", result.sites, key="scan_view_site", **KEEP)
     per_layer = right.toggle("Scale each layer", value=True, key="scan_view_per_layer",
                              help="Divide each layer by its largest |score|, so loud late layers do not hide the rest")
