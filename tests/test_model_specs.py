@@ -124,5 +124,5 @@ def test_eval_with_controls_off_says_so_and_prints_no_nan(tmp_path, capsys):
     assert main([*base, "--json"]) == 0
     out, err = capsys.readouterr()
     result = json.loads(out)
-    assert result["controls"] == 0 and "effect" not in result
+    assert result["controls"] == {"seeds": [], "runs": []} and "effect" not in result
     assert "NaN" not in out and "Infinity" not in out and "random controls off" in err

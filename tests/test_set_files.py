@@ -5,7 +5,9 @@ valid NeuronSet or a NeuronSetError, nothing else."""
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -83,6 +85,8 @@ BAD = {  # case: (content, fragments of the message)
     "utf-16": ('{"neurons": {}}'.encode("utf-16"), ["UTF-16", "save it with UTF-8"]),
     "binary": (b"\x00\x01\x02PK", ["binary data"]),
     "trailing comma": (b'{"neurons": {"mlp": {"0": [1,]}}}', ["line 1, column", "a value is missing"]),
+    "both sets and neurons": (b'{"sets": {"en": {"neurons": {}}}, "neurons": {"mlp": {"0": [1]}}}',
+                              ['both "sets" and "neurons"']),
 }
 
 
@@ -118,6 +122,7 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded for a bad neuron set")
     monkeypatch.setattr(neuronlab.cli.explore, "load_lm", refuse)
+    monkeypatch.setattr(neuronlab.cli.evaluate, "load_lm", refuse)
 
 
 @pytest.fixture
@@ -157,8 +162,9 @@ REFS = {  # REF (relative to the folder): fragments of the one line
 
 @pytest.mark.parametrize("ref", REFS)
 def test_a_bad_ref_exits_2_with_one_line_before_a_model_loads(ref, scan_dir, no_model, capsys):
-    for flag in ("--suppress", "--activate"):
-        code = main(["chat", "--model", "tiny-llama", flag, str(scan_dir / ref), "--prompt", "hi"])
+    for verb, flag in (("chat", "--suppress"), ("chat", "--activate"), ("eval", "--suppress"), ("eval", "--mean")):
+        tail = ["--prompt", "hi"] if verb == "chat" else ["--json"]
+        code = main([verb, "--model", "tiny-llama", flag, str(scan_dir / ref), *tail])
         out, err = capsys.readouterr()
         assert code == 2 and not out, (out, err)
         assert err.startswith("error: ") and err.count("\n") == 1, err
@@ -212,3 +218,14 @@ def test_any_layer_and_index_give_a_neuron_or_say_which_is_wrong(site, layer, in
     else:
         (neuron,) = found
         assert neuron == (int(str(layer)), site, index) and type(index) is int
+
+
+@pytest.mark.parametrize("item", [(0, "mlp", 3.9), (0, "mlp", 3.0), (1.5, "mlp", 2), (0, "mlp", "7"), (0, "mlp", None)])
+def test_the_python_api_never_cuts_a_number_to_a_neuron(item):
+    with pytest.raises(NeuronSetError, match="whole-number layer and index"):
+        NeuronSet([item])
+
+
+def test_the_python_api_takes_integers_of_any_kind():
+    assert NeuronSet([(np.int64(1), "mlp", torch.tensor(4)), (2, "mlp", np.int32(5))]) == NeuronSet([(1, "mlp", 4),
+                                                                                                        (2, "mlp", 5)])

@@ -11,7 +11,13 @@ from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
 
 
-def _eval_effects(args, lm) -> tuple[list, str]:
+def _eval_sets(args) -> dict:
+    """Every neuron set the flags name, read (and checked) before any model loads."""
+    refs = [*args.suppress, *args.activate, *args.mean, *([args.neurons] if args.neurons else [])]
+    return {ref: load_neuron_set(ref) for ref in refs}
+
+
+def _eval_effects(args, lm, sets: dict) -> tuple[list, str]:
     """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
     from neuronlab.evaluation.effects import Effect, copy_from
     from neuronlab.experiments import patch_effect
@@ -29,11 +35,11 @@ def _eval_effects(args, lm) -> tuple[list, str]:
     if args.remove_diff:
         target = load_lm(args, args.remove_diff)
         require_compatible(lm, target)
-        effects.append(Effect("patch", load_neuron_set(args.neurons), make_patch=copy_from(target),
+        effects.append(Effect("patch", sets[args.neurons], make_patch=copy_from(target),
                               label=f"remove-diff {args.remove_diff}"))
-    effects += ([Effect("suppress", load_neuron_set(r), label=r) for r in args.suppress]
-                + [Effect("activate", load_neuron_set(r), args.scale, label=r) for r in args.activate]
-                + [Effect("mean", load_neuron_set(r), label=r) for r in args.mean])
+    effects += ([Effect("suppress", sets[r], label=r) for r in args.suppress]
+                + [Effect("activate", sets[r], args.scale, label=r) for r in args.activate]
+                + [Effect("mean", sets[r], label=r) for r in args.mean])
     return effects, no_controls
 
 
@@ -48,8 +54,9 @@ def cmd_eval(args) -> None:
     langs = split_csv(args.langs)
     prompts = heldout_prompts(langs, args.limit, load_prompts(args.prompts, langs=langs) if args.prompts else None,
                               split=args.split)
+    sets = _eval_sets(args)
     lm = load_lm(args, args.model)
-    effects, no_controls = _eval_effects(args, lm)
+    effects, no_controls = _eval_effects(args, lm, sets)
     controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
     if controls and no_controls:
         raise ValueError(f"no random controls: {no_controls}; run with --controls 0")
@@ -65,7 +72,8 @@ def cmd_eval(args) -> None:
                                   on_reply=log.write if log else None, mc_questions=args.mc_questions)
     if log:
         print(f"wrote {log.count} judged replies to {log.path}", file=sys.stderr)
-    result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch, controls=controls,
+    result.setdefault("controls", {"seeds": [], "runs": []})  # none asked for: say so in the same shape
+    result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
                   interventions=[{"mode": e.mode, "neurons": len(e.neurons),
                                   "value": e.value if e.mode == "activate" else None}
                                  for e in effects if e.mode != "patch"])

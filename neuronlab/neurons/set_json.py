@@ -69,7 +69,10 @@ def parse_json(content: str | bytes, source: str):
 
 def named_sets(data, source: str) -> dict | None:
     """The {name: set} of a multi-set file ({"sets": {...}}, as a scan's neurons.json), else None."""
-    if not isinstance(data, dict) or "sets" not in data or "neurons" in data:
+    if isinstance(data, dict) and "sets" in data and "neurons" in data:
+        raise NeuronSetError(f'{source}: has both "sets" and "neurons"; a file is one set {{"neurons": ...}} or '
+                             'several {"sets": {NAME: {"neurons": ...}}}, not both')
+    if not isinstance(data, dict) or "sets" not in data:
         return None
     if not isinstance(data["sets"], dict):
         raise NeuronSetError(f'{source}: "sets" is {json_kind(data["sets"])}; it maps each set\'s name to a set: '

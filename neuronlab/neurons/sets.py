@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Set
@@ -42,10 +43,10 @@ def _as_neuron(item) -> Neuron:
         raise NeuronSetError(f"not a (layer, site, index) neuron: {item!r}") from None
     if isinstance(layer, bool) or isinstance(index, bool) or not isinstance(site, str):
         raise NeuronSetError(f"not a (layer, site, index) neuron: {item!r}")
-    try:
-        return Neuron(int(layer), site, int(index))
-    except (TypeError, ValueError):
-        raise NeuronSetError(f"not a (layer, site, index) neuron: {item!r}") from None
+    try:  # integers of any kind (Python, numpy, a 0-d integer tensor); never a float, which would be cut to one
+        return Neuron(operator.index(layer), site, operator.index(index))
+    except TypeError:
+        raise NeuronSetError(f"not a (layer, site, index) neuron with whole-number layer and index: {item!r}") from None
 
 
 class NeuronSet(Set):
