@@ -133,7 +133,7 @@ def assert_no_exception(page) -> None:
 
 def goto(page, name: str) -> None:
     """Switch page in the sidebar navigation (one session, unlike a new URL) and wait for its title."""
-    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=PAGES[name]).click()
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=PAGES[name], exact=True).click()
     page.wait_for_url(f"**/{'' if name == 'start' else name}")
     title = TITLES.get(name, PAGES[name].split(" &")[0])
     page.locator("h1").filter(has_text=title).first.wait_for(timeout=UI_TIMEOUT)
