@@ -149,8 +149,8 @@ def eval_bias(args) -> None:
         return
     print(f"{'lang':<8}{'n':>5}{'stereotype score':>20}{'LM score':>16}{'ICAT':>7}  (50% stereotype = no preference)")
     for lang, b in [*result["languages"].items(), ("overall", result["overall"])]:
-        print(f"{lang:<8}{b['n']:>5}{b['stereotype_score']:>13.0%} ± {b['stereotype_stderr']:.0%}"
-              f"{b['lm_score']:>9.0%} ± {b['lm_stderr']:.0%}{b['icat']:>7.2f}")
+        print(f"{lang:<8}{b['n']:>5}{b['stereotype_score']:>13.0%} ± {b['stereotype_stderr']:<4.0%}"
+              f"{b['lm_score']:>9.0%} ± {b['lm_stderr']:<4.0%}{b['icat']:>6.2f}")
     print(f"utility: perplexity (en) {english:.2f}")
 
 
