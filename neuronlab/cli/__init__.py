@@ -132,8 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--curve", default="curve.json", help="curve JSON to write; the HTML figure goes beside it")
     p.set_defaults(run=cmd_transfer)
 
-    p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars")
+    p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars; "
+                         "--function bias: stereotype and LM scores")
     add_model_args(p)
+    p.add_argument("--function", default="refusal", choices=("refusal", "bias"),
+                   help="what to measure: refusal (default) or bias, the stereotype score (share of bundled bias "
+                        "items whose stereotype fill the model prefers to the anti-stereotype; 50%% = none) and "
+                        "the LM score, with error bars. Bias takes --suppress, --activate and --patch; random "
+                        "controls, --mean, --remove-diff, --prompts and --replies are refusal-only for now")
     add_intervention_args(p)
     p.add_argument("--patch", help="a patch (.safetensors) to apply to the model first")
     p.add_argument("--force", action="store_true",

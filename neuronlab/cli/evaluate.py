@@ -1,4 +1,5 @@
-"""The ``eval`` verb (refusal and utility, with random controls) and ``rejudge`` (saved replies judged again)."""
+"""The ``eval`` verb (refusal and utility, with random controls; ``--function bias``: the stereotype and LM
+scores of bias items) and ``rejudge`` (saved replies judged again)."""
 from __future__ import annotations
 
 import json
@@ -44,6 +45,8 @@ def _eval_effects(args, lm, sets: dict) -> tuple[list, str]:
 
 
 def cmd_eval(args) -> None:
+    if args.function == "bias":
+        return eval_bias(args)
     from neuronlab.data.prompts import bundled_prompts, load_prompts
     from neuronlab.evaluation.effects import evaluate_effects
     from neuronlab.evaluation.replies import ReplyLog
@@ -89,6 +92,66 @@ def cmd_eval(args) -> None:
     print(f"utility: perplexity (en) {u['perplexity']:.2f}, multiple choice {u['mc_accuracy']:.0%} ± {u['mc_stderr']:.0%}")
     if controls:
         _print_effect(result["effect"], controls)
+
+
+def bias_items() -> list:
+    """The bundled bias items (``neuronlab.data.bias``), every language and split."""
+    from neuronlab.data.bias import bundled_bias
+
+    return list(bundled_bias())
+
+
+def chosen_bias_items(langs: list[str], split: str, limit: int | None) -> list:
+    """The bias items of ``langs`` in ``split`` ('' for all), the first ``limit`` of each language."""
+    every = bias_items()
+    chosen = []
+    for lang in langs:
+        part = [it for it in every if it.lang == lang and (not split or it.split == split)]
+        if not part:
+            have = ", ".join(sorted({it.lang for it in every if not split or it.split == split})) or "none"
+            raise ValueError(f"no bias items in {lang!r} (split {split or 'any'}); there are items in: {have}")
+        chosen += part[:limit]
+    return chosen
+
+
+def eval_bias(args) -> None:
+    """``eval --function bias``: stereotype score, LM score and ICAT per language, with perplexity."""
+    from neuronlab.evaluation.bias import bias_scores
+    from neuronlab.evaluation.metrics import EVAL_ASSETS, benign_texts, perplexity
+    from neuronlab.neurons.interventions import Intervention
+    from neuronlab.neurons.patches import patched
+
+    unsupported = [flag for flag, given in (("--controls", args.controls), ("--prompts", args.prompts),
+                                            ("--mean", args.mean), ("--remove-diff", args.remove_diff),
+                                            ("--neurons", args.neurons), ("--replies", args.replies)) if given]
+    if unsupported:
+        raise ValueError(f"{', '.join(unsupported)}: not available with --function bias yet "
+                         "(it takes --suppress, --activate and --patch)")
+    langs = split_csv(args.langs)
+    items = chosen_bias_items(langs, args.split, args.limit)
+    sets = _eval_sets(args)
+    lm = load_lm(args, args.model)
+    interventions = ([Intervention(sets[r], "suppress", label=r) for r in args.suppress]
+                     + [Intervention(sets[r], "activate", args.scale, label=r) for r in args.activate])
+    with patched(lm, load_patch(args, lm)) if args.patch else nullcontext():
+        result = {"function": "bias", **bias_scores(lm, items, interventions, args.batch_size)}
+        for lang, block in result["languages"].items():
+            if (EVAL_ASSETS / "benign" / f"{lang}.txt").exists():
+                block["perplexity"] = perplexity(lm, benign_texts(lang), interventions)
+        english = result["languages"].get("en", {}).get("perplexity") or perplexity(lm, benign_texts("en"),
+                                                                                   interventions)
+    result.update(utility={"perplexity": english}, split=args.split, model=lm.spec,
+                  fingerprint=lm.info.fingerprint, patch=args.patch,
+                  interventions=[{"mode": iv.mode, "neurons": len(iv.neurons),
+                                  "value": iv.value if iv.mode == "activate" else None} for iv in interventions])
+    if args.json:
+        print(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    print(f"{'lang':<8}{'n':>5}{'stereotype score':>20}{'LM score':>16}{'ICAT':>7}  (50% stereotype = no preference)")
+    for lang, b in [*result["languages"].items(), ("overall", result["overall"])]:
+        print(f"{lang:<8}{b['n']:>5}{b['stereotype_score']:>13.0%} ± {b['stereotype_stderr']:<4.0%}"
+              f"{b['lm_score']:>9.0%} ± {b['lm_stderr']:<4.0%}{b['icat']:>6.2f}")
+    print(f"utility: perplexity (en) {english:.2f}")
 
 
 def cmd_rejudge(args) -> None:
