@@ -79,7 +79,7 @@ def test_add_to_a_set_and_compare_with_the_other_model(scan):
     assert list(at.session_state[state.NEURON_SETS]["mine"]) == [NEURON]
     at = run(at.toggle(key="card_compare").set_value(True))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["rank among all neurons"].endswith("of 512")  # tiny-llama: 4 layers × 128 MLP neurons
+    assert metrics["rank among all neurons"] == "unchanged"  # the same model as both: no neuron changed
     assert float(metrics["weight change (donor − target)"]) == 0.0  # the same model as both
 
 
@@ -108,6 +108,8 @@ def test_the_layer_view_counts_each_sets_neurons_and_measures_layers_on_request(
     safety = select_sets(scan, DEFAULT_TOP_P)
     bars = {t["name"]: t["y"] for t in view["data"]}
     assert bars["MS en"] == [safety.ms["en"].per_layer_counts().get(layer, 0) for layer in range(4)]
+    anywhere = safety.ms["en"] | safety.ms["zh"]
+    assert bars["MS, any language"] == [anywhere.per_layer_counts().get(layer, 0) for layer in range(4)]
     assert view["layout"]["meta"]["rows"] == ["counts"]  # no effect measured, no second model to compare
     run(at.selectbox(key="lv_set").select("en"))
     at = run(at.button(key="lv_measure").click())

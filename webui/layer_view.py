@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from neuronlab.analysis.scan import SafetyNeurons, ScanResult
+from neuronlab.neurons.sets import NeuronSet
 from neuronlab.evaluation.neuron_effect import layer_effects
 from neuronlab.experiments import heldout_prompts
 from neuronlab.plots import layer_view_figure
@@ -46,12 +47,13 @@ def measure(role: str, safety: SafetyNeurons, name: str) -> None:
 
 
 def layer_view(result: ScanResult, safety: SafetyNeurons, role: str, heatmap_layers_key: str) -> None:
-    st.subheader("Where safety lives, layer by layer")
+    st.subheader(f"Where safety lives in {result.model}, layer by layer")
     sets = safety.sets()
-    counts = {f"MS {lang}": [safety.ms[lang].per_layer_counts().get(layer, 0) for layer in range(result.n_layers)]
-              for lang in safety.ms}
-    if "ss" in sets:
-        counts["SS (union)"] = [sets["ss"].per_layer_counts().get(layer, 0) for layer in range(result.n_layers)]
+    shown = {f"MS {safety.high_resource}": safety.ms.get(safety.high_resource),
+             "MS, any language": NeuronSet(n for s in safety.ms.values() for n in s),
+             "SS (union)": sets.get("ss"), "shared (every language)": sets.get("shared")}
+    counts = {label: [s.per_layer_counts().get(layer, 0) for layer in range(result.n_layers)]
+              for label, s in shown.items() if s is not None}
     name = st.selectbox("Set to switch off layer by layer", list(sets), key="lv_set",
                         index=list(sets).index("ss") if "ss" in sets else 0)
     effect = st.session_state.get(LAYER_EFFECTS, {}).get((state.loaded_keys().get(role), name, safety.top_p))
@@ -59,7 +61,7 @@ def layer_view(result: ScanResult, safety: SafetyNeurons, role: str, heatmap_lay
                                     "prompts per label)", key="lv_measure"):
         measure(role, safety, name)
         st.rerun()
-    event = chart(layer_view_figure(counts, effect, weight_shares(), title=f"Safety neurons of {result.model}"),
+    event = chart(layer_view_figure(counts, effect, weight_shares()),
                   "layer_view",
                   "one column per layer. Top: how many of each set's neurons sit there. Middle (once measured): the "
                   f"change of the refusal score when that layer's {name} neurons are switched off together. Bottom "

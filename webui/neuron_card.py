@@ -199,7 +199,10 @@ def donor_tab(role: str, neuron: Neuron, langs: tuple[str, ...]) -> None:
         return
     left, right = st.columns(2)
     left.metric("weight change (donor − target)", f"{found.weight_change:.4g}")
-    right.metric("rank among all neurons", f"{found.rank:,} of {found.of:,}")
+    if found.weight_change:
+        right.metric("rank among all neurons", f"{found.rank:,} of {found.of:,}")
+    else:  # every unchanged neuron ties after the changed ones
+        right.metric("rank among all neurons", "unchanged", help=f"{found.rank - 1:,} of {found.of:,} neurons changed")
     st.dataframe([{"language": language_name(lang), **{f"{label} activation change": round(v, 4)
                                                        for label, v in by.items()}}
                   for lang, by in found.activation_change.items()], hide_index=True)
