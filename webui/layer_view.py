@@ -6,9 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from neuronlab.analysis.scan import SafetyNeurons, ScanResult
-from neuronlab.neurons.sets import NeuronSet
 from neuronlab.evaluation.neuron_effect import layer_effects
 from neuronlab.experiments import heldout_prompts
+from neuronlab.neurons.sets import NeuronSet
 from neuronlab.plots import layer_view_figure
 from neuronlab.transfer.ranking import weight_change_shares
 from webui import state
