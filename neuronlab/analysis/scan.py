@@ -5,7 +5,8 @@ p% by importance form S(D) (``Scores.top_per_layer``); monolingual safety neuron
 neurons SS(lang) = MS(high-resource) ∩ MS(lang) for every other language. Scores are cached on disk per
 (model fingerprint, prompts, method, sites, settings), so a repeat scan is a cache hit and a changed prompt
 set or model never is; after the user's cache, the results shipped for the built-in models
-(``shipped.scan_part``, same keys) are looked up.
+(``shipped.scan_part``, same keys) are looked up. Any behaviour scans the same way with its own two labels
+(``labels``, the first being the behaviour's side): MS = S(first) \\ S(second).
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ CACHE_FORMAT = 1
 
 @dataclass
 class ScanResult:
-    """Scores of one scan: ``importance[lang][label]`` and ``contrast[lang]`` (harmful minus harmless; for
-    ``activation`` the difference of mean activations), each float32 [layers, neurons] per site."""
+    """Scores of one scan: ``importance[lang][label]`` and ``contrast[lang]`` (the first label minus the second,
+    harmful minus harmless for refusal; for ``activation`` the difference of mean activations), each float32
+    [layers, neurons] per site."""
 
     model: str
     fingerprint: str
@@ -64,19 +66,25 @@ class ScanResult:
         return list(self.importance)
 
     @property
+    def labels(self) -> tuple[str, ...]:
+        """The function's two labels, the contrasted one first (harmful, harmless for refusal)."""
+        return tuple(next(iter(self.importance.values()), LABELS))
+
+    @property
     def n_layers(self) -> int:
         return next(iter(self.contrast[self.languages[0]].values())).shape[0]
 
     def table(self, lang: str) -> pd.DataFrame:
-        """One row per neuron of a scanned language: layer, site, index, both importances, contrast."""
+        """One row per neuron of a scanned language: layer, site, index, the importance on each label, contrast."""
         frames = []
+        first, second = self.labels
         for site in self.sites:
-            harmful = self.importance[lang]["harmful"][site].float().numpy()  # [layers, neurons]
-            layers, width = harmful.shape
+            on_first = self.importance[lang][first][site].float().numpy()  # [layers, neurons]
+            layers, width = on_first.shape
             frames.append(pd.DataFrame({
                 "layer": np.repeat(np.arange(layers), width), "site": site, "index": np.tile(np.arange(width), layers),
-                "importance harmful": harmful.ravel(),
-                "importance harmless": self.importance[lang]["harmless"][site].float().numpy().ravel(),
+                f"importance {first}": on_first.ravel(),
+                f"importance {second}": self.importance[lang][second][site].float().numpy().ravel(),
                 "contrast": self.contrast[lang][site].float().numpy().ravel()}))
         return pd.concat(frames, ignore_index=True)
 
@@ -151,9 +159,11 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
              site: str = "mlp", split: str | None = "scan", batch_size: int = 8, probes: int = 4,
              layers: list[int] | None = None, neurons: NeuronSet | None = None, use_cache: bool = True,
              progress: Progress = no_progress, on_part: PartHook | None = None,
-             on_language: Callable[[ScanResult], None] | None = None, compute: bool = True) -> ScanResult | None:
-    """Score every neuron of ``site`` ("mlp", "attn" or "all") on each language's harmful and harmless
-    prompts. ``ablation`` scores only ``neurons`` (or all neurons of ``layers``); the rest are NaN.
+             on_language: Callable[[ScanResult], None] | None = None, compute: bool = True,
+             labels: tuple[str, str] = LABELS) -> ScanResult | None:
+    """Score every neuron of ``site`` ("mlp", "attn" or "all") on each language's prompts of the two ``labels``
+    (a function's contrast: harmful and harmless for refusal; the first is the one its neurons serve).
+    ``ablation`` scores only ``neurons`` (or all neurons of ``layers``); the rest are NaN.
     ``use_cache=False`` computes everything (no user cache, no shipped results). ``on_part(info, tensors)``
     sees each (language, label) part: info {key, method, sites, lang, label, n_prompts, prompts, settings}
     and tensors {"importance.SITE" (and "mean.SITE" for activation): [L, N]}. ``on_language`` gets the result
@@ -166,7 +176,7 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
     sites = SITE_GROUPS[site]
     langs = langs or prompts.languages
     chosen = prompts.filter(lang=langs, split=split) if split else prompts.filter(lang=langs)
-    missing = [f"{lang}/{label}" for lang in langs for label in LABELS if not len(chosen.filter(lang=lang, label=label))]
+    missing = [f"{lang}/{label}" for lang in langs for label in labels if not len(chosen.filter(lang=lang, label=label))]
     if missing:
         raise ValueError(f"no prompts for {', '.join(missing)} (split {split!r})")
     settings = {"batch_size": batch_size, "split": split}
@@ -178,11 +188,11 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
         settings["neurons"] = hashlib.sha256(json.dumps(subset.to_json()).encode()).hexdigest()[:16]
 
     importance, means, n_prompts, hits, from_assets = {}, {}, {}, 0, 0
-    jobs = [(lang, label) for lang in langs for label in LABELS]
+    jobs = [(lang, label) for lang in langs for label in labels]
 
     def result(done: list[str]) -> ScanResult:
         source = means if method == "activation" else importance
-        contrast = {lang: Scores({s: source[lang]["harmful"][s] - source[lang]["harmless"][s] for s in sites})
+        contrast = {lang: Scores({s: source[lang][labels[0]][s] - source[lang][labels[1]][s] for s in sites})
                     for lang in done}
         return ScanResult(lm.spec, lm.info.fingerprint, method, sites, {lang: importance[lang] for lang in done},
                           contrast, {lang: n_prompts[lang] for lang in done},
@@ -214,7 +224,7 @@ def run_scan(lm: LoadedModel, prompts: PromptSet, langs: list[str] | None = None
         means.setdefault(lang, {})[label] = {s: tensors.get(f"mean.{s}") for s in sites}
         n_prompts.setdefault(lang, {})[label] = len(part)
         progress((j + 1) / len(jobs), f"Scanned {what}")
-        if on_language and label == LABELS[-1]:
+        if on_language and label == labels[-1]:
             on_language(result(langs[:langs.index(lang) + 1]))
     return result(list(langs))
 
@@ -257,10 +267,10 @@ def select_sets(result: ScanResult, top_p: float = DEFAULT_TOP_P, high_resource:
     ms = {}
     for lang, labels in result.importance.items():
         chosen = {label: Scores(scores).top_per_layer(top_p) for label, scores in labels.items()}
-        ms[lang] = (chosen["harmful"] - chosen["harmless"]).renamed(lang)
+        ms[lang] = (chosen[result.labels[0]] - chosen[result.labels[1]]).renamed(lang)
     ss = {lang: ms[high_resource] & s for lang, s in ms.items() if lang != high_resource} if high_resource in ms else {}
     shared = functools.reduce(operator.and_, ms.values()) if ms else NeuronSet()
-    total = Scores(next(iter(result.importance.values()))["harmful"]).size
+    total = Scores(next(iter(result.importance.values()))[result.labels[0]]).size
     return SafetyNeurons(ms, ss, shared, top_p, high_resource, total)
 
 
@@ -269,7 +279,8 @@ def scan_document(result: ScanResult, safety: SafetyNeurons) -> str:
     fingerprint and stats."""
     doc = {"format": "neuronlab.scan/1", **result.metadata(),
            "params": {"method": result.method, "sites": list(result.sites), "top_p": safety.top_p,
-                      "high_resource": safety.high_resource, "languages": result.languages},
+                      "high_resource": safety.high_resource, "languages": result.languages,
+                      "labels": list(result.labels)},
            "stats": safety.stats(), "sets": {k: s.to_json() for k, s in safety.sets().items()}}
     return json.dumps(doc, indent=1)
 

@@ -18,6 +18,7 @@ from neuronlab.cli.args import (
     finite_float,
     fraction,
     int_list,
+    label_pair,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="activation", choices=["activation", "ablation", "attribution"])
     p.add_argument("--site", default="mlp", choices=["mlp", "attn", "all"])
     p.add_argument("--top-p", type=fraction, default=0.03, help="fraction of neurons per layer in S(D) (default 0.03)")
+    p.add_argument("--labels", type=label_pair, default="harmful,harmless",
+                   help="the two labels of --prompts to contrast, the behaviour's first (default harmful,harmless: "
+                        "refusal); MS = top on the first, not on the second")
     p.add_argument("--high-resource", default="en", help="the language SS sets are shared with (default en)")
     p.add_argument("--split", default="scan", help="prompt split to use: scan (default), heldout, or '' for all")
     p.add_argument("--batch-size", type=positive_int, default=8)

@@ -67,6 +67,16 @@ def int_list(text: str) -> str:
     return text
 
 
+def label_pair(text: str) -> tuple[str, str]:
+    """``a,b``: a function's two labels (argparse type)."""
+    from neuronlab.data.prompts import PromptFileError, check_labels
+
+    try:
+        return check_labels(split_csv(text))
+    except PromptFileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def utf8_text(value: str) -> str:
     """Text that is valid UTF-8 (the shell passes undecodable bytes through as lone surrogates)."""
     try:

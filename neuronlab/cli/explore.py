@@ -5,6 +5,7 @@ import json
 import sys
 
 from neuronlab.cli.args import load_interventions, load_lm, load_patch, split_csv
+from neuronlab.errors import NeuronLabError
 from neuronlab.files import check_output
 from neuronlab.models.builtins import BUILTINS
 from neuronlab.neurons.sets import load_neuron_set
@@ -44,17 +45,20 @@ def cmd_chat(args) -> None:
 
 def cmd_scan(args) -> None:
     from neuronlab.analysis.scan import run_scan, select_sets, write_scan
-    from neuronlab.data.prompts import bundled_prompts, load_prompts
+    from neuronlab.data.prompts import LABELS, bundled_prompts, load_prompts
 
     check_output(args.out, "dir")
     langs = split_csv(args.langs)
-    prompts = load_prompts(args.prompts, langs=langs) if args.prompts else bundled_prompts(langs)
+    if args.labels != LABELS and not args.prompts:
+        raise NeuronLabError(f"--labels {','.join(args.labels)} needs --prompts FILE with those labels (the bundled "
+                             "prompts are harmful,harmless)")
+    prompts = load_prompts(args.prompts, langs=langs, labels=args.labels) if args.prompts else bundled_prompts(langs)
     lm = load_lm(args, args.model)
     layers = [int(x) for x in split_csv(args.layers)] if args.layers else None
     result = run_scan(lm, prompts, langs, method=args.method, site=args.site, split=args.split or None,
                       batch_size=args.batch_size, probes=args.probes, layers=layers,
                       neurons=load_neuron_set(args.neurons) if args.neurons else None,
-                      use_cache=not args.no_cache, progress=text_bar())
+                      use_cache=not args.no_cache, progress=text_bar(), labels=args.labels)
     safety = select_sets(result, top_p=args.top_p, high_resource=args.high_resource)
     neurons_path, scores_path = write_scan(args.out, result, safety)
     stats = safety.stats()

@@ -26,6 +26,7 @@ COLUMNS = ("id", "lang", "label", "split", "category", "text")  # the order file
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 SCHEMA = ('JSON Lines, one prompt a line: {"id", "lang", "label": harmful|harmless, "text"} '
           '(optional "split": scan|heldout); CSV: the same columns')
+LABEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # a function's label: harmful, french, ...
 LANG_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # ISO 639 code, optional subtags: en, zh-Hant
 BUNDLED_DIR = ASSETS / "prompts"
 BUNDLED_LANGUAGES: tuple[str, ...] = tuple(sorted(p.stem for p in BUNDLED_DIR.glob("*.jsonl")))
@@ -38,7 +39,7 @@ class PromptFileError(NeuronLabError):
 class Prompt:
     id: str
     lang: str
-    label: str  # "harmful" | "harmless"
+    label: str  # one of the function's two labels: "harmful" | "harmless" for refusal
     text: str
     split: str = "scan"  # "scan" (find neurons) | "heldout" (evaluation only)
     category: str = ""
@@ -93,6 +94,11 @@ class PromptSet:
         return list(dict.fromkeys(p.lang for p in self._prompts))
 
     @property
+    def labels(self) -> list[str]:
+        """Labels in first-seen order."""
+        return list(dict.fromkeys(p.label for p in self._prompts))
+
+    @property
     def texts(self) -> list[str]:
         return [p.text for p in self._prompts]
 
@@ -100,7 +106,7 @@ class PromptSet:
                split: str | Collection[str] | None = None) -> PromptSet:
         """Prompts matching every given criterion; each is a name, 'a,b' or a collection of names."""
         langs = None if lang is None else _names(lang)
-        labels = None if label is None else _known(label, LABELS, "label")
+        labels = None if label is None else _known(label, tuple(dict.fromkeys([*LABELS, *self.labels])), "label")
         splits = None if split is None else _known(split, SPLITS, "split")
         return PromptSet(p for p in self._prompts if (langs is None or p.lang in langs)
                          and (labels is None or p.label in labels) and (splits is None or p.split in splits))
@@ -202,7 +208,7 @@ def _csv_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
             yield line, dict(zip(header, cells))
 
 
-def _prompt(row: dict, source: str, line: int) -> Prompt:
+def _prompt(row: dict, source: str, line: int, labels: tuple[str, str]) -> Prompt:
     missing = [c for c in REQUIRED if row.get(c) is None]
     if missing:
         raise _error(source, line, f"missing column(s) {', '.join(missing)} (every prompt needs "
@@ -223,8 +229,8 @@ def _prompt(row: dict, source: str, line: int) -> Prompt:
         raise _error(source, line, f"unknown language code {values['lang']!r}: write a short lower-case code such "
                                    "as en, zh or es (ISO 639-1)")
     label = values["label"].strip().lower()
-    if label not in LABELS:
-        raise _error(source, line, f"unknown label {values['label']!r} (accepted: {', '.join(LABELS)})")
+    if label not in labels:
+        raise _error(source, line, f"unknown label {values['label']!r} (accepted: {', '.join(labels)})")
     split = values["split"].strip().lower() or "scan"
     if split not in SPLITS:
         raise _error(source, line, f"unknown split {values['split']!r} (accepted: {', '.join(SPLITS)})")
@@ -236,28 +242,30 @@ def _prompt(row: dict, source: str, line: int) -> Prompt:
     return Prompt(values["id"], values["lang"], label, values["text"], split, values["category"].strip())
 
 
-def _check_both_labels(prompts: list[Prompt], lines: list[int], source: str) -> None:
-    """Every language needs harmful and harmless prompts: a scan contrasts the two."""
+def _check_both_labels(prompts: list[Prompt], lines: list[int], source: str, labels: tuple[str, str]) -> None:
+    """Every language needs prompts of both labels: a scan contrasts the two."""
     first: dict[str, int] = {}
-    labels: dict[str, Counter] = {}
+    by_lang: dict[str, Counter] = {}
     for p, line in zip(prompts, lines):
         first.setdefault(p.lang, line)
-        labels.setdefault(p.lang, Counter())[p.label] += 1
-    for lang, have in labels.items():
-        if len(have) < len(LABELS):
+        by_lang.setdefault(p.lang, Counter())[p.label] += 1
+    for lang, have in by_lang.items():
+        if len(have) < len(labels):
             (label, n), = have.items()
-            other = next(x for x in LABELS if x != label)
+            other = next(x for x in labels if x != label)
             raise _error(source, first[lang], f"language {lang!r} has {n} {label} prompt(s) but no {other} ones "
                                               "(a scan needs both)")
 
 
 def parse_prompts(content: str | bytes, fmt: str, source: str = "upload",
-                  langs: str | Collection[str] | None = None) -> PromptSet:
+                  langs: str | Collection[str] | None = None, labels: tuple[str, str] = LABELS) -> PromptSet:
     """Parse JSON Lines (``fmt="jsonl"``) or CSV (``fmt="csv"``) text, e.g. an uploaded file.
 
-    Columns: id, lang, label (harmful | harmless), text; optional split (scan | heldout, default scan) and
-    category. With ``langs``, keep those languages and require each to be present. Raises PromptFileError.
+    Columns: id, lang, label (one of ``labels``: harmful | harmless for refusal), text; optional split (scan |
+    heldout, default scan) and category. With ``langs``, keep those languages and require each to be present.
+    Raises PromptFileError.
     """
+    labels = check_labels(labels)
     if fmt not in ("jsonl", "csv"):
         raise PromptFileError(f"{source}: unknown prompt format {fmt!r} (accepted: jsonl, csv)")
     try:
@@ -268,7 +276,7 @@ def parse_prompts(content: str | bytes, fmt: str, source: str = "upload",
         raise _error(source, e.line, e.problem) from None
     prompts, lines, seen = [], [], {}
     for line, row in (_jsonl_rows if fmt == "jsonl" else _csv_rows)(content, source):
-        prompt = _prompt(row, source, line)
+        prompt = _prompt(row, source, line, labels)
         key = (prompt.id, prompt.lang)
         if key in seen:
             raise _error(source, line, f"duplicate prompt id {prompt.id!r} for lang {prompt.lang!r} "
@@ -286,11 +294,21 @@ def parse_prompts(content: str | bytes, fmt: str, source: str = "upload",
                 raise PromptFileError(f"{source}: no prompts in language {lang!r} (the file has: {', '.join(have)})")
         kept = [i for i, p in enumerate(prompts) if p.lang in wanted]
         prompts, lines = [prompts[i] for i in kept], [lines[i] for i in kept]
-    _check_both_labels(prompts, lines, source)
+    _check_both_labels(prompts, lines, source, labels)
     return PromptSet(prompts)
 
 
-def load_prompts(path: str | Path, langs: str | Collection[str] | None = None) -> PromptSet:
+def check_labels(labels: Collection[str]) -> tuple[str, str]:
+    """A function's two labels: different, short, lower-case words (``harmful,harmless`` for refusal)."""
+    names = tuple(str(x).strip().lower() for x in labels)
+    if len(names) != 2 or len(set(names)) != 2 or not all(LABEL_NAME.fullmatch(n) for n in names):
+        raise PromptFileError(f"labels {', '.join(map(repr, labels))}: give two different labels, each a short word "
+                              "of letters, digits, - or _ (e.g. harmful,harmless)")
+    return names
+
+
+def load_prompts(path: str | Path, langs: str | Collection[str] | None = None,
+                 labels: tuple[str, str] = LABELS) -> PromptSet:
     """Read a .jsonl or .csv prompt file (UTF-8); see parse_prompts."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
@@ -299,7 +317,7 @@ def load_prompts(path: str | Path, langs: str | Collection[str] | None = None) -
                               "(use .jsonl for JSON Lines or .csv)")
     if not path.is_file():
         raise PromptFileError(f"prompt file not found: {path}")
-    return parse_prompts(path.read_bytes(), fmt, source=str(path), langs=langs)
+    return parse_prompts(path.read_bytes(), fmt, source=str(path), langs=langs, labels=labels)
 
 
 @lru_cache(maxsize=None)
