@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import re
 from collections import Counter
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from neuronlab.data.csvrows import CsvRowsError, csv_rows
 from neuronlab.data.jsonl import JsonLinesError, json_lines
 from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind
 from neuronlab.files import write_atomic
@@ -48,14 +48,14 @@ class Prompt:
         return {key: getattr(self, key) for key in COLUMNS}
 
 
-def _names(value: str | Collection[str]) -> tuple[str, ...]:
+def name_list(value: str | Collection[str]) -> tuple[str, ...]:
     """'en' / 'en,es' / ['en', 'es'] -> ('en', 'es'), in the given order without repeats."""
     items = value.split(",") if isinstance(value, str) else value
     return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
 
 
-def _known(value: str | Collection[str], accepted: tuple[str, ...], what: str) -> tuple[str, ...]:
-    names = _names(value)
+def known_names(value: str | Collection[str], accepted: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = name_list(value)
     unknown = [n for n in names if n not in accepted]
     if unknown:
         raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))} (accepted: {', '.join(accepted)})")
@@ -105,9 +105,9 @@ class PromptSet:
     def filter(self, lang: str | Collection[str] | None = None, label: str | Collection[str] | None = None,
                split: str | Collection[str] | None = None) -> PromptSet:
         """Prompts matching every given criterion; each is a name, 'a,b' or a collection of names."""
-        langs = None if lang is None else _names(lang)
-        labels = None if label is None else _known(label, tuple(dict.fromkeys([*LABELS, *self.labels])), "label")
-        splits = None if split is None else _known(split, SPLITS, "split")
+        langs = None if lang is None else name_list(lang)
+        labels = None if label is None else known_names(label, tuple(dict.fromkeys([*LABELS, *self.labels])), "label")
+        splits = None if split is None else known_names(split, SPLITS, "split")
         return PromptSet(p for p in self._prompts if (langs is None or p.lang in langs)
                          and (labels is None or p.label in labels) and (splits is None or p.split in splits))
 
@@ -177,35 +177,11 @@ def _jsonl_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
         raise _error(source, e.line, e.problem + _JSONL_HINTS.get(e.kind, "")) from None
 
 
-_CSV_PROBLEMS = (("end of data", 'a quoted text is not closed (a closing " is missing)'),
-                 ("field limit", 'a field is longer than the limit (is a quoted text left open?)'))
-
-
 def _csv_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
-    reader = csv.reader(io.StringIO(content, newline=""), strict=True)
-    header, start = None, 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            problem = next((words for words_of, words in _CSV_PROBLEMS if words_of in str(e)), str(e))
-            raise _error(source, start, f"bad CSV: {problem}") from None
-        line, start = start, reader.line_num + 1  # a quoted field may span several physical lines
-        if not any(c.strip() for c in cells):
-            continue
-        if header is None:
-            header = [c.strip().lower() for c in cells]
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise _error(source, line, f"header is missing column(s) {', '.join(missing)} "
-                                           f"(required: {', '.join(REQUIRED)})")
-        elif len(cells) > len(header):
-            raise _error(source, line, f"{len(cells)} fields but the header has {len(header)} "
-                                       "(quote a text that contains commas)")
-        else:
-            yield line, dict(zip(header, cells))
+    try:
+        yield from csv_rows(content, REQUIRED)
+    except CsvRowsError as e:
+        raise _error(source, e.line, e.problem) from None
 
 
 def _prompt(row: dict, source: str, line: int, labels: tuple[str, str]) -> Prompt:
@@ -288,7 +264,7 @@ def parse_prompts(content: str | bytes, fmt: str, source: str = "upload",
         raise PromptFileError(f"{source}: empty file, no prompts found; a prompt file is {SCHEMA}")
     if langs is not None:
         have = list(dict.fromkeys(p.lang for p in prompts))
-        wanted = _names(langs)
+        wanted = name_list(langs)
         for lang in wanted:
             if lang not in have:
                 raise PromptFileError(f"{source}: no prompts in language {lang!r} (the file has: {', '.join(have)})")
@@ -327,7 +303,7 @@ def _bundled(lang: str) -> PromptSet:
 
 def bundled_prompts(langs: str | Collection[str] | None = None, split: str | None = None) -> PromptSet:
     """The prompts shipped in assets/prompts, in the order of ``langs`` (default: all bundled languages)."""
-    wanted = BUNDLED_LANGUAGES if langs is None else _names(langs)
+    wanted = BUNDLED_LANGUAGES if langs is None else name_list(langs)
     unknown = [lang for lang in wanted if lang not in BUNDLED_LANGUAGES]
     if unknown:
         raise PromptFileError(f"no bundled prompts for {', '.join(map(repr, unknown))} "
