@@ -139,11 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars; "
                          "--function bias: stereotype and LM scores")
     add_model_args(p)
-    p.add_argument("--function", default="refusal", choices=("refusal", "bias"),
+    p.add_argument("--function", default="refusal", choices=("refusal", "bias", "match"),
                    help="what to measure: refusal (default) or bias, the stereotype score (share of bundled bias "
                         "items whose stereotype fill the model prefers to the anti-stereotype; 50%% = none) and "
-                        "the LM score, with error bars. Bias takes --suppress, --activate and --patch; random "
-                        "controls, --mean, --remove-diff, --prompts and --replies are refusal-only for now")
+                        "the LM score, with error bars; or match, your own behaviour: the share of replies to "
+                        "--prompts of each of --labels that match --match. Bias and match take --suppress, "
+                        "--activate and --patch; random controls, --mean, --remove-diff and --replies are "
+                        "refusal-only for now")
+    p.add_argument("--labels", type=label_pair, default="harmful,harmless",
+                   help="--function match: the two labels of --prompts (the behaviour's side first)")
+    p.add_argument("--match", metavar="REGEX", help="--function match: a reply that matches this regular expression "
+                                                     "(case-insensitive) shows the behaviour")
     add_intervention_args(p)
     p.add_argument("--patch", help="a patch (.safetensors) to apply to the model first")
     p.add_argument("--force", action="store_true",

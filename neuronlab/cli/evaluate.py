@@ -7,6 +7,8 @@ import sys
 from contextlib import nullcontext
 
 from neuronlab.cli.args import load_lm, load_patch, split_csv
+from neuronlab.data.bias import bundled_bias
+from neuronlab.data.prompts import LABELS
 from neuronlab.files import check_output
 from neuronlab.neurons.sets import load_neuron_set
 from neuronlab.progress import text_bar
@@ -47,6 +49,11 @@ def _eval_effects(args, lm, sets: dict) -> tuple[list, str]:
 def cmd_eval(args) -> None:
     if args.function == "bias":
         return eval_bias(args)
+    if args.function == "match":
+        return eval_match(args)
+    if args.labels != LABELS:
+        raise ValueError(f"--labels {','.join(args.labels)} is for --function match (refusal's labels are "
+                         f"{','.join(LABELS)})")
     from neuronlab.data.prompts import bundled_prompts, load_prompts
     from neuronlab.evaluation.effects import evaluate_effects
     from neuronlab.evaluation.replies import ReplyLog
@@ -96,8 +103,6 @@ def cmd_eval(args) -> None:
 
 def bias_items() -> list:
     """The bundled bias items (``neuronlab.data.bias``), every language and split."""
-    from neuronlab.data.bias import bundled_bias
-
     return list(bundled_bias())
 
 
@@ -179,3 +184,47 @@ def _print_effect(effect: dict, seeds: int) -> None:
                  for label in ("harmful", "harmless")]
         ppl = block["perplexity"]
         print(f"{lang:<6}" + "   ".join(cells) + f"   perplexity {ppl['real']:+.1%} | {ppl['controls']:+.1%}")
+
+
+def eval_match(args) -> None:
+    """``eval --function match``: the share of replies to each label's prompts that match ``--match``, as loaded
+    and with the interventions (or patch), per language."""
+    from neuronlab.data.prompts import load_prompts
+    from neuronlab.evaluation.functions import check_pattern, match_function, match_rates
+    from neuronlab.experiments import heldout_prompts
+    from neuronlab.neurons.interventions import Intervention
+    from neuronlab.neurons.patches import patched
+
+    if not (args.prompts and args.match):
+        raise ValueError("--function match needs --prompts FILE (with the two --labels) and --match REGEX")
+    unsupported = [flag for flag, given in (("--controls", args.controls), ("--mean", args.mean),
+                                            ("--remove-diff", args.remove_diff), ("--replies", args.replies)) if given]
+    if unsupported:
+        raise ValueError(f"{', '.join(unsupported)}: not available with --function match yet")
+    pattern, langs = check_pattern(args.match), split_csv(args.langs)
+    prompts = heldout_prompts(langs, args.limit, load_prompts(args.prompts, langs=langs, labels=args.labels),
+                              split=args.split)
+    sets = _eval_sets(args)
+    lm = load_lm(args, args.model)
+    interventions = ([Intervention(sets[r], "suppress", label=r) for r in args.suppress]
+                     + [Intervention(sets[r], "activate", args.scale, label=r) for r in args.activate])
+    for iv in interventions:
+        iv.neurons.validate(lm.arch)
+    function = match_function(args.labels, pattern)
+    variants = {"plain": []} | ({"intervened": interventions} if interventions else {})
+    with patched(lm, load_patch(args, lm)) if args.patch else nullcontext():
+        results = {name: match_rates(lm, prompts, langs, args.labels, pattern, ivs, args.max_new_tokens,
+                                     args.batch_size, progress=text_bar()) for name, ivs in variants.items()}
+    doc = {"function": function.name, "metric": function.metric, "labels": list(args.labels),
+           "pattern": pattern.pattern, "model": lm.spec, "patch": args.patch, "variants": results}
+    if "intervened" in results:
+        doc["change"] = {lang: {label: results["intervened"][lang][label]["hit_rate"] - block["hit_rate"]
+                                for label, block in by.items()} for lang, by in results["plain"].items()}
+    if args.json:
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
+        return
+    print(f"{function.metric}")
+    for name, by_lang in results.items():
+        for lang, by in by_lang.items():
+            cells = [f"{label} {b['hit_rate']:.0%} ± {b['stderr']:.0%} (n={b['n']})" for label, b in by.items()]
+            print(f"{name:<11} {lang:<5} " + " · ".join(cells))

@@ -56,8 +56,9 @@ class Rate:
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         return (max(0.0, centre - half), min(1.0, centre + half))
 
-    def to_dict(self) -> dict:
-        return {"n": self.n, "refusals": self.k, "refusal_rate": self.rate, "stderr": self.stderr,
+    def to_dict(self, what: str = "refusal") -> dict:
+        """{"n", WHATs, WHAT_rate, "stderr", "ci95"}: ``what`` names the event counted (a refusal, a hit)."""
+        return {"n": self.n, f"{what}s": self.k, f"{what}_rate": self.rate, "stderr": self.stderr,
                 "ci95": list(self.wilson())}
 
 
