@@ -20,6 +20,17 @@ def _eval_sets(args) -> dict:
     return {ref: load_neuron_set(ref) for ref in refs}
 
 
+def _interventions(args, sets: dict, lm) -> list:
+    """``--suppress`` and ``--activate`` as interventions, checked against ``lm`` (bias and match evaluations)."""
+    from neuronlab.neurons.interventions import Intervention
+
+    out = ([Intervention(sets[r], "suppress", label=r) for r in args.suppress]
+           + [Intervention(sets[r], "activate", args.scale, label=r) for r in args.activate])
+    for iv in out:
+        iv.neurons.validate(lm.arch)
+    return out
+
+
 def _eval_effects(args, lm, sets: dict) -> tuple[list, str]:
     """The effects ``eval`` measures, and why random controls cannot be run for them ('' when they can)."""
     from neuronlab.evaluation.effects import Effect, copy_from
@@ -123,7 +134,6 @@ def eval_bias(args) -> None:
     """``eval --function bias``: stereotype score, LM score and ICAT per language, with perplexity."""
     from neuronlab.evaluation.bias import bias_scores
     from neuronlab.evaluation.metrics import EVAL_ASSETS, benign_texts, perplexity
-    from neuronlab.neurons.interventions import Intervention
     from neuronlab.neurons.patches import patched
 
     unsupported = [flag for flag, given in (("--controls", args.controls), ("--prompts", args.prompts),
@@ -136,8 +146,7 @@ def eval_bias(args) -> None:
     items = chosen_bias_items(langs, args.split, args.limit)
     sets = _eval_sets(args)
     lm = load_lm(args, args.model)
-    interventions = ([Intervention(sets[r], "suppress", label=r) for r in args.suppress]
-                     + [Intervention(sets[r], "activate", args.scale, label=r) for r in args.activate])
+    interventions = _interventions(args, sets, lm)
     with patched(lm, load_patch(args, lm)) if args.patch else nullcontext():
         result = {"function": "bias", **bias_scores(lm, items, interventions, args.batch_size)}
         for lang, block in result["languages"].items():
@@ -192,7 +201,6 @@ def eval_match(args) -> None:
     from neuronlab.data.prompts import load_prompts
     from neuronlab.evaluation.functions import check_pattern, match_function, match_rates
     from neuronlab.experiments import heldout_prompts
-    from neuronlab.neurons.interventions import Intervention
     from neuronlab.neurons.patches import patched
 
     if not (args.prompts and args.match):
@@ -206,10 +214,7 @@ def eval_match(args) -> None:
                               split=args.split)
     sets = _eval_sets(args)
     lm = load_lm(args, args.model)
-    interventions = ([Intervention(sets[r], "suppress", label=r) for r in args.suppress]
-                     + [Intervention(sets[r], "activate", args.scale, label=r) for r in args.activate])
-    for iv in interventions:
-        iv.neurons.validate(lm.arch)
+    interventions = _interventions(args, sets, lm)
     function = match_function(args.labels, pattern)
     variants = {"plain": []} | ({"intervened": interventions} if interventions else {})
     with patched(lm, load_patch(args, lm)) if args.patch else nullcontext():

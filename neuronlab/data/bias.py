@@ -2,9 +2,6 @@
 anti-stereotype and an unrelated word), bundled in assets/bias or read from a JSON Lines / CSV file."""
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
@@ -15,8 +12,8 @@ from pathlib import Path
 from neuronlab.data.csvrows import CsvRowsError, csv_rows
 from neuronlab.data.jsonl import JsonLinesError, json_lines
 from neuronlab.data.prompts import FORMATS, LANG_CODE, SPLITS, known_names, name_list
+from neuronlab.data.tables import content_hash, write_csv, write_jsonl
 from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind
-from neuronlab.files import write_atomic
 from neuronlab.paths import ASSETS
 
 FORMAT = "neuronlab.bias/1"
@@ -119,20 +116,13 @@ class BiasSet:
 
     def content_hash(self) -> str:
         """sha256 hex of the items' fields; independent of file format, key order and item order."""
-        rows = sorted([getattr(i, key) for key in FIELDS] for i in self.items)
-        blob = json.dumps([FORMAT, rows], ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return content_hash(FORMAT, ([getattr(i, key) for key in FIELDS] for i in self.items))
 
     def to_jsonl(self, path: str | Path) -> Path:
-        return write_atomic(path, "".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in self.items))
+        return write_jsonl(path, (i.to_dict() for i in self.items))
 
     def to_csv(self, path: str | Path) -> Path:
-        def write(tmp: Path) -> None:
-            with tmp.open("x", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=FIELDS)
-                writer.writeheader()
-                writer.writerows(i.to_dict() for i in self.items)
-        return write_atomic(path, write)
+        return write_csv(path, FIELDS, (i.to_dict() for i in self.items))
 
 
 # ---- parsing ------------------------------------------------------------------------------------

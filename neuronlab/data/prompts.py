@@ -1,9 +1,6 @@
 """Prompt sets: harmful and harmless requests per language, bundled or read from a JSON Lines / CSV file."""
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
@@ -13,8 +10,8 @@ from pathlib import Path
 
 from neuronlab.data.csvrows import CsvRowsError, csv_rows
 from neuronlab.data.jsonl import JsonLinesError, json_lines
+from neuronlab.data.tables import content_hash, write_csv, write_jsonl
 from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind
-from neuronlab.files import write_atomic
 from neuronlab.paths import ASSETS
 
 FORMAT = "neuronlab.prompts/1"
@@ -143,20 +140,13 @@ class PromptSet:
 
     def content_hash(self) -> str:
         """sha256 hex of the prompts' fields; independent of file format, key order and prompt order."""
-        rows = sorted([p.id, p.lang, p.label, p.split, p.category, p.text] for p in self._prompts)
-        blob = json.dumps([FORMAT, rows], ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return content_hash(FORMAT, ([p.id, p.lang, p.label, p.split, p.category, p.text] for p in self._prompts))
 
     def to_jsonl(self, path: str | Path) -> Path:
-        return write_atomic(path, "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in self._prompts))
+        return write_jsonl(path, (p.to_dict() for p in self._prompts))
 
     def to_csv(self, path: str | Path) -> Path:
-        def write(tmp: Path) -> None:
-            with tmp.open("x", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS)
-                writer.writeheader()
-                writer.writerows(p.to_dict() for p in self._prompts)
-        return write_atomic(path, write)
+        return write_csv(path, COLUMNS, (p.to_dict() for p in self._prompts))
 
 
 # ---- parsing ------------------------------------------------------------------------------------
