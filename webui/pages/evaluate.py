@@ -2,25 +2,32 @@
 import streamlit as st
 
 from webui import state
+from webui.bias_eval import bias_evaluation
 from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
 from webui.jobs import job, job_note, preset_picker, time_estimate
 from webui.models import model_or_stop
 from webui.shipped import shipped_experiments, show_shipped_effects
 from webui.widgets import KEEP, describe_interventions, header
 
-header("Evaluate", "Refusal on harmful and harmless prompts per language, and utility (perplexity, multiple "
-                   "choice), for the model as loaded, with this session's interventions, and with its weight patch.")
+header("Evaluate", "Refusal on harmful and harmless prompts per language and utility (perplexity, multiple choice), "
+                   "or bias (stereotype and LM scores), for the model as loaded, with this session's interventions, "
+                   "and with its weight patch.")
 intervened = next(iter(state.session_interventions()), "target")  # open on the model with the interventions
 role = st.radio("Model", state.ROLES, key="ev_model", horizontal=True, index=state.ROLES.index(intervened), **KEEP)
 model_or_stop(role)
+interventions = state.session_interventions().get(role, [])
+patch = state.session_patch(role)
+behaviour = st.radio("Behaviour", ["refusal", "bias"], key="ev_function", horizontal=True, **KEEP,
+                     captions=["refusal of harmful requests, per language", "stereotype preference on bias items"])
+if behaviour == "bias":
+    bias_evaluation(role, interventions, patch)
+    st.stop()
 if shipped := shipped_experiments("effects"):
     with st.expander("Measured for the built-in models (shipped)", expanded="evaluation" not in st.session_state):
         for name, doc in shipped.items():
             st.markdown(f"**{name}**")
             show_shipped_effects(doc, "suppressed" if doc["settings"]["action"] == "suppress" else "patched",
                                  f"shipped_{name}")
-interventions = state.session_interventions().get(role, [])
-patch = state.session_patch(role)
 available = ["plain"] + ["intervened"] * bool(interventions) + ["patched"] * (patch is not None)
 chosen = st.multiselect("Variants", available, default=available, key=f"ev_variants_{role}",
                         help="plain: the model as loaded (always measured: the effects are told against it); "
