@@ -127,3 +127,15 @@ def test_a_clicked_cell_names_its_neuron_in_either_shape_streamlit_hands_over():
     assert clicked(event({"customdata": [3, 7]}), "attn_o") == Neuron(3, "attn_o", 7)
     assert clicked(event({"x": 1, "y": 2}), "mlp") is None  # a point of another trace (the outline)
     assert clicked(None, "mlp") is None
+
+
+def test_the_card_reads_the_users_own_prompt_file(scan):
+    at = card(scan)
+    run(at.radio(key="scan_source").set_value("upload"))
+    rows = [f'{{"id": "{label}-{i}", "lang": "en", "label": "{label}", "text": "my own {label} request {i} @"}}'
+            for label in ("harmful", "harmless") for i in range(3)]
+    at = run(at.file_uploader(key="scan_upload").set_value(("mine.jsonl", "\n".join(rows).encode(), "x")))
+    at.session_state[state.INSPECTED] = ("target", NEURON)
+    at = run(at.radio(key="card_source").set_value("mine.jsonl"))
+    prompts = set(at.dataframe[-2].value["prompt"]) | set(at.dataframe[-1].value["prompt"])
+    assert prompts and all(p.startswith("my own") for p in prompts)

@@ -30,6 +30,7 @@ PER_LABEL = 8  # prompts per language and label the card reads activations on
 EFFECT_PER_LABEL, EFFECT_CONTROLS = 4, 3  # held-out prompts and random neurons of the causal effect
 EFFECTS = "neuron_effects"  # {(ModelKey, Neuron, langs): NeuronEffect} measured in this session
 PICKS = "card_picks"  # {widget key: what it picked in the last run}
+SOURCE = "card_source"  # the card's prompt source: "bundled prompts" or the uploaded file's name
 
 
 def clicked(event, site: str) -> Neuron | None:
@@ -61,8 +62,21 @@ def newest_row(key: str, rows: list[int]) -> int | None:
 
 
 def card_prompts(langs: tuple[str, ...]) -> PromptSet:
-    """The prompts a card's activations are read on: the scan split, the same requests in every language."""
+    """The prompts a card's activations are read on: the scan split of the bundled prompts (the same requests in
+    every language), or of the user's uploaded prompt file when the card is set to it."""
+    own = state.user_prompts()
+    if own is not None and st.session_state.get(SOURCE) == own[0]:
+        return own[1].filter(lang=[lang for lang in langs if lang in own[1].languages] or own[1].languages).head(
+            PER_LABEL)
     return heldout_prompts(langs, PER_LABEL, split="scan")
+
+
+def prompt_source() -> None:
+    """Bundled prompts or the user's uploaded file (once one was uploaded on Safety neurons)."""
+    own = state.user_prompts()
+    if own is not None:
+        st.radio("Read activations on", ["bundled prompts", own[0]], key=SOURCE, horizontal=True,
+                 help="The prompts whose activations, top prompts and peak tokens the card shows.")
 
 
 def activations(role: str, langs: tuple[str, ...], site: str) -> ActivationPass:
@@ -218,6 +232,7 @@ def neuron_card(default_langs: tuple[str, ...] = ("en", "zh")) -> None:
     with st.container(border=True):
         langs = tuple(st.multiselect("Card languages", BUNDLED_LANGUAGES, default=list(default_langs),
                                      key="card_langs", **KEEP) or default_langs)
+        prompt_source()
         found = inspection(role, neuron, langs)
         header_row(role, found)
         actions(role, neuron)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from neuronlab import Intervention, NeuronSet
 from neuronlab.analysis.scan import DEFAULT_TOP_P, SafetyNeurons, ScanResult, select_sets
+from neuronlab.data.prompts import PromptSet
 from neuronlab.evaluation.metrics import RefusalEstimate
 from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import Patch
@@ -22,6 +23,7 @@ REFUSAL_ESTIMATES = "refusal_estimates"  # {ModelKey: RefusalEstimate} of the qu
 JOB_NOTES = "job_notes"  # {job key: JobNote} how each page's last job ended
 SCAN = "scan"  # the ScanResult of this session's last scan (also the scan job's key)
 INSPECTED = "inspected"  # (role, Neuron) the neuron card shows
+USER_PROMPTS = "user_prompts"  # (file name, PromptSet) of the last prompt file uploaded on Safety neurons
 _SAFETY_MEMO = "safety_memo"  # (scan, SafetyNeurons): what safety_sets computed last, kept to skip recomputing
 # widgets read beyond their page
 DTYPE, DEVICE = "dtype", "device"  # sidebar
@@ -144,6 +146,15 @@ def job_notes() -> dict:
 def inspected() -> tuple[str, Neuron] | None:
     """(role, neuron) of the neuron card, once a neuron was clicked anywhere."""
     return st.session_state.get(INSPECTED)
+
+
+def user_prompts() -> tuple[str, PromptSet] | None:
+    """(file name, prompts) of the last prompt file the user uploaded, if any."""
+    return st.session_state.get(USER_PROMPTS)
+
+
+def set_user_prompts(name: str, prompts: PromptSet) -> None:
+    st.session_state[USER_PROMPTS] = (name, prompts)
 
 
 def inspect(role: str, neuron: Neuron) -> None:

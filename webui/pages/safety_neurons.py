@@ -47,10 +47,12 @@ def prompt_source() -> PromptSet:
         st.info("Upload a prompt file to scan with it.")
         st.stop()
     try:
-        return parse_prompts(upload.getvalue(), FORMATS[Path(upload.name).suffix.lower()], source=upload.name)
+        prompts = parse_prompts(upload.getvalue(), FORMATS[Path(upload.name).suffix.lower()], source=upload.name)
     except PromptFileError as e:
         st.error(md(e))
         st.stop()
+    state.set_user_prompts(upload.name, prompts)  # the neuron card can read its activations on them too
+    return prompts
 
 
 def scan_fill(preset: Preset) -> dict:
