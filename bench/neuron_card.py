@@ -1,6 +1,6 @@
 """The neuron inspector's costs on one model, measured in one run (issue #17).
 
-    python bench/inspect.py [--model demo-target] [--repeats 3] [--json]
+    python bench/neuron_card.py [--model demo-target] [--repeats 3] [--json]
 
 (a) pass_ratio: building the activation pass of the quick prompt set (en + zh, 8 per label, the scan split)
     vs a plain forward pass of the model's body over the same batches (median of back-to-back pairs);
@@ -13,32 +13,28 @@
 """
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import statistics
 import sys
+import time
+from pathlib import Path
+from unittest import mock
 
-# this file is named like the standard library's inspect: run as a script, its folder must not shadow it
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from unittest import mock  # noqa: E402
-
-import torch  # noqa: E402
-
-from neuronlab import load_model  # noqa: E402
-from neuronlab.analysis.activations import build_pass  # noqa: E402
-from neuronlab.analysis.profile import profile_neuron  # noqa: E402
-from neuronlab.evaluation import neuron_effect as effect_module  # noqa: E402
-from neuronlab.evaluation.metrics import refusal_openings, refusal_score  # noqa: E402
-from neuronlab.experiments import heldout_prompts  # noqa: E402
-from neuronlab.models.chat import chat_ids, text_ids  # noqa: E402
-from neuronlab.models.generation import encode_prompts, left_padded  # noqa: E402
-from neuronlab.neurons.interventions import intervene  # noqa: E402
-from neuronlab.neurons.sets import Neuron  # noqa: E402
-from neuronlab.threads import default_threads  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from neuronlab import load_model
+from neuronlab.analysis.activations import build_pass
+from neuronlab.analysis.profile import profile_neuron
+from neuronlab.evaluation import neuron_effect as effect_module
+from neuronlab.evaluation.metrics import refusal_openings, refusal_score
+from neuronlab.experiments import heldout_prompts
+from neuronlab.models.chat import chat_ids, text_ids
+from neuronlab.models.generation import encode_prompts, left_padded
+from neuronlab.neurons.interventions import intervene
+from neuronlab.neurons.sets import Neuron
+from neuronlab.threads import default_threads
 
 
 def old_refusal_score(lm, prompts, lang, interventions=(), batch_size=8) -> torch.Tensor:
