@@ -7,8 +7,8 @@ scored by the mean log-probability per token from the blank on (``scored_span``)
   + ``keep_weight`` · mean over positions of KL(original ‖ trained)               (language modelling kept)
 
 where the KL is taken at every next-token position of the item's three sentences (the unrelated one too, so
-that both meaningful fills stay above it: the LM score), against the untrained model's top-``top_k``
-next-token distribution (renormalised), computed once before training.
+that both meaningful fills stay above it: the LM score), against the untrained model's next-token distribution
+coarsened to its top ``top_k`` tokens and one bucket for the rest (exactly 0 before training), computed once.
 
 Only ``neurons`` are trained: gradients are masked to their weight slices (``finetune.neuron_masks``) and
 AdamW runs without weight decay, so every other weight stays bit-identical. The trained weights come back
@@ -81,17 +81,21 @@ def squared_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]
 
 
 def _targets(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], config: DebiasConfig) -> list:
-    """Per item and sentence, the untrained model's (ids, probs) [n, top_k] at its n next-token positions."""
+    """Per item and sentence, the untrained model's top-k (ids, log-probs) [n, top_k] at its n next-token positions."""
     out = []
     with torch.no_grad():
         for at in range(0, len(spans), config.batch_size):
             rows = [s for item in spans[at:at + config.batch_size] for s in item]
             logp, _, valid = _forward(lm, rows)
             top = logp.topk(min(config.top_k, logp.shape[-1]), dim=-1)  # [b, w-1, top_k]
-            probs = top.values.softmax(-1)
-            sentences = [(top.indices[i, valid[i]].clone(), probs[i, valid[i]].clone()) for i in range(len(rows))]
+            sentences = [(top.indices[i, valid[i]].clone(), top.values[i, valid[i]].clone()) for i in range(len(rows))]
             out += [sentences[i:i + 3] for i in range(0, len(sentences), 3)]
     return out
+
+
+def _tail(logp: torch.Tensor) -> torch.Tensor:
+    """[n] log of the probability outside the top-k tokens whose log-probs ``logp`` [n, top_k] holds."""
+    return torch.log1p(-logp.logsumexp(-1).exp().clamp(max=1 - 1e-6))
 
 
 def debias_loss(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], targets: Sequence, config: DebiasConfig
@@ -102,9 +106,9 @@ def debias_loss(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], targe
     scores = _scores(logp, ids, rows).view(len(spans), 3)
     pref2 = (scores[:, 0] - scores[:, 1]).pow(2).mean()
     kls = []
-    for i, (top_ids, probs) in enumerate(t for item in targets for t in item):
+    for i, (top_ids, p) in enumerate(t for item in targets for t in item):
         q = logp[i, valid[i]].gather(-1, top_ids)  # [n, top_k]
-        kls.append((probs * (probs.clamp(min=1e-12).log() - q)).sum(-1))
+        kls.append((p.exp() * (p - q)).sum(-1) + _tail(p).exp() * (_tail(p) - _tail(q)))
     kl = torch.cat(kls).mean()
     return pref2 + config.keep_weight * kl, pref2, kl
 
