@@ -131,7 +131,7 @@ def reply_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tupl
     return logits, labels[:, keep + 1]
 
 
-def _masks(lm: LoadedModel, neurons: NeuronSet) -> dict[torch.nn.Parameter, torch.Tensor]:
+def neuron_masks(lm: LoadedModel, neurons: NeuronSet) -> dict[torch.nn.Parameter, torch.Tensor]:
     """{parameter: 0/1 mask of its entries that belong to ``neurons``}."""
     masks: dict[torch.nn.Parameter, torch.Tensor] = {}
     for (layer, site), idx in neurons.validate(lm.arch).grouped().items():
@@ -194,7 +194,7 @@ def _soft(batch_examples: Sequence[int], targets: torch.Tensor, distributions: d
     return Soft(ids, probs, where)
 
 
-def _shuffled_batches(examples: list, size: int, rng: random.Random) -> Iterator[list]:
+def shuffled_batches(examples: list, size: int, rng: random.Random) -> Iterator[list]:
     """Batches of ``size`` from a fresh shuffle of ``examples`` each epoch, forever."""
     while True:
         order = rng.sample(examples, len(examples))
@@ -212,12 +212,12 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Exa
     examples = [Example(*e) for e in examples]
     original_fp = fingerprint(lm.model)
     undo = extract_patch(lm, neurons)
-    masks = _masks(lm, neurons)
+    masks = neuron_masks(lm, neurons)
     frozen = {p: p.requires_grad for p in lm.model.parameters()}
     distributions = _distributions(lm, examples, config) if config.own_target == "distribution" else {}
-    batches = _shuffled_batches(list(range(len(examples))), config.batch_size, random.Random(config.seed))
+    batches = shuffled_batches(list(range(len(examples))), config.batch_size, random.Random(config.seed))
     avoiding = list(avoid) if config.avoid_weight > 0 else []
-    avoid_batches = _shuffled_batches(avoiding, config.avoid_batch, random.Random(config.seed + 1))
+    avoid_batches = shuffled_batches(avoiding, config.avoid_batch, random.Random(config.seed + 1))
     handles, steps_run = [], 0
     try:
         for p in lm.model.parameters():
