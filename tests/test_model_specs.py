@@ -63,7 +63,8 @@ ODD = {  # specs as typed
     "Tiny-Llama/": ["Tiny-Llama/: no such folder or file"],
     "demo-target\ttab": ["demo-target\ttab: no such folder or file"],
     "org/name/extra": ["org/name/extra: no such folder or file"],
-    "../../etc/passwd": ["../../etc/passwd: a file, but not a .gguf"],
+    "/etc/passwd": ["/etc/passwd: a file, but not a .gguf"],  # absolute: true wherever the checkout is
+    "../no-such-neuronlab-folder/x": ["../no-such-neuronlab-folder/x: no such folder or file"],
     "~nobody-neuronlab/model": ["no such folder or file", "no home folder for ~nobody-neuronlab"],
     "C:\\models\\x": ["no such folder or file"],
 }
