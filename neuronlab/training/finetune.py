@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -211,43 +212,52 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Exa
     ``check(lm)`` runs every ``eval_every`` steps and stops training when it returns True (early stop)."""
     examples = [Example(*e) for e in examples]
     original_fp = fingerprint(lm.model)
-    undo = extract_patch(lm, neurons)
-    masks = neuron_masks(lm, neurons)
-    frozen = {p: p.requires_grad for p in lm.model.parameters()}
     distributions = _distributions(lm, examples, config) if config.own_target == "distribution" else {}
     batches = shuffled_batches(list(range(len(examples))), config.batch_size, random.Random(config.seed))
     avoiding = list(avoid) if config.avoid_weight > 0 else []
     avoid_batches = shuffled_batches(avoiding, config.avoid_batch, random.Random(config.seed + 1))
-    handles, steps_run = [], 0
+    steps_run = 0
+    with training_only(lm, neurons, config.lr, config.seed) as optim:
+        for step in range(config.steps):
+            chosen = next(batches)
+            logits, targets = reply_logits(lm.model, _batch(lm, [examples[i] for i in chosen], config.max_tokens))
+            loss = reply_loss(logits.float(), targets, config, _soft(chosen, targets, distributions, config))
+            if avoiding:
+                logits, targets = reply_logits(lm.model, _batch(lm, next(avoid_batches), config.max_tokens))
+                loss = loss + config.avoid_weight * opening_unlikelihood(logits.float(), targets, config)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            steps_run = step + 1
+            progress(steps_run / config.steps, f"step {steps_run}/{config.steps}, loss {loss.item():.3f}")
+            if check is not None and steps_run % config.eval_every == 0:
+                lm.model.eval()
+                if check(lm):
+                    break
+                lm.model.train()
+        return extract_patch(lm, neurons, kind="finetune", target_fingerprint=original_fp, method="masked-finetune",
+                             steps=steps_run, lr=config.lr, seed=config.seed, examples=len(examples),
+                             opening_weight=config.opening_weight, own_target=config.own_target,
+                             avoid_weight=config.avoid_weight if avoiding else 0.0, avoided=len(avoiding), **meta)
+
+
+@contextmanager
+def training_only(lm: LoadedModel, neurons: NeuronSet, lr: float, seed: int) -> Iterator[torch.optim.Optimizer]:
+    """For the block: only ``neurons``' weight slices train (every other parameter frozen, gradients masked to
+    the slices), the model in train mode, torch's RNG seeded with ``seed``; yields their AdamW optimiser. When
+    the block ends, errors and stops included, the weights (bit for bit), grad flags and eval mode are back."""
+    undo = extract_patch(lm, neurons)
+    masks = neuron_masks(lm, neurons)
+    frozen = {p: p.requires_grad for p in lm.model.parameters()}
+    handles = []
     try:
         for p in lm.model.parameters():
             p.requires_grad_(p in masks)
         handles = [p.register_hook(lambda g, m=m: g * m) for p, m in masks.items()]
-        optim = torch.optim.AdamW(list(masks), lr=config.lr, weight_decay=0.0)
         lm.model.train()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            for step in range(config.steps):
-                chosen = next(batches)
-                logits, targets = reply_logits(lm.model, _batch(lm, [examples[i] for i in chosen], config.max_tokens))
-                loss = reply_loss(logits.float(), targets, config, _soft(chosen, targets, distributions, config))
-                if avoiding:
-                    logits, targets = reply_logits(lm.model, _batch(lm, next(avoid_batches), config.max_tokens))
-                    loss = loss + config.avoid_weight * opening_unlikelihood(logits.float(), targets, config)
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-                steps_run = step + 1
-                progress(steps_run / config.steps, f"step {steps_run}/{config.steps}, loss {loss.item():.3f}")
-                if check is not None and steps_run % config.eval_every == 0:
-                    lm.model.eval()
-                    if check(lm):
-                        break
-                    lm.model.train()
-        patch = extract_patch(lm, neurons, kind="finetune", target_fingerprint=original_fp, method="masked-finetune",
-                              steps=steps_run, lr=config.lr, seed=config.seed, examples=len(examples),
-                              opening_weight=config.opening_weight, own_target=config.own_target,
-                              avoid_weight=config.avoid_weight if avoiding else 0.0, avoided=len(avoiding), **meta)
+            torch.manual_seed(seed)
+            yield torch.optim.AdamW(list(masks), lr=lr, weight_decay=0.0)
     finally:
         for h in handles:
             h.remove()
@@ -255,4 +265,3 @@ def finetune_neurons(lm: LoadedModel, neurons: NeuronSet, examples: Sequence[Exa
             p.requires_grad_(flag)
         lm.model.eval()
         apply_patch(lm, undo, check_fingerprint=False)
-    return patch
