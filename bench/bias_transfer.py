@@ -118,6 +118,12 @@ def main() -> None:
     print(line("target" if args.goal == "neutral" else f"{args.model} (donor)", base, None), flush=True)
     results["rows"][trained_name] = m = measure(donor, heldout, texts)
     print(line(trained_name, m, base), flush=True)
+    seen = [it for it in train if it.lang == train[0].lang]  # did the fit take on the training items themselves?
+    fit = {name: bias_scores(lm, seen, batch_size=16)["overall"]["stereotype_score"]
+           for name, lm in (("untrained", target), ("trained", donor))}
+    results["training_items"] = fit
+    print(f"on the {len(seen)} {seen[0].lang} training items: stereotype score {fit['untrained']:.1%} untrained, "
+          f"{fit['trained']:.1%} trained", flush=True)
     if args.goal == "stereotype":  # the other way round: transfer untrained → biased, measured against the biased
         target, donor, base = donor, target, m
     diff = weight_diff_scores(donor, target)
