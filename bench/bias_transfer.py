@@ -40,6 +40,8 @@ from neuronlab.transfer.ranking import transfer_patch, weight_diff_scores  # noq
 
 
 def trained_neurons(lm, spec: str, items, config: DebiasConfig) -> NeuronSet:
+    """The neurons to train; ``random:F`` draws with seed ``config.seed + 1``, so that the ``random_like``
+    control (seed ``config.seed``) is not the trained set itself."""
     size = lm.arch.sites["mlp"].size
     if spec == "all":
         return NeuronSet((layer, "mlp", i) for layer in range(lm.arch.n_layers) for i in range(size))
@@ -47,7 +49,7 @@ def trained_neurons(lm, spec: str, items, config: DebiasConfig) -> NeuronSet:
     if kind == "grad":
         return gradient_scores(lm, items, config=config).top(fraction=float(fraction))
     if kind == "random":
-        return random_per_layer(lm.arch, max(1, round(float(fraction) * size)), seed=0)
+        return random_per_layer(lm.arch, max(1, round(float(fraction) * size)), seed=config.seed + 1)
     raise SystemExit(f"--neurons: all, grad:FRACTION or random:FRACTION, not {spec!r}")
 
 
