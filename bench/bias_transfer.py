@@ -10,6 +10,11 @@
 3. Ranks the MLP neurons by weight difference donor vs target, copies the top k donor→target for each k of
    ``--ks`` (and random neurons with the same per-layer counts, ``random_like``) and measures the target.
 
+``--goal stereotype`` builds the pair the other way round: the trained model is a *more biased target*
+(``DebiasConfig(goal="stereotype", margin=--margin)``) and the untrained model is the donor, so that step 3
+measures bias **deletion** by transfer (the biased model's score moving back toward 50%). Copying back every
+trained neuron undoes the training by construction; the curve says how much of it the top of the ranking does.
+
 Prints one line per condition and, with ``--json PATH``, writes every figure. The goal (issue #18): k ≤ 1%
 of the MLP neurons moves the stereotype score ≥ 10 points toward 50% with the LM score within 2 points and
 perplexity within 2%, random neurons < 3 points.
@@ -30,19 +35,21 @@ from neuronlab.evaluation.bias import bias_scores  # noqa: E402
 from neuronlab.evaluation.metrics import benign_texts, perplexity  # noqa: E402
 from neuronlab.neurons.patches import apply_patch, patched  # noqa: E402
 from neuronlab.neurons.sets import random_like, random_per_layer  # noqa: E402
-from neuronlab.training.debias import DebiasConfig, gradient_scores, train_debiased  # noqa: E402
+from neuronlab.training.debias import GOALS, DebiasConfig, gradient_scores, train_debiased  # noqa: E402
 from neuronlab.transfer.ranking import transfer_patch, weight_diff_scores  # noqa: E402
 
 
-def trained_neurons(lm, spec: str, items) -> NeuronSet:
+def trained_neurons(lm, spec: str, items, config: DebiasConfig) -> NeuronSet:
+    """The neurons to train; ``random:F`` draws with seed ``config.seed + 1``, so that the ``random_like``
+    control (seed ``config.seed``) is not the trained set itself."""
     size = lm.arch.sites["mlp"].size
     if spec == "all":
         return NeuronSet((layer, "mlp", i) for layer in range(lm.arch.n_layers) for i in range(size))
     kind, _, fraction = spec.partition(":")
     if kind == "grad":
-        return gradient_scores(lm, items).top(fraction=float(fraction))
+        return gradient_scores(lm, items, config=config).top(fraction=float(fraction))
     if kind == "random":
-        return random_per_layer(lm.arch, max(1, round(float(fraction) * size)), seed=0)
+        return random_per_layer(lm.arch, max(1, round(float(fraction) * size)), seed=config.seed + 1)
     raise SystemExit(f"--neurons: all, grad:FRACTION or random:FRACTION, not {spec!r}")
 
 
@@ -80,6 +87,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--keep-weight", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--goal", choices=GOALS, default="neutral",
+                        help="neutral: train a donor that prefers neither fill; stereotype: train a more biased target")
+    parser.add_argument("--margin", type=float, default=0.5, help="--goal stereotype: the hinge's margin (nats/token)")
     parser.add_argument("--ks", default="46,115,230,461", help="numbers of neurons to transfer")
     parser.add_argument("--save", help="write the donor patch here (.safetensors)")
     parser.add_argument("--json", help="write every figure here")
@@ -90,25 +100,34 @@ def main() -> None:
     heldout = list(bundled_bias(args.eval_langs.split(","), "heldout"))
     texts = benign_texts("en")
     config = DebiasConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                          keep_weight=args.keep_weight)
+                          keep_weight=args.keep_weight, goal=args.goal, margin=args.margin)
     started = time.time()
-    neurons = trained_neurons(target, args.neurons, train)
+    neurons = trained_neurons(target, args.neurons, train, config)
     chose = time.time() - started
     patch = train_debiased(donor, train, neurons, config, neurons_spec=args.neurons,
                            progress=lambda f, m: print(f"  {m}", file=sys.stderr) if round(f * config.steps) % 10 == 0
                            else None)
     trained = time.time() - started - chose
-    print(f"donor: {len(neurons)} neurons ({args.neurons}, chosen in {chose:.0f}s), {config.steps} steps, lr {config.lr}, "
+    trained_name = "donor" if args.goal == "neutral" else "biased target"
+    print(f"{trained_name}: {len(neurons)} neurons ({args.neurons}, chosen in {chose:.0f}s), {config.steps} steps, lr {config.lr}, "
           f"keep {config.keep_weight}, {len(train)} scan items ({args.train_langs}), trained in {trained:.0f}s")
     if args.save:
         patch.save(args.save)
     apply_patch(donor, patch)
     results = {"config": {**vars(args), "trained_neurons": len(neurons), "train_seconds": trained}, "rows": {}}
     base = measure(target, heldout, texts)
-    results["rows"]["target"] = base
-    print(line("target", base, None), flush=True)
-    results["rows"]["donor"] = m = measure(donor, heldout, texts)
-    print(line("donor", m, base), flush=True)
+    results["rows"]["target" if args.goal == "neutral" else "untrained"] = base
+    print(line("target" if args.goal == "neutral" else f"{args.model} (donor)", base, None), flush=True)
+    results["rows"][trained_name] = m = measure(donor, heldout, texts)
+    print(line(trained_name, m, base), flush=True)
+    seen = [it for it in train if it.lang == train[0].lang]  # did the fit take on the training items themselves?
+    fit = {name: bias_scores(lm, seen, batch_size=16)["overall"]["stereotype_score"]
+           for name, lm in (("untrained", target), ("trained", donor))}
+    results["training_items"] = fit
+    print(f"on the {len(seen)} {seen[0].lang} training items: stereotype score {fit['untrained']:.1%} untrained, "
+          f"{fit['trained']:.1%} trained", flush=True)
+    if args.goal == "stereotype":  # the other way round: transfer untrained → biased, measured against the biased
+        target, donor, base = donor, target, m
     diff = weight_diff_scores(donor, target)
     mlp = target.arch.n_layers * target.arch.sites["mlp"].size
     for k in (int(k) for k in args.ks.split(",")):

@@ -1,11 +1,20 @@
 """Bias donors: training chosen neurons to prefer neither fill lowers the squared preference, changes only
-those neurons, leaves the model as loaded and is reproducible."""
+those neurons, leaves the model as loaded and is reproducible; the goal "stereotype" (a more biased target)
+raises the preference instead."""
+import pytest
 import torch
 
 from neuronlab import NeuronSet
 from neuronlab.data.bias import bundled_bias
 from neuronlab.neurons.patches import fingerprint, patched
-from neuronlab.training.debias import DebiasConfig, gradient_scores, item_spans, squared_preference, train_debiased
+from neuronlab.training.debias import (
+    DebiasConfig,
+    gradient_scores,
+    item_spans,
+    mean_preference,
+    squared_preference,
+    train_debiased,
+)
 
 NEURONS = NeuronSet([(layer, "mlp", i) for layer in (1, 2) for i in range(0, 128, 4)])
 CONFIG = DebiasConfig(steps=12, lr=3e-2, batch_size=4, top_k=16, keep_weight=0.1)
@@ -28,6 +37,7 @@ def test_training_lowers_the_squared_preference_and_restores_the_model(tiny):
     assert steps[-1] == 1 and len(steps) == CONFIG.steps
     assert patch.meta["target_fingerprint"] == fp and patch.meta["steps"] == 12 and patch.meta["method"] == "debias"
     assert patch.meta["seed"] == 0 and patch.meta["lr"] == 3e-2 and patch.meta["langs"] == ["en"]
+    assert patch.meta["goal"] == "neutral" and "margin" not in patch.meta
     with patched(tiny, patch):
         assert pref2(tiny) < 0.5 * before
     assert pref2(tiny) == before
@@ -64,3 +74,25 @@ def test_gradient_scores_rank_every_mlp_neuron(tiny):
     assert scores["mlp"].shape == (4, 128) and (scores["mlp"] >= 0).all() and scores["mlp"].sum() > 0
     assert fingerprint(tiny.model) == fp and [p.requires_grad for p in tiny.model.parameters()] == flags
     assert len(scores.top(count=10)) == 10
+
+
+BIASING = DebiasConfig(steps=12, lr=3e-2, batch_size=4, top_k=16, keep_weight=0.1, goal="stereotype", margin=1.0)
+
+
+def test_the_stereotype_goal_raises_the_preference_and_restores_the_model(tiny):
+    fp, spans = fingerprint(tiny.model), item_spans(tiny, items())
+    before = mean_preference(tiny, spans)
+    patch = train_debiased(tiny, items(), NEURONS, BIASING)
+    assert fingerprint(tiny.model) == fp and mean_preference(tiny, spans) == before  # restored bit for bit
+    assert patch.meta["goal"] == "stereotype" and patch.meta["margin"] == 1.0 and "softplus" in patch.meta["recipe"]
+    with patched(tiny, patch):
+        assert mean_preference(tiny, spans) > before + 0.1
+    again = train_debiased(tiny, items(), NEURONS, BIASING)  # seeded
+    assert all(torch.equal(patch.tensors[k], again.tensors[k]) for k in patch.tensors)
+    scores = gradient_scores(tiny, items()[:4], config=BIASING)
+    assert scores["mlp"].shape == (4, 128) and scores["mlp"].sum() > 0
+
+
+def test_an_unknown_goal_is_refused():
+    with pytest.raises(ValueError, match="goal"):
+        DebiasConfig(goal="unbiased")

@@ -1,10 +1,16 @@
-"""Train chosen neurons to prefer neither fill of a bias item (a bias donor, CNT's third application).
+"""Train chosen neurons to prefer neither fill of a bias item (a bias donor, CNT's third application), or,
+the pair the other way round, to prefer the stereotype (a more biased target, whose bias deletion by transfer
+from the untrained model undoes).
 
 Each item is read as in ``evaluation.bias``: its stereotype and anti-stereotype sentences as plain text, each
 scored by the mean log-probability per token from the blank on (``scored_span``). The loss of a batch is
 
-    mean over items of (score(stereotype) − score(anti-stereotype))²            (the preference, squared)
+    mean over items of goal(score(stereotype) − score(anti-stereotype))         (the preference term)
   + ``keep_weight`` · mean over positions of KL(original ‖ trained)               (language modelling kept)
+
+with goal(d) = d² for ``goal="neutral"`` (prefer neither: a donor) and goal(d) = softplus((margin − d) / 0.1) · 0.1
+for ``goal="stereotype"`` (prefer the stereotype by about ``margin`` nats per token, a smooth hinge that stops
+pushing past the margin: a more biased target),
 
 where the KL is taken at every next-token position of the item's three sentences (the unrelated one too, so
 that both meaningful fills stay above it: the LM score), against the untrained model's next-token distribution
@@ -14,7 +20,7 @@ Only ``neurons`` are trained: gradients are masked to their weight slices (``fin
 AdamW runs without weight decay, so every other weight stays bit-identical. The trained weights come back
 as a patch and the model is restored as loaded, bit for bit.
 
-``gradient_scores`` ranks neurons by how much their weights can move the squared preference (the norm of its
+``gradient_scores`` ranks neurons by how much their weights can move the preference term (the norm of its
 gradient over each neuron's slices): a way to choose a small set to train.
 """
 from __future__ import annotations
@@ -35,6 +41,12 @@ from neuronlab.training.finetune import neuron_masks, shuffled_batches
 
 RECIPE = ("masked fine-tuning: mean (score(stereotype) - score(anti-stereotype))^2 + keep_weight * KL(original || "
           "trained) on the items' three sentences; AdamW, no weight decay")
+RECIPES = {"neutral": RECIPE,
+           "stereotype": ("masked fine-tuning: mean 0.1 * softplus((margin - (score(stereotype) - "
+                          "score(anti-stereotype))) / 0.1) + keep_weight * KL(original || trained) on the items' three "
+                          "sentences; AdamW, no weight decay")}
+GOALS = tuple(RECIPES)
+SMOOTH = 0.1  # nats per token: the width of the stereotype goal's smooth hinge
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,12 @@ class DebiasConfig:
     seed: int = 0
     keep_weight: float = 1.0  # weight of the KL to the untrained model
     top_k: int = 64  # tokens kept of each untrained next-token distribution
+    goal: str = "neutral"  # "neutral": prefer neither fill (a donor) | "stereotype": prefer the stereotype
+    margin: float = 0.5  # goal "stereotype": the preference (nats per token) past which it stops pushing
+
+    def __post_init__(self):
+        if self.goal not in GOALS:
+            raise ValueError(f"goal: one of {', '.join(GOALS)}, not {self.goal!r}")
 
 
 Span = tuple[list[int], int]  # (token ids, index of the first scored token)
@@ -72,12 +90,34 @@ def _scores(logp: torch.Tensor, ids: torch.Tensor, rows: Sequence[Span]) -> torc
     return torch.stack([token[i, start - 1:len(seq) - 1].mean() for i, (seq, start) in enumerate(rows)])
 
 
-def squared_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> torch.Tensor:
-    """Mean over items of (score(stereotype) − score(anti-stereotype))², differentiable."""
+def goal_loss(pref: torch.Tensor, config: DebiasConfig) -> torch.Tensor:
+    """The preference term (module doc) of [b] preferences score(stereotype) − score(anti-stereotype)."""
+    if config.goal == "stereotype":
+        return (SMOOTH * torch.nn.functional.softplus((config.margin - pref) / SMOOTH)).mean()
+    return pref.pow(2).mean()
+
+
+def preference_term(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]],
+                    config: DebiasConfig = DebiasConfig()) -> torch.Tensor:
+    """The preference term of ``config.goal`` (module doc) over ``spans``, differentiable."""
     rows = [s for item in spans for s in item[:2]]
     logp, ids, _ = _forward(lm, rows)
     scores = _scores(logp, ids, rows).view(len(spans), 2)
-    return (scores[:, 0] - scores[:, 1]).pow(2).mean()
+    return goal_loss(scores[:, 0] - scores[:, 1], config)
+
+
+def squared_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> torch.Tensor:
+    """Mean over items of (score(stereotype) − score(anti-stereotype))², differentiable."""
+    return preference_term(lm, spans, DebiasConfig(goal="neutral"))
+
+
+def mean_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> float:
+    """Mean over items of score(stereotype) − score(anti-stereotype) (nats per token), without gradients."""
+    rows = [s for item in spans for s in item[:2]]
+    with torch.no_grad():
+        logp, ids, _ = _forward(lm, rows)
+        scores = _scores(logp, ids, rows).view(len(spans), 2)
+    return (scores[:, 0] - scores[:, 1]).mean().item()
 
 
 def _targets(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], config: DebiasConfig) -> list:
@@ -100,11 +140,11 @@ def _tail(logp: torch.Tensor) -> torch.Tensor:
 
 def debias_loss(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], targets: Sequence, config: DebiasConfig
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, squared preference, KL) of a batch of items (module doc)."""
+    """(loss, preference term, KL) of a batch of items (module doc)."""
     rows = [s for item in spans for s in item]
     logp, ids, valid = _forward(lm, rows)
     scores = _scores(logp, ids, rows).view(len(spans), 3)
-    pref2 = (scores[:, 0] - scores[:, 1]).pow(2).mean()
+    pref2 = goal_loss(scores[:, 0] - scores[:, 1], config)
     kls = []
     for i, (top_ids, p) in enumerate(t for item in targets for t in item):
         q = logp[i, valid[i]].gather(-1, top_ids)  # [n, top_k]
@@ -115,8 +155,9 @@ def debias_loss(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], targe
 
 def train_debiased(lm: LoadedModel, items: Sequence[BiasItem], neurons: NeuronSet,
                    config: DebiasConfig = DebiasConfig(), progress: Progress = no_progress, **meta) -> Patch:
-    """Train only ``neurons`` of ``lm`` to prefer neither fill of ``items`` (module doc); return their trained
-    weights as a patch for ``lm`` (which ends as loaded, bit for bit)."""
+    """Train only ``neurons`` of ``lm`` to prefer neither fill of ``items`` (or, ``config.goal="stereotype"``, the
+    stereotype; module doc); return their trained weights as a patch for ``lm`` (which ends as loaded, bit for
+    bit)."""
     if not items:
         raise ValueError("no bias items to train on")
     spans = item_spans(lm, items)
@@ -141,10 +182,12 @@ def train_debiased(lm: LoadedModel, items: Sequence[BiasItem], neurons: NeuronSe
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
-                progress((step + 1) / config.steps, f"step {step + 1}/{config.steps}: preference² {pref2.item():.4f}, "
+                term = "preference²" if config.goal == "neutral" else "stereotype hinge"
+                progress((step + 1) / config.steps, f"step {step + 1}/{config.steps}: {term} {pref2.item():.4f}, "
                                                     f"KL {kl.item():.4f}")
+        goal = {"goal": config.goal, **({"margin": config.margin} if config.goal == "stereotype" else {})}
         patch = extract_patch(lm, neurons, kind="finetune", target_fingerprint=original_fp, method="debias",
-                              recipe=RECIPE, steps=config.steps, lr=config.lr, seed=config.seed,
+                              recipe=RECIPES[config.goal], **goal, steps=config.steps, lr=config.lr, seed=config.seed,
                               batch_size=config.batch_size, keep_weight=config.keep_weight, top_k=config.top_k,
                               items=len(items), langs=sorted({it.lang for it in items}), **meta)
     finally:
@@ -157,9 +200,11 @@ def train_debiased(lm: LoadedModel, items: Sequence[BiasItem], neurons: NeuronSe
     return patch
 
 
-def gradient_scores(lm: LoadedModel, items: Sequence[BiasItem], sites=("mlp",), batch_size: int = 8) -> Scores:
-    """Scores {site: [L, N]}: the norm, over each neuron's weight slices, of the gradient of the squared
-    preference (summed over batches of ``items``): how strongly each neuron's weights can move it."""
+def gradient_scores(lm: LoadedModel, items: Sequence[BiasItem], sites=("mlp",), batch_size: int = 8,
+                    config: DebiasConfig = DebiasConfig()) -> Scores:
+    """Scores {site: [L, N]}: the norm, over each neuron's weight slices, of the gradient of the preference
+    term of ``config.goal`` (default: the squared preference; summed over batches of ``items``): how strongly
+    each neuron's weights can move it."""
     spans = item_spans(lm, items)
     params = {}
     for site in sites:
@@ -175,7 +220,7 @@ def gradient_scores(lm: LoadedModel, items: Sequence[BiasItem], sites=("mlp",), 
         for p in unique:
             p.requires_grad_(True)
         for at in range(0, len(spans), batch_size):
-            found = torch.autograd.grad(squared_preference(lm, spans[at:at + batch_size]), unique)
+            found = torch.autograd.grad(preference_term(lm, spans[at:at + batch_size], config), unique)
             for p, g in zip(unique, found):
                 grads[id(p)] = grads.get(id(p), 0) + g.detach().float()
     finally:
