@@ -16,7 +16,7 @@ where the KL is taken at every next-token position of the item's three sentences
 that both meaningful fills stay above it: the LM score), against the untrained model's next-token distribution
 coarsened to its top ``top_k`` tokens and one bucket for the rest (exactly 0 before training), computed once.
 
-Only ``neurons`` are trained: gradients are masked to their weight slices (``finetune.neuron_masks``) and
+Only ``neurons`` are trained: gradients are masked to their weight slices (``finetune.training_only``) and
 AdamW runs without weight decay, so every other weight stays bit-identical. The trained weights come back
 as a patch and the model is restored as loaded, bit for bit.
 
@@ -33,11 +33,11 @@ import torch
 
 from neuronlab.evaluation.bias import FILLS, BiasItem, scored_span
 from neuronlab.models.loading import LoadedModel
-from neuronlab.neurons.patches import Patch, apply_patch, extract_patch, fingerprint
+from neuronlab.neurons.patches import Patch, extract_patch, fingerprint
 from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.progress import Progress, no_progress
-from neuronlab.training.finetune import neuron_masks, shuffled_batches
+from neuronlab.training.finetune import shuffled_batches, training_only
 
 RECIPE = ("masked fine-tuning: mean (score(stereotype) - score(anti-stereotype))^2 + keep_weight * KL(original || "
           "trained) on the items' three sentences; AdamW, no weight decay")
@@ -162,42 +162,23 @@ def train_debiased(lm: LoadedModel, items: Sequence[BiasItem], neurons: NeuronSe
         raise ValueError("no bias items to train on")
     spans = item_spans(lm, items)
     original_fp = fingerprint(lm.model)
-    undo = extract_patch(lm, neurons)
-    masks = neuron_masks(lm, neurons)
-    frozen = {p: p.requires_grad for p in lm.model.parameters()}
     targets = _targets(lm, spans, config)
     batches = shuffled_batches(list(range(len(items))), min(config.batch_size, len(items)), random.Random(config.seed))
-    handles = []
-    try:
-        for p in lm.model.parameters():
-            p.requires_grad_(p in masks)
-        handles = [p.register_hook(lambda g, m=m: g * m) for p, m in masks.items()]
-        optim = torch.optim.AdamW(list(masks), lr=config.lr, weight_decay=0.0)
-        lm.model.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            for step in range(config.steps):
-                chosen = next(batches)
-                loss, pref2, kl = debias_loss(lm, [spans[i] for i in chosen], [targets[i] for i in chosen], config)
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-                term = "preference²" if config.goal == "neutral" else "stereotype hinge"
-                progress((step + 1) / config.steps, f"step {step + 1}/{config.steps}: {term} {pref2.item():.4f}, "
-                                                    f"KL {kl.item():.4f}")
+    term = "preference²" if config.goal == "neutral" else "stereotype hinge"
+    with training_only(lm, neurons, config.lr, config.seed) as optim:
+        for step in range(config.steps):
+            chosen = next(batches)
+            loss, pref2, kl = debias_loss(lm, [spans[i] for i in chosen], [targets[i] for i in chosen], config)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            progress((step + 1) / config.steps, f"step {step + 1}/{config.steps}: {term} {pref2.item():.4f}, "
+                                                f"KL {kl.item():.4f}")
         goal = {"goal": config.goal, **({"margin": config.margin} if config.goal == "stereotype" else {})}
-        patch = extract_patch(lm, neurons, kind="finetune", target_fingerprint=original_fp, method="debias",
-                              recipe=RECIPES[config.goal], **goal, steps=config.steps, lr=config.lr, seed=config.seed,
-                              batch_size=config.batch_size, keep_weight=config.keep_weight, top_k=config.top_k,
-                              items=len(items), langs=sorted({it.lang for it in items}), **meta)
-    finally:
-        for h in handles:
-            h.remove()
-        for p, flag in frozen.items():
-            p.requires_grad_(flag)
-        lm.model.eval()
-        apply_patch(lm, undo, check_fingerprint=False)
-    return patch
+        return extract_patch(lm, neurons, kind="finetune", target_fingerprint=original_fp, method="debias",
+                             recipe=RECIPES[config.goal], **goal, steps=config.steps, lr=config.lr, seed=config.seed,
+                             batch_size=config.batch_size, keep_weight=config.keep_weight, top_k=config.top_k,
+                             items=len(items), langs=sorted({it.lang for it in items}), **meta)
 
 
 def gradient_scores(lm: LoadedModel, items: Sequence[BiasItem], sites=("mlp",), batch_size: int = 8,
