@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from safetensors.torch import save
 
 from neuronlab.data.examples import EXAMPLES, EXAMPLES_DIR
-from neuronlab.data.prompts import FORMATS, LABELS, PromptFileError, parse_prompts
+from neuronlab.data.prompts import LABELS, PromptFileError, parse_prompts
+from neuronlab.data.tables import FORMATS
 from neuronlab.neurons.patches import FORMAT, NOT_A_PATCH, Patch, PatchError, apply_patch, changes_nothing, check_patch
 from neuronlab.neurons.sets import NeuronSetError, read_neuron_sets
 from tests.support.messages import NOISE as JSON_NOISE

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from neuronlab.data.csvrows import CsvRowsError, csv_rows
-from neuronlab.data.jsonl import JsonLinesError, json_lines
-from neuronlab.data.prompts import FORMATS, LANG_CODE, SPLITS, known_names, name_list
-from neuronlab.data.tables import content_hash, write_csv, write_jsonl
-from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind
+from neuronlab.data.prompts import LANG_CODE, SPLITS, known_names, name_list
+from neuronlab.data.tables import FileKind, content_hash, file_format, read_records, write_csv, write_jsonl
+from neuronlab.errors import NeuronLabError, json_kind
 from neuronlab.paths import ASSETS
 
 FORMAT = "neuronlab.bias/1"
@@ -32,6 +30,12 @@ OPENERS = "¿¡«\"'“‘( \u00a0"  # opening marks that may stand between a se
 
 class BiasFileError(NeuronLabError):
     """A bias file that cannot be used; the message names the source, the line and the field at fault."""
+
+
+KIND = FileKind(BiasFileError, "bias file", "item", "no bias items found", SCHEMA, FIELDS, {
+    "json": '; each line must be one JSON object such as {"id": "gender-001", "lang": "en", "domain": "gender", '
+            '"context": "... BLANK ...", ...}',
+    "object": "; each line must be one {...} object (a JSON array of items is not JSON Lines)"})
 
 
 @dataclass(frozen=True)
@@ -127,63 +131,42 @@ class BiasSet:
 
 # ---- parsing ------------------------------------------------------------------------------------
 
-def _error(source: str, line: int, problem: str) -> BiasFileError:
-    return BiasFileError(f"{source}, line {line}: {problem}")
-
-
-_JSONL_HINTS = {"json": '; each line must be one JSON object such as {"id": "gender-001", "lang": "en", '
-                        '"domain": "gender", "context": "... BLANK ...", ...}',
-                "object": "; each line must be one {...} object (a JSON array of items is not JSON Lines)"}
-
-
-def _rows(content: str, fmt: str, source: str) -> Iterator[tuple[int, dict]]:
-    try:
-        if fmt == "jsonl":
-            yield from json_lines(content)
-        else:
-            yield from csv_rows(content, FIELDS)
-    except JsonLinesError as e:
-        raise _error(source, e.line, e.problem + _JSONL_HINTS.get(e.kind, "")) from None
-    except CsvRowsError as e:
-        raise _error(source, e.line, e.problem) from None
-
-
 def _item(row: dict, source: str, line: int) -> BiasItem:
     missing = [key for key in FIELDS if row.get(key) is None]
     if missing:
-        raise _error(source, line, f"missing field(s) {', '.join(missing)} (every item needs {', '.join(FIELDS)})")
+        raise KIND.at(source, line, f"missing field(s) {', '.join(missing)} (every item needs {', '.join(FIELDS)})")
     values = {}
     for key in FIELDS:
         if not isinstance(row[key], str):
-            raise _error(source, line, f"field {key} must be a string, not {json_kind(row[key])}")
+            raise KIND.at(source, line, f"field {key} must be a string, not {json_kind(row[key])}")
         values[key] = row[key].strip()
         if not values[key]:
-            raise _error(source, line, f"field {key} is empty")
+            raise KIND.at(source, line, f"field {key} is empty")
     if not LANG_CODE.fullmatch(values["lang"]):
-        raise _error(source, line, f"field lang: unknown language code {values['lang']!r}: write a short "
+        raise KIND.at(source, line, f"field lang: unknown language code {values['lang']!r}: write a short "
                                    "lower-case code such as en, fr or es (ISO 639-1)")
     values["domain"] = values["domain"].lower()
     values["split"] = values["split"].lower()
     if values["split"] not in SPLITS:
-        raise _error(source, line, f"field split: unknown split {row['split']!r} (accepted: {', '.join(SPLITS)})")
+        raise KIND.at(source, line, f"field split: unknown split {row['split']!r} (accepted: {', '.join(SPLITS)})")
     context = values["context"]
     if len(context) > MAX_CONTEXT_CHARS:
-        raise _error(source, line, f"field context is {len(context):,} characters long; a context may hold at "
+        raise KIND.at(source, line, f"field context is {len(context):,} characters long; a context may hold at "
                                    f"most {MAX_CONTEXT_CHARS:,}")
     if context.count(BLANK) != 1:
-        raise _error(source, line, f"field context must hold {BLANK} exactly once (it holds it "
+        raise KIND.at(source, line, f"field context must hold {BLANK} exactly once (it holds it "
                                    f"{context.count(BLANK)} times), where the three fills go")
     for key in FILLS:
         if len(values[key]) > MAX_FILL_CHARS:
-            raise _error(source, line, f"field {key} is {len(values[key]):,} characters long; a fill may hold at "
+            raise KIND.at(source, line, f"field {key} is {len(values[key]):,} characters long; a fill may hold at "
                                        f"most {MAX_FILL_CHARS:,}")
         if BLANK in values[key]:
-            raise _error(source, line, f"field {key} holds {BLANK}; only the context does")
+            raise KIND.at(source, line, f"field {key} holds {BLANK}; only the context does")
     seen: dict[str, str] = {}
     for key in FILLS:
         other = seen.setdefault(values[key].casefold(), key)
         if other != key:
-            raise _error(source, line, f"fields {other} and {key} are the same ({values[key]!r}); the three "
+            raise KIND.at(source, line, f"fields {other} and {key} are the same ({values[key]!r}); the three "
                                        "fills must differ")
     return BiasItem(**values)
 
@@ -194,37 +177,13 @@ def parse_bias(content: str | bytes, fmt: str, source: str = "upload") -> BiasSe
     Fields, all required and non-empty: id, lang, domain, context (holding BLANK exactly once), stereotype,
     anti_stereotype, unrelated (three different fills), split (scan | heldout). Raises BiasFileError.
     """
-    if fmt not in ("jsonl", "csv"):
-        raise BiasFileError(f"{source}: unknown bias file format {fmt!r} (accepted: jsonl, csv)")
-    try:
-        content = decode_text(content)
-    except UnreadableText as e:
-        if e.line is None:
-            raise BiasFileError(f"{source}: not a bias file: {e.problem}; a bias file is {SCHEMA}") from None
-        raise _error(source, e.line, e.problem) from None
-    items, seen = [], {}
-    for line, row in _rows(content, fmt, source):
-        item = _item(row, source, line)
-        key = (item.id, item.lang)
-        if key in seen:
-            raise _error(source, line, f"duplicate item id {item.id!r} for lang {item.lang!r} "
-                                       f"(first on line {seen[key]})")
-        seen[key] = line
-        items.append(item)
-    if not items:
-        raise BiasFileError(f"{source}: empty file, no bias items found; a bias file is {SCHEMA}")
+    items = [item for _, item in read_records(content, fmt, source, KIND, lambda row, line: _item(row, source, line))]
     return BiasSet(tuple(items))
 
 
 def load_bias(path: str | Path) -> BiasSet:
     """Read a .jsonl or .csv bias file (UTF-8); see parse_bias."""
-    path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise BiasFileError(f"{path}: unknown bias file type {path.suffix or '(none)'!r} "
-                            "(use .jsonl for JSON Lines or .csv)")
-    if not path.is_file():
-        raise BiasFileError(f"bias file not found: {path}")
+    path, fmt = file_format(path, KIND)
     return parse_bias(path.read_bytes(), fmt, source=str(path))
 
 

@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from neuronlab.data.csvrows import CsvRowsError, csv_rows
-from neuronlab.data.jsonl import JsonLinesError, json_lines
-from neuronlab.data.tables import content_hash, write_csv, write_jsonl
-from neuronlab.errors import NeuronLabError, UnreadableText, decode_text, json_kind
+from neuronlab.data.tables import FileKind, content_hash, file_format, read_records, write_csv, write_jsonl
+from neuronlab.errors import NeuronLabError, json_kind
 from neuronlab.paths import ASSETS
 
 FORMAT = "neuronlab.prompts/1"
@@ -20,7 +18,6 @@ SPLITS = ("scan", "heldout")
 REQUIRED = ("id", "lang", "label", "text")
 MAX_PROMPT_CHARS = 20_000  # a request, not a document: longer texts would not fit a small model's context
 COLUMNS = ("id", "lang", "label", "split", "category", "text")  # the order files are written in
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 SCHEMA = ('JSON Lines, one prompt a line: {"id", "lang", "label": harmful|harmless, "text"} '
           '(optional "split": scan|heldout); CSV: the same columns')
 LABEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # a function's label: harmful, french, ...
@@ -28,8 +25,14 @@ LANG_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # ISO 639 code, optio
 BUNDLED_DIR = ASSETS / "prompts"
 BUNDLED_LANGUAGES: tuple[str, ...] = tuple(sorted(p.stem for p in BUNDLED_DIR.glob("*.jsonl")))
 
+
 class PromptFileError(NeuronLabError):
     """A prompt file that cannot be used; the message names the source, the line and the problem."""
+
+
+KIND = FileKind(PromptFileError, "prompt file", "prompt", "no prompts found", SCHEMA, REQUIRED, {
+    "json": '; each line must be one JSON object such as {"id": "1", "lang": "en", "label": "harmless", "text": "..."}',
+    "object": "; each line must be one {...} object (a JSON array of prompts is not JSON Lines)"})
 
 
 @dataclass(frozen=True)
@@ -151,33 +154,10 @@ class PromptSet:
 
 # ---- parsing ------------------------------------------------------------------------------------
 
-def _error(source: str, line: int, problem: str) -> PromptFileError:
-    return PromptFileError(f"{source}, line {line}: {problem}")
-
-
-_JSONL_HINTS = {"json": '; each line must be one JSON object such as {"id": "1", "lang": "en", "label": "harmless", '
-                        '"text": "..."}',
-                "object": "; each line must be one {...} object (a JSON array of prompts is not JSON Lines)"}
-
-
-def _jsonl_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
-    try:
-        yield from json_lines(content)
-    except JsonLinesError as e:
-        raise _error(source, e.line, e.problem + _JSONL_HINTS.get(e.kind, "")) from None
-
-
-def _csv_rows(content: str, source: str) -> Iterator[tuple[int, dict]]:
-    try:
-        yield from csv_rows(content, REQUIRED)
-    except CsvRowsError as e:
-        raise _error(source, e.line, e.problem) from None
-
-
 def _prompt(row: dict, source: str, line: int, labels: tuple[str, str]) -> Prompt:
     missing = [c for c in REQUIRED if row.get(c) is None]
     if missing:
-        raise _error(source, line, f"missing column(s) {', '.join(missing)} (every prompt needs "
+        raise KIND.at(source, line, f"missing column(s) {', '.join(missing)} (every prompt needs "
                                    f"{', '.join(REQUIRED)})")
     if isinstance(row["id"], int) and not isinstance(row["id"], bool):
         row = {**row, "id": str(row["id"])}
@@ -185,25 +165,25 @@ def _prompt(row: dict, source: str, line: int, labels: tuple[str, str]) -> Promp
     for key in COLUMNS:
         value = row.get(key)
         if value is not None and not isinstance(value, str):
-            raise _error(source, line, f"{key} must be a string, not {json_kind(value)}")
+            raise KIND.at(source, line, f"{key} must be a string, not {json_kind(value)}")
         values[key] = value or ""
     for key in ("id", "lang"):
         values[key] = values[key].strip()
         if not values[key]:
-            raise _error(source, line, f"empty {key}")
+            raise KIND.at(source, line, f"empty {key}")
     if not LANG_CODE.fullmatch(values["lang"]):
-        raise _error(source, line, f"unknown language code {values['lang']!r}: write a short lower-case code such "
+        raise KIND.at(source, line, f"unknown language code {values['lang']!r}: write a short lower-case code such "
                                    "as en, zh or es (ISO 639-1)")
     label = values["label"].strip().lower()
     if label not in labels:
-        raise _error(source, line, f"unknown label {values['label']!r} (accepted: {', '.join(labels)})")
+        raise KIND.at(source, line, f"unknown label {values['label']!r} (accepted: {', '.join(labels)})")
     split = values["split"].strip().lower() or "scan"
     if split not in SPLITS:
-        raise _error(source, line, f"unknown split {values['split']!r} (accepted: {', '.join(SPLITS)})")
+        raise KIND.at(source, line, f"unknown split {values['split']!r} (accepted: {', '.join(SPLITS)})")
     if not values["text"].strip():
-        raise _error(source, line, "empty text")
+        raise KIND.at(source, line, "empty text")
     if len(values["text"]) > MAX_PROMPT_CHARS:
-        raise _error(source, line, f"prompt {values['id']!r} is {len(values['text']):,} characters long; a prompt "
+        raise KIND.at(source, line, f"prompt {values['id']!r} is {len(values['text']):,} characters long; a prompt "
                                    f"may hold at most {MAX_PROMPT_CHARS:,}")
     return Prompt(values["id"], values["lang"], label, values["text"], split, values["category"].strip())
 
@@ -219,7 +199,7 @@ def _check_both_labels(prompts: list[Prompt], lines: list[int], source: str, lab
         if len(have) < len(labels):
             (label, n), = have.items()
             other = next(x for x in labels if x != label)
-            raise _error(source, first[lang], f"language {lang!r} has {n} {label} prompt(s) but no {other} ones "
+            raise KIND.at(source, first[lang], f"language {lang!r} has {n} {label} prompt(s) but no {other} ones "
                                               "(a scan needs both)")
 
 
@@ -232,26 +212,8 @@ def parse_prompts(content: str | bytes, fmt: str, source: str = "upload",
     Raises PromptFileError.
     """
     labels = check_labels(labels)
-    if fmt not in ("jsonl", "csv"):
-        raise PromptFileError(f"{source}: unknown prompt format {fmt!r} (accepted: jsonl, csv)")
-    try:
-        content = decode_text(content)
-    except UnreadableText as e:
-        if e.line is None:
-            raise PromptFileError(f"{source}: not a prompt file: {e.problem}; a prompt file is {SCHEMA}") from None
-        raise _error(source, e.line, e.problem) from None
-    prompts, lines, seen = [], [], {}
-    for line, row in (_jsonl_rows if fmt == "jsonl" else _csv_rows)(content, source):
-        prompt = _prompt(row, source, line, labels)
-        key = (prompt.id, prompt.lang)
-        if key in seen:
-            raise _error(source, line, f"duplicate prompt id {prompt.id!r} for lang {prompt.lang!r} "
-                                       f"(first on line {seen[key]})")
-        seen[key] = line
-        prompts.append(prompt)
-        lines.append(line)
-    if not prompts:
-        raise PromptFileError(f"{source}: empty file, no prompts found; a prompt file is {SCHEMA}")
+    rows = read_records(content, fmt, source, KIND, lambda row, line: _prompt(row, source, line, labels))
+    lines, prompts = [line for line, _ in rows], [prompt for _, prompt in rows]
     if langs is not None:
         have = list(dict.fromkeys(p.lang for p in prompts))
         wanted = name_list(langs)
@@ -276,13 +238,7 @@ def check_labels(labels: Collection[str]) -> tuple[str, str]:
 def load_prompts(path: str | Path, langs: str | Collection[str] | None = None,
                  labels: tuple[str, str] = LABELS) -> PromptSet:
     """Read a .jsonl or .csv prompt file (UTF-8); see parse_prompts."""
-    path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise PromptFileError(f"{path}: unknown prompt file type {path.suffix or '(none)'!r} "
-                              "(use .jsonl for JSON Lines or .csv)")
-    if not path.is_file():
-        raise PromptFileError(f"prompt file not found: {path}")
+    path, fmt = file_format(path, KIND)
     return parse_prompts(path.read_bytes(), fmt, source=str(path), langs=langs, labels=labels)
 
 

@@ -15,12 +15,12 @@ from neuronlab.analysis.scan import (
 )
 from neuronlab.data.prompts import (
     BUNDLED_LANGUAGES,
-    FORMATS,
     PromptFileError,
     PromptSet,
     bundled_prompts,
     parse_prompts,
 )
+from neuronlab.data.tables import FORMATS
 from neuronlab.neurons.sets import Neuron
 from neuronlab.plots import score_heatmap
 from neuronlab.presets import Preset, scan_work
