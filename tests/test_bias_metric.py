@@ -164,7 +164,7 @@ def test_eval_function_bias_prints_the_shape(bias_items, tmp_path, capsys):
     assert "stereotype score" in table and "ICAT" in table and table.count("\n") >= 4
 
 
-@pytest.mark.parametrize("flag", [["--controls", "2"], ["--prompts", "x.jsonl"], ["--mean", "x.json"]])
+@pytest.mark.parametrize("flag", [["--prompts", "x.jsonl"], ["--mean", "x.json"]])
 def test_eval_function_bias_refuses_what_it_cannot_do_yet(bias_items, flag, capsys):
     assert main(["eval", "--function", "bias", "--model", "tiny-llama", *flag]) == 2
     assert "--function bias" in capsys.readouterr().err

@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "items whose stereotype fill the model prefers to the anti-stereotype; 50%% = none) and "
                         "the LM score, with error bars; or match, your own behaviour: the share of replies to "
                         "--prompts of each of --labels that match --match. Bias and match take --suppress, "
-                        "--activate and --patch; random controls, --mean, --remove-diff and --replies are "
-                        "refusal-only for now")
+                        "--activate and --patch; bias also --remove-diff and random --controls; --mean and "
+                        "--replies are refusal-only for now")
     p.add_argument("--labels", type=label_pair, default="harmful,harmless",
                    help="--function match: the two labels of --prompts (the behaviour's side first)")
     p.add_argument("--match", metavar="REGEX", help="--function match: a reply that matches this regular expression "

@@ -57,6 +57,20 @@ def _eval_effects(args, lm, sets: dict) -> tuple[list, str]:
     return effects, no_controls
 
 
+def _control_count(args, effects: list, no_controls: str) -> int:
+    """How many random controls to run: ``--controls``, else 3 when there is an effect that can have them; notes
+    on stderr when there are none."""
+    controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
+    if controls and no_controls:
+        raise ValueError(f"no random controls: {no_controls}; run with --controls 0")
+    if no_controls and args.controls is None:
+        print(f"note: no random controls ({no_controls})", file=sys.stderr)
+    elif effects and not controls:
+        print("note: random controls off (--controls 0): the effect is not compared with random neuron sets",
+              file=sys.stderr)
+    return controls
+
+
 def cmd_eval(args) -> None:
     if args.function == "bias":
         return eval_bias(args)
@@ -78,14 +92,7 @@ def cmd_eval(args) -> None:
     sets = _eval_sets(args)
     lm = load_lm(args, args.model)
     effects, no_controls = _eval_effects(args, lm, sets)
-    controls = args.controls if args.controls is not None else (0 if no_controls or not effects else 3)
-    if controls and no_controls:
-        raise ValueError(f"no random controls: {no_controls}; run with --controls 0")
-    if no_controls and args.controls is None:
-        print(f"note: no random controls ({no_controls})", file=sys.stderr)
-    elif effects and not controls:
-        print("note: random controls off (--controls 0): the effect is not compared with random neuron sets",
-              file=sys.stderr)
+    controls = _control_count(args, effects, no_controls)
     reference = bundled_prompts(langs, split="scan").filter(label="harmless").texts if args.mean else ()
     with ReplyLog(args.replies) if args.replies else nullcontext() as log:
         result = evaluate_effects(lm, prompts, langs, effects, seeds=range(controls), reference=reference,
@@ -131,33 +138,31 @@ def chosen_bias_items(langs: list[str], split: str, limit: int | None) -> list:
 
 
 def eval_bias(args) -> None:
-    """``eval --function bias``: stereotype score, LM score and ICAT per language, with perplexity."""
-    from neuronlab.evaluation.bias import bias_scores
-    from neuronlab.evaluation.metrics import EVAL_ASSETS, benign_texts, perplexity
-    from neuronlab.neurons.patches import patched
+    """``eval --function bias``: stereotype score, LM score and ICAT per language, with perplexity; with an effect,
+    the plain model and random controls beside it."""
+    from neuronlab.evaluation.bias_effects import bias_effects
 
-    unsupported = [flag for flag, given in (("--controls", args.controls), ("--prompts", args.prompts),
-                                            ("--mean", args.mean), ("--remove-diff", args.remove_diff),
-                                            ("--neurons", args.neurons), ("--replies", args.replies)) if given]
+    unsupported = [flag for flag, given in (("--prompts", args.prompts), ("--mean", args.mean),
+                                            ("--replies", args.replies)) if given]
     if unsupported:
         raise ValueError(f"{', '.join(unsupported)}: not available with --function bias yet "
-                         "(it takes --suppress, --activate and --patch)")
+                         "(it takes --suppress, --activate, --patch and --remove-diff)")
     langs = split_csv(args.langs)
     items = chosen_bias_items(langs, args.split, args.limit)
     sets = _eval_sets(args)
     lm = load_lm(args, args.model)
-    interventions = _interventions(args, sets, lm)
-    with patched(lm, load_patch(args, lm)) if args.patch else nullcontext():
-        result = {"function": "bias", **bias_scores(lm, items, interventions, args.batch_size)}
-        for lang, block in result["languages"].items():
-            if (EVAL_ASSETS / "benign" / f"{lang}.txt").exists():
-                block["perplexity"] = perplexity(lm, benign_texts(lang), interventions)
-        english = result["languages"].get("en", {}).get("perplexity") or perplexity(lm, benign_texts("en"),
-                                                                                   interventions)
-    result.update(utility={"perplexity": english}, split=args.split, model=lm.spec,
-                  fingerprint=lm.info.fingerprint, patch=args.patch,
-                  interventions=[{"mode": iv.mode, "neurons": len(iv.neurons),
-                                  "value": iv.value if iv.mode == "activate" else None} for iv in interventions])
+    effects, no_controls = _eval_effects(args, lm, sets)
+    if args.controls and not effects:
+        raise ValueError("--controls needs an effect to compare with random neurons "
+                         "(--suppress, --activate, --patch or --remove-diff)")
+    controls = _control_count(args, effects, no_controls)
+    result = {"function": "bias", **bias_effects(lm, items, effects, seeds=range(controls),
+                                                 batch_size=args.batch_size, progress=text_bar())}
+    result.setdefault("controls", {"seeds": [], "runs": []})  # none asked for: say so in the same shape
+    result.update(split=args.split, model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
+                  interventions=[{"mode": e.mode, "neurons": len(e.neurons),
+                                  "value": e.value if e.mode == "activate" else None}
+                                 for e in effects if e.mode != "patch"])
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return
@@ -165,7 +170,22 @@ def eval_bias(args) -> None:
     for lang, b in [*result["languages"].items(), ("overall", result["overall"])]:
         print(f"{lang:<8}{b['n']:>5}{b['stereotype_score']:>13.0%} ± {b['stereotype_stderr']:<4.0%}"
               f"{b['lm_score']:>9.0%} ± {b['lm_stderr']:<4.0%}{b['icat']:>6.2f}")
-    print(f"utility: perplexity (en) {english:.2f}")
+    print(f"utility: perplexity (en) {result['utility']['perplexity']:.2f}")
+    if controls:
+        _print_bias_effect(result["effect"], controls)
+
+
+def _print_bias_effect(effect: dict, seeds: int) -> None:
+    """The bias change vs the plain model, real set beside the random controls."""
+    print(f"change vs the plain model: real set | random sets of the same shape (mean ± sd over {seeds} seeds); "
+          "toward 50%: the fall of |stereotype score − 50%|")
+    for lang, b in [*effect["languages"].items(), ("overall", effect["overall"])]:
+        ss, near, lms = b["stereotype_score"], b["distance_from_50"], b["lm_score"]
+        ppl = f"   perplexity {b['perplexity']['real']:+.1%} | {b['perplexity']['controls']:+.1%}" \
+            if "perplexity" in b else ""
+        print(f"{lang:<8}stereotype {ss['real']:+.1%} ± {ss['real_stderr']:.1%} | {ss['controls']:+.1%} ± "
+              f"{ss['controls_sd']:.1%}   toward 50% {-near['real']:+.1%} | {-near['controls']:+.1%}   "
+              f"LM {lms['real']:+.1%} | {lms['controls']:+.1%}{ppl}")
 
 
 def cmd_rejudge(args) -> None:

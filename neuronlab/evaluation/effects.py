@@ -95,6 +95,31 @@ class Effect:
         return {**out, "value": self.value} if self.mode == "activate" else out
 
 
+def planned_runs(lm: LoadedModel, effects: Sequence[Effect], seeds: Sequence[int]) -> list[tuple[str, list[Effect]]]:
+    """(name, effects) of each run, checked against ``lm`` first (a bad set fails at once, by name): with
+    ``seeds``, the plain model (``BASELINE``), the real effects (``EFFECT``) and one control per seed, the same
+    effects on random neurons of the same per-layer counts; without, the real effects only."""
+    for e in effects:
+        e.neurons.validate(lm.arch)
+    runs: list[tuple[str, list[Effect]]] = [(EFFECT, list(effects))]
+    if seeds:
+        runs = [(BASELINE, [])] + runs + [
+            (control_name(s), [e.on(random_like(e.neurons, lm.arch, s)) for e in effects]) for s in seeds]
+    return runs
+
+
+def run_title(name: str) -> str:
+    """A run's name for a progress line: "The plain model", "The model with the effect", "Random neurons, seed 0"."""
+    return {BASELINE: "The plain model", EFFECT: "The model with the effect"}.get(
+        name, name.replace("control seed", "Random neurons, seed"))
+
+
+def is_plain_control(lm: LoadedModel, run: Sequence[Effect], patches: Sequence[Patch]) -> bool:
+    """Whether a control run is the plain model: all its effects are patches that change no weight (random
+    neurons a donor never changed)."""
+    return len(patches) == len(run) and all(changes_nothing(lm, p) for p in patches)
+
+
 @contextmanager
 def applied(lm: LoadedModel, effects: Sequence[Effect], patches: Sequence[Patch],
             reference: Sequence[str] = ()) -> Iterator[list[Intervention]]:
@@ -117,7 +142,7 @@ def _compact(result: dict) -> dict:
     return {"languages": langs, "utility": {k: result["utility"][k] for k in ("perplexity", "mc_accuracy")}}
 
 
-def _spread(values: Sequence[float]) -> dict:
+def spread(values: Sequence[float]) -> dict:
     """Mean, sample standard deviation, min and max across seeds."""
     mean = sum(values) / len(values)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
@@ -127,11 +152,11 @@ def _spread(values: Sequence[float]) -> dict:
 def _summary(runs: Sequence[dict]) -> dict:
     """The controls' spread of every figure of ``_compact`` (rates, perplexities, utility)."""
     first = runs[0]
-    langs = {lang: {**{label: _spread([r["languages"][lang][label]["refusal_rate"] for r in runs])
+    langs = {lang: {**{label: spread([r["languages"][lang][label]["refusal_rate"] for r in runs])
                        for label in ("harmful", "harmless")},
-                    "perplexity": _spread([r["languages"][lang]["perplexity"] for r in runs])}
+                    "perplexity": spread([r["languages"][lang]["perplexity"] for r in runs])}
              for lang in first["languages"]}
-    return {"languages": langs, "utility": {k: _spread([r["utility"][k] for r in runs]) for k in first["utility"]}}
+    return {"languages": langs, "utility": {k: spread([r["utility"][k] for r in runs]) for k in first["utility"]}}
 
 
 def _change(base: dict, real: dict, controls: dict) -> dict:
@@ -170,17 +195,10 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
     ``effect`` (change vs the plain model of the real set and of the controls' mean). ``reference``: the
     harmless prompts that ``mean`` effects average over. ``on_reply`` gets every judged reply (see
     ``refusal_rates``) with the run's name as ``variant``. The model is bit-identical afterwards."""
-    for e in effects:  # before any run or control is built: a bad set fails at once, by name
-        e.neurons.validate(lm.arch)
-    runs: list[tuple[str, list[Effect]]] = [(EFFECT, list(effects))]
-    if seeds:
-        runs = [(BASELINE, [])] + runs + [
-            (control_name(s), [e.on(random_like(e.neurons, lm.arch, s)) for e in effects]) for s in seeds]
+    runs = planned_runs(lm, effects, seeds)
     results, baseline_replies = [], []
     for i, (name, run) in enumerate(runs):
-        title = {BASELINE: "The plain model", EFFECT: "The model with the effect"}.get(
-            name, name.replace("control seed", "Random neurons, seed"))
-        part = span(progress, i / len(runs), (i + 1) / len(runs), f"{title} ({i + 1}/{len(runs)}): ")
+        part = span(progress, i / len(runs), (i + 1) / len(runs), f"{run_title(name)} ({i + 1}/{len(runs)}): ")
         def record(row: dict, name=name) -> None:
             if name == BASELINE:
                 baseline_replies.append(row)
@@ -190,7 +208,7 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
         is_control = i > 1  # runs: baseline, effect, then the controls
         if name == BASELINE and baseline is not None:
             results.append(baseline)
-        elif is_control and len(patches) == len(run) and all(changes_nothing(lm, p) for p in patches):
+        elif is_control and is_plain_control(lm, run, patches):
             results.append(results[0])  # it changes no weight: the plain model's result and replies
             for row in baseline_replies:
                 record(row)
