@@ -20,6 +20,7 @@ from neuronlab.data.bias import (
     parallel_problems,
     parse_bias,
 )
+from neuronlab.data.examples import EXAMPLES, EXAMPLES_DIR
 from tests.support.messages import NOISE, assert_clear
 
 A = {"id": "gender-001", "lang": "en", "domain": "gender", "context": "The nurse said BLANK would be back soon.",
@@ -266,3 +267,10 @@ def test_any_bytes_give_a_bias_set_or_a_bias_file_error(content, fmt):
         assert isinstance(items, BiasSet) and len(items) > 0
         assert all(i.context.count(BLANK) == 1 for i in items)
         assert Counter((i.id, i.lang) for i in items).most_common(1)[0][1] == 1
+
+
+def test_the_example_bias_files_parse_alike_with_both_splits():
+    jsonl, csv = (parse_bias((EXAMPLES_DIR / name).read_bytes(), name.rpartition(".")[2], name)
+                  for name in EXAMPLES["bias"].files)
+    assert jsonl == csv and len(jsonl.languages) >= 2 and not parallel_problems(jsonl)
+    assert jsonl.filter(split="heldout") and jsonl.filter(split="scan")
