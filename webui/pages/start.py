@@ -28,6 +28,6 @@ if left.button("Demo pair loaded ✓" if demo_loaded else "Load the demo pair", 
     load_demo()
     st.rerun()
 if right.button("Start the Tour →", key="start_tour", width="stretch",
-                help="A guided walk in five steps; it loads what it needs itself"):
+                help="A guided walk in six steps; it loads what it needs itself"):
     st.switch_page("webui/pages/tour.py")
 st.caption("Or pick your own models in the sidebar: a built-in, a Hugging Face hub id, a local folder or a .gguf file.")

@@ -1,5 +1,6 @@
 """Tour: a guided walk on the built-in demo pair, from neurons to a scan, the overlap of languages, switching the
-safety neurons of the model that refuses off, and copying them into the model that does not.
+safety neurons of the model that refuses off, copying them into the model that does not, and, beyond refusal,
+measuring bias (``webui.tour_bias``).
 
 The Tour loads what it needs itself and shows the results shipped for the built-ins (``neuronlab.data.shipped``) at
 once; the replies are generated live. Without shipped results it computes a small version of each step."""
@@ -16,6 +17,7 @@ from neuronlab.neurons.patches import patched
 from neuronlab.plots import score_heatmap, venn_figure
 from neuronlab.transfer.plan import make_transfer
 from webui.models import DEMO, load, together
+from webui.tour_bias import bias_step
 from webui.widgets import chart, header, progress
 
 DONOR, TARGET = ModelKey(DEMO["donor"]), ModelKey(DEMO["target"])
@@ -207,9 +209,10 @@ STEPS = [
      f"{MOVED} neurons whose weights the teaching changed most from demo-donor into it (Cross-Model Neuron "
      "Transfer) and ask again. On the *Transfer* page you choose the neurons, measure the effect and keep the patch.",
      "Copy the donor's neurons and ask", transfer, "transfer", show_transfer),
+    bias_step(state),
 ]
 
-header("Tour", "A guided walk in five steps on the built-in demo pair (SmolLM2-135M-Instruct and the same model "
+header("Tour", "A guided walk in six steps on the built-in demo pair (SmolLM2-135M-Instruct and the same model "
                "taught to refuse): press each step's button.")
 for number, (title, text, label, run, result_key, show) in enumerate(STEPS, 1):
     st.subheader(f"{number}. {title}")
