@@ -71,3 +71,15 @@ def test_a_control_of_a_patch_that_changes_no_weight_is_the_plain_model(tiny):
     out = bias_effects(tiny, ITEMS[:3], [same], seeds=[0])
     assert out["controls"]["runs"][0]["overall"] == out["baseline"]["overall"]
     assert out["effect"]["overall"]["stereotype_score"]["real"] == 0
+
+
+def test_bias_controls_for_patch_files_follow_the_refusal_path(tiny, items, tmp_path, capsys):
+    from neuronlab.transfer.ranking import transfer_patch
+
+    transfer = str(transfer_patch(tiny, tiny, SET).save(tmp_path / "transfer.safetensors"))
+    out = run_json([*COMMON, "--patch", transfer, "--controls", "1"], capsys)  # controls copy from its source
+    assert out["controls"]["seeds"] == [0] and out["effects"][0]["mode"] == "patch" and out["patch"] == transfer
+    trained = str(extract_patch(tiny, SET, target_fingerprint=tiny.info.fingerprint).save(tmp_path / "t.safetensors"))
+    assert run_json([*COMMON, "--patch", trained], capsys)["controls"] == {"seeds": [], "runs": []}  # noted, none
+    assert main([*COMMON, "--patch", trained, "--controls", "1"]) == 2
+    assert "no random controls" in capsys.readouterr().err
