@@ -86,8 +86,9 @@ def test_a_user_defined_function_runs_scan_suppress_evaluate(tiny):
     scan = at.session_state[state.SCAN]
     assert scan.labels == LABELS and scan.n_prompts == {"en": {"french": 4, "english": 4}}  # the scan split
 
-    at = page(at, "intervene")
-    assert "french" in at.caption[0].value
+    for name in ("overlap", "neurons", "transfer", "intervene"):
+        at = page(at, name)
+        assert "french vs english" in " ".join(shown_texts(at)), name
     run(at.multiselect(key=state.IV_SETS).set_value(["scan#en"]))
     [suppressed] = at.session_state[state.INTERVENTIONS]["target"]
     assert suppressed.mode == "suppress" and suppressed.neurons == select_sets(scan, DEFAULT_TOP_P).ms["en"]

@@ -232,7 +232,8 @@ else:
                                              f"top p% on {first} but not on {second} prompts are that language's "
                                              f"{fn.neurons}.")
 role = st.radio("Model to scan", state.ROLES, key=state.SCAN_MODEL, horizontal=True, index=1, **KEEP,
-                help="Safety neurons show best in a model that refuses (the donor of the demo pair).")
+                help="Safety neurons show best in a model that refuses (the donor of the demo pair)."
+                if fn.name == "refusal" else f"The model whose {fn.neurons} to find.")
 scan_form(role, fn)
 if (scanned := session_scan()) is not None:
     results(scanned, fn)
