@@ -24,6 +24,7 @@ CHOICES = {"refusal": "refusal: harmful vs harmless requests",
            "your own": "your own: two labels of a prompt file, a regex on replies"}
 OWN = "your own"
 UPLOAD, BEHAVIOUR, OTHER, PATTERN = "fn_upload", "fn_behaviour", "fn_other", "fn_pattern"  # the your-own inputs
+MEMO = "fn_memo"  # the your-own inputs the kept function was checked from
 
 
 @dataclass(frozen=True)
@@ -101,18 +102,18 @@ def own_inputs() -> None:
             state.set_user_function(None)
             st.caption(f"Give {', '.join(missing)}.")
             return
-        memo = (upload.file_id, behaviour, other, pattern)
-        if st.session_state.get("fn_memo") == memo and state.user_function() is not None:
-            return
-        try:
-            fn = own_function(upload.name, upload.getvalue(), behaviour, other, pattern)
-        except NeuronLabError as e:
-            state.set_user_function(None)
-            st.error(md(e))
-            return
-        state.set_user_function(fn)
-        state.set_user_prompts(upload.name, fn.prompts)  # the neuron card can read its activations on them too
-        st.session_state["fn_memo"] = memo
+        memo = (upload.file_id, behaviour, other, pattern)  # the inputs the kept function was made of
+        if st.session_state.get(MEMO) != memo or state.user_function() is None:
+            try:
+                fn = own_function(upload.name, upload.getvalue(), behaviour, other, pattern)
+            except NeuronLabError as e:
+                state.set_user_function(None)
+                st.error(md(e))
+                return
+            state.set_user_function(fn)
+            state.set_user_prompts(upload.name, fn.prompts)  # the neuron card can read its activations on them too
+            st.session_state[MEMO] = memo
+        fn = state.user_function()
         st.caption(f"✅ {md(fn.title)}: {len(fn.prompts):,} prompts in {', '.join(fn.prompts.languages)}.")
 
 
