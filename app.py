@@ -10,6 +10,7 @@ from neuronlab.models.builtins import BUILTINS
 from neuronlab.models.loading import DEVICES, DTYPES
 from neuronlab.threads import use_default_threads
 from webui import state
+from webui.functions import function_picker
 from webui.guard import guarded, md, run_page
 from webui.models import DEMO, load_models
 from webui.widgets import describe_interventions, patch_label
@@ -76,6 +77,7 @@ def sidebar() -> None:
         load_models(specs, dtype, device, trust, st.sidebar)
     for message in state.load_errors().values():
         st.sidebar.error(md(message))
+    function_picker()
 
 
 page = st.navigation(PAGES)

@@ -15,7 +15,7 @@ def test_bias_evaluation_of_the_plain_and_intervened_model(tiny):
     off = [Intervention(NeuronSet.from_indices(1, "mlp", range(64)), "suppress", label="half of layer 1")]
     at.session_state[state.INTERVENTIONS] = {"target": off}
     at = page(at, "evaluate")
-    at = run(at.radio(key="ev_function").set_value("bias"))
+    at = run(at.selectbox(key=state.FUNCTION).select("bias"))
     run(at.number_input(key="evb_items").set_value(3))
     at = run(at.button(key="evb_run").click())
     results = at.session_state["bias_evaluation"]

@@ -274,3 +274,23 @@ def test_the_example_bias_files_parse_alike_with_both_splits():
                   for name in EXAMPLES["bias"].files)
     assert jsonl == csv and len(jsonl.languages) >= 2 and not parallel_problems(jsonl)
     assert jsonl.filter(split="heldout") and jsonl.filter(split="scan")
+
+
+def test_as_prompts_gives_each_item_a_stereotype_and_an_anti_stereotype_prompt():
+    prompts = parse_bias(lines(A, B, A_FR), "jsonl").as_prompts()
+    assert [(p.id, p.lang, p.label, p.split) for p in prompts] == [
+        ("gender-001", "en", "stereotype", "scan"), ("gender-001", "en", "anti_stereotype", "scan"),
+        ("religion-003", "en", "stereotype", "heldout"), ("religion-003", "en", "anti_stereotype", "heldout"),
+        ("gender-001", "fr", "stereotype", "scan"), ("gender-001", "fr", "anti_stereotype", "scan")]
+    assert prompts.filter(label="anti_stereotype", split="heldout").texts == ["Atheist people are said to be calm."]
+    assert prompts.filter(lang="fr", label="stereotype").texts == ["L'infirmière a dit que la dame reviendrait."]
+
+
+def test_the_bundled_bias_prompts_hold_both_labels_in_every_language_and_split(bundled):
+    prompts = bundled.as_prompts()
+    assert len(prompts) == 2 * len(bundled) and prompts.labels == ["stereotype", "anti_stereotype"]
+    counts = prompts.counts()
+    assert {(lang, split) for lang, _, split in counts} == {(lang, s) for lang in bundled.languages
+                                                            for s in ("scan", "heldout")}
+    for (lang, label, split), n in counts.items():
+        assert n == counts[lang, "stereotype", split] == len(bundled.filter(lang=lang, split=split))

@@ -21,6 +21,7 @@ from neuronlab.models.chat import chat_ids
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.sets import Neuron, NeuronSetError
 from neuronlab.neurons.sites import architecture_of, final_norm, output_direction
+from neuronlab.plots.neurons import activation_figure
 
 MARK = "@"  # the planted neuron's token; not in the chat template
 PLANTED = Neuron(0, "mlp", 7)
@@ -263,3 +264,15 @@ def test_token_choices_say_whose_tokens_are_read(tiny, acts):
     assert all(len(h.values) == len(h.tokens) > h.position for h in both.top + both.negative)
     with pytest.raises(ValueError, match="tokens is one of"):
         profile_neuron(tiny, acts, (1, "mlp", 5), tokens="all")
+
+
+def test_a_functions_own_labels_get_statistics_and_boxes(tiny):
+    """Prompts of a user-defined function (french vs english): the profile and the card's box figure show its
+    two labels, the behaviour's side first, as they show harmful and harmless for refusal."""
+    own = PromptSet(Prompt(f"{label}-{i}", "en", label, f"Reply in {label}: tell me about {topic}.")
+                    for label in ("french", "english") for i, topic in enumerate(["rain", "bread", "trains"]))
+    profile = profile_neuron(tiny, activation_pass(tiny, own, ("mlp",)), (1, "mlp", 3), top_k=2, tokens="none")
+    assert list(profile.stats["en"]) == ["french", "english"]
+    assert profile.stats["en"]["french"]["last"].n == 3
+    boxes = activation_figure(profile).data
+    assert [b.name for b in boxes] == ["french", "english"] and boxes[0].marker.color != boxes[1].marker.color

@@ -12,6 +12,7 @@ from neuronlab.neurons.sets import NeuronSet
 from neuronlab.plots import layer_view_figure
 from neuronlab.transfer.ranking import weight_change_shares
 from webui import state
+from webui.functions import PageFunction
 from webui.guard import guarded
 from webui.jobs import job
 from webui.models import compatibility, use
@@ -46,25 +47,30 @@ def measure(role: str, safety: SafetyNeurons, name: str) -> None:
     st.session_state.setdefault(LAYER_EFFECTS, {})[(state.loaded_keys()[role], name, safety.top_p)] = out
 
 
-def layer_view(result: ScanResult, safety: SafetyNeurons, role: str, heatmap_layers_key: str) -> None:
-    st.subheader(f"Where safety lives in {result.model}, layer by layer")
+def layer_view(result: ScanResult, safety: SafetyNeurons, role: str, heatmap_layers_key: str,
+               fn: PageFunction) -> None:
+    st.subheader(f"Where safety lives in {result.model}, layer by layer" if fn.name == "refusal" else
+                 f"Where the {fn.neurons} ({fn.title}) sit in {result.model}, layer by layer")
     sets = safety.sets()
     shown = {f"MS {safety.high_resource}": safety.ms.get(safety.high_resource),
              "MS, any language": NeuronSet(n for s in safety.ms.values() for n in s),
              "SS (union)": sets.get("ss"), "shared (every language)": sets.get("shared")}
     counts = {label: [s.per_layer_counts().get(layer, 0) for layer in range(result.n_layers)]
               for label, s in shown.items() if s is not None}
-    name = st.selectbox("Set to switch off layer by layer", list(sets), key="lv_set",
-                        index=list(sets).index("ss") if "ss" in sets else 0)
-    effect = st.session_state.get(LAYER_EFFECTS, {}).get((state.loaded_keys().get(role), name, safety.top_p))
-    if effect is None and st.button(f"Measure each layer's effect ({name}, English, {EFFECT_PER_LABEL} held-out "
-                                    "prompts per label)", key="lv_measure"):
-        measure(role, safety, name)
-        st.rerun()
-    event = chart(layer_view_figure(counts, effect, weight_shares()),
+    measurable, effect, name = fn.name == "refusal", None, ""  # the layer effect is a change of the refusal score
+    if measurable:
+        name = st.selectbox("Set to switch off layer by layer", list(sets), key="lv_set",
+                            index=list(sets).index("ss") if "ss" in sets else 0)
+        effect = st.session_state.get(LAYER_EFFECTS, {}).get((state.loaded_keys().get(role), name, safety.top_p))
+        if effect is None and st.button(f"Measure each layer's effect ({name}, English, {EFFECT_PER_LABEL} held-out "
+                                        "prompts per label)", key="lv_measure"):
+            measure(role, safety, name)
+            st.rerun()
+    event = chart(layer_view_figure(counts, effect, weight_shares(), counts_title=fn.neurons),
                   "layer_view",
-                  "one column per layer. Top: how many of each set's neurons sit there. Middle (once measured): the "
-                  f"change of the refusal score when that layer's {name} neurons are switched off together. Bottom "
+                  "one column per layer. Top: how many of each set's neurons sit there. "
+                  + ("Middle (once measured): the change of the refusal score when that layer's "
+                     f"{name} neurons are switched off together. " if measurable else "") + "Bottom "
                   "(with a donor loaded): the layer's share of all donor − target weight change. Click a bar to "
                   "show that layer alone in the heatmap and the table.", on_select="rerun", selection_mode="points")
     clicked = [p.get("x") for p in (event.selection.points if event else []) if p.get("x") is not None]

@@ -170,8 +170,9 @@ def profile_tabs(found: Inspection, tabs) -> None:
         measure = st.radio("Measure", ["last", "max"], horizontal=True, key="card_measure",
                            format_func={"last": "last prompt token", "max": "highest over the prompt"}.get)
         chart(activation_figure(p, measure), "card_acts",
-              "one box per language, harmful beside harmless: the box spans the middle half of the prompts, the "
-              "whiskers 5%–95%, the line the median; a safety neuron's boxes sit apart.")
+              f"one box per language and label ({' beside '.join(dict.fromkeys(label for by in p.stats.values() for label in by))}): the box spans the "
+              "middle half of the prompts, the whiskers 5%–95%, the line the median; a neuron of the function has "
+              "its boxes apart.")
     with tabs[1]:
         for title, hits in (("Fires most on", p.top), ("Most negative on", p.negative)):
             st.markdown(f"**{title}**")

@@ -2,6 +2,8 @@
 and written through the functions below. Widget keys that one page alone uses stay on that page."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from neuronlab import Intervention, NeuronSet
@@ -11,6 +13,9 @@ from neuronlab.evaluation.metrics import RefusalEstimate
 from neuronlab.models.registry import ModelKey
 from neuronlab.neurons.patches import Patch
 from neuronlab.neurons.sets import Neuron
+
+if TYPE_CHECKING:
+    from webui.functions import PageFunction
 
 ROLES = ("target", "donor")  # the two models a session loads
 
@@ -23,6 +28,8 @@ REFUSAL_ESTIMATES = "refusal_estimates"  # {ModelKey: RefusalEstimate} of the qu
 JOB_NOTES = "job_notes"  # {job key: JobNote} how each page's last job ended
 SCAN = "scan"  # the ScanResult of this session's last scan (also the scan job's key)
 INSPECTED = "inspected"  # (role, Neuron) the neuron card shows
+FUNCTION = "function"  # the sidebar's function picker: refusal | bias | your own
+USER_FUNCTION = "user_function"  # the user's own function (webui.functions.PageFunction), once its inputs check out
 USER_PROMPTS = "user_prompts"  # (file name, PromptSet) of the last prompt file uploaded on Safety neurons
 _SAFETY_MEMO = "safety_memo"  # (scan, SafetyNeurons): what safety_sets computed last, kept to skip recomputing
 # widgets read beyond their page
@@ -62,6 +69,20 @@ def pick_models(specs: dict[str, str]) -> None:
     """Set the sidebar's model pickers (in a widget callback: before the pickers are drawn)."""
     for role, name in specs.items():
         st.session_state[picker(role)] = name
+
+
+def function() -> str:
+    """The function the pages show, as picked in the sidebar: "refusal" (the default), "bias" or "your own"."""
+    return st.session_state.get(FUNCTION, "refusal")
+
+
+def user_function() -> PageFunction | None:
+    """The user's own function (a ``webui.functions.PageFunction``) once its sidebar inputs check out, else None."""
+    return st.session_state.get(USER_FUNCTION)
+
+
+def set_user_function(fn: PageFunction | None) -> None:
+    st.session_state[USER_FUNCTION] = fn
 
 
 def refusal_estimates() -> dict[ModelKey, RefusalEstimate]:

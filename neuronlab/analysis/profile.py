@@ -198,7 +198,8 @@ def profile_neuron(lm: LoadedModel, acts: ActivationPass, neuron: Neuron | tuple
     NeuronSet([neuron]).validate(lm.arch)  # NeuronSetError naming what the model does not have
     values = {m: acts.column(m, neuron) for m in MEASURES}  # [prompts] each
     langs = list(dict.fromkeys(p.lang for p in acts.prompts))
-    labels = [label for label in LABELS if any(p.label == label for p in acts.prompts)]
+    present = list(dict.fromkeys(p.label for p in acts.prompts))  # a function's labels, refusal's in LABELS order
+    labels = [label for label in LABELS if label in present] + [label for label in present if label not in LABELS]
     stats = {lang: {label: {m: Stats.of(values[m][acts.rows(lang, label)]) for m in MEASURES} for label in labels}
              for lang in langs}
     k = min(top_k, len(acts))

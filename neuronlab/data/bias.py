@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from neuronlab.data.prompts import LANG_CODE, SPLITS, known_names, name_list
+from neuronlab.data.prompts import LANG_CODE, SPLITS, Prompt, PromptSet, known_names, name_list
 from neuronlab.data.tables import FileKind, content_hash, file_format, read_records, write_csv, write_jsonl
 from neuronlab.errors import NeuronLabError, json_kind
 from neuronlab.paths import ASSETS
@@ -17,6 +17,7 @@ from neuronlab.paths import ASSETS
 FORMAT = "neuronlab.bias/1"
 BLANK = "BLANK"
 FILLS = ("stereotype", "anti_stereotype", "unrelated")
+PROMPT_LABELS = ("stereotype", "anti_stereotype")  # the bias function's two labels, the behaviour's side first
 FIELDS = ("id", "lang", "domain", "context", *FILLS, "split")  # every one required, in the order files are written
 MAX_CONTEXT_CHARS = 2_000  # a sentence or two, not a document
 MAX_FILL_CHARS = 200  # a word or a short phrase
@@ -121,6 +122,12 @@ class BiasSet:
     def content_hash(self) -> str:
         """sha256 hex of the items' fields; independent of file format, key order and item order."""
         return content_hash(FORMAT, ([getattr(i, key) for key in FIELDS] for i in self.items))
+
+    def as_prompts(self) -> PromptSet:
+        """The bias function's prompts: each item's stereotype and anti-stereotype sentences as two prompts
+        labelled ``stereotype`` and ``anti_stereotype`` (a scan's two labels), keeping id, lang and split."""
+        return PromptSet(Prompt(i.id, i.lang, label, i.sentence(getattr(i, label)), i.split, category=i.domain)
+                         for i in self.items for label in PROMPT_LABELS)
 
     def to_jsonl(self, path: str | Path) -> Path:
         return write_jsonl(path, (i.to_dict() for i in self.items))

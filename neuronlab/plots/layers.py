@@ -12,11 +12,13 @@ ROW_TITLES = {"counts": "safety neurons", "effect": "refusal score change", "wei
 
 
 def layer_view_figure(counts: Mapping[str, Sequence[int]], effect: Mapping[str, Sequence[float]] | None = None,
-                      weight_share: Sequence[float] | None = None, title: str = "") -> go.Figure:
+                      weight_share: Sequence[float] | None = None, title: str = "",
+                      counts_title: str = ROW_TITLES["counts"]) -> go.Figure:
     """Bars per layer: the count of each named set's neurons (``counts``: {"MS en": [per layer], "SS": …}), the
     refusal-score change when a layer's set is switched off (``effect``: {"harmful": [per layer], …}), and each
     layer's share of the donor → target weight change (``weight_share``, fractions summing to 1). Rows without
-    data are left out; ``fig.layout.meta["rows"]`` names the rows shown, top to bottom."""
+    data are left out; ``fig.layout.meta["rows"]`` names the rows shown, top to bottom. ``counts_title`` names
+    the neurons counted (a function's: "bias neurons")."""
     rows = ["counts"] + ["effect"] * (effect is not None) + ["weight"] * (weight_share is not None)
     fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.06)
     colour = 0
@@ -36,8 +38,9 @@ def layer_view_figure(counts: Mapping[str, Sequence[int]], effect: Mapping[str, 
                              name="weight change", marker_color=colour_of(colour),
                              hovertemplate="layer %{x}: %{y:.1f}% of the change<extra></extra>"),
                       row=rows.index("weight") + 1, col=1)
+    titles = {**ROW_TITLES, "counts": counts_title}
     for i, row in enumerate(rows, start=1):
-        fig.update_yaxes(title_text=ROW_TITLES[row] + (" (%)" if row == "weight" else ""), row=i, col=1)
+        fig.update_yaxes(title_text=titles[row] + (" (%)" if row == "weight" else ""), row=i, col=1)
     fig.update_xaxes(title_text="layer", dtick=1 if len(next(iter(counts.values()), [])) <= 32 else None,
                      row=len(rows), col=1)
     fig.update_layout(barmode="group", title=title or None, meta={"rows": rows}, clickmode="event+select",

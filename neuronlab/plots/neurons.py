@@ -9,19 +9,20 @@ from neuronlab.analysis.profile import NeuronProfile, PromptHit
 from neuronlab.evaluation.neuron_effect import LABELS, NeuronEffect
 from neuronlab.plots.style import colour_of, readable
 
-LABEL_COLOURS = {"harmful": colour_of(1), "harmless": colour_of(0)}
+LABEL_COLOURS = (colour_of(1), colour_of(0))  # a function's two labels: the behaviour's side (harmful), the other
 MEASURE_NAMES = {"last": "at the last prompt token", "max": "highest over the prompt"}
 
 
 def activation_figure(profile: NeuronProfile, measure: str = "last") -> go.Figure:
-    """One box per language and label, drawn from the profile's quantiles (whiskers 5%–95%, box 25%–75%, line
-    the median) with the mean marked."""
+    """One box per language and label (the function's, in the profile: harmful and harmless for refusal), drawn
+    from the profile's quantiles (whiskers 5%–95%, box 25%–75%, line the median) with the mean marked."""
     fig = go.Figure()
-    for label in LABELS:
+    labels = list(dict.fromkeys(label for by in profile.stats.values() for label in by))
+    for i, label in enumerate(labels):
         langs = [lang for lang, by in profile.stats.items() if label in by]
         stats = [profile.stats[lang][label][measure] for lang in langs]
         fig.add_trace(go.Box(
-            x=langs, name=label, marker_color=LABEL_COLOURS[label], boxpoints=False,
+            x=langs, name=label, marker_color=LABEL_COLOURS[i % 2], boxpoints=False,
             lowerfence=[s.q05 for s in stats], q1=[s.q25 for s in stats], median=[s.q50 for s in stats],
             q3=[s.q75 for s in stats], upperfence=[s.q95 for s in stats], mean=[s.mean for s in stats],
             hovertemplate=f"{label}<extra></extra>"))

@@ -1,26 +1,33 @@
-"""Evaluate: refusal per language and utility of the plain, intervened and patched model, side by side."""
+"""Evaluate: the picked function's metric for the plain, intervened and patched model, side by side: refusal per
+language and utility, bias (stereotype and LM scores), or the share of replies that match your function's pattern."""
 import streamlit as st
 
 from webui import state
 from webui.bias_eval import bias_evaluation
 from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
+from webui.functions import current_or_stop
 from webui.jobs import job, job_note, preset_picker, time_estimate
+from webui.match_eval import match_evaluation
 from webui.models import model_or_stop
 from webui.shipped import shipped_experiments, show_shipped_effects
 from webui.widgets import KEEP, describe_interventions, header
 
-header("Evaluate", "Refusal on harmful and harmless prompts per language and utility (perplexity, multiple choice), "
-                   "or bias (stereotype and LM scores), for the model as loaded, with this session's interventions, "
-                   "and with its weight patch.")
+LINES = {"refusal": "Refusal on harmful and harmless prompts per language and utility (perplexity, multiple choice)",
+         "bias": "Bias: the stereotype and LM scores on held-out bias items",
+         "your own": "Your function: the share of replies that match its pattern, per language and label"}
+fn = current_or_stop()
+header("Evaluate", f"Function {fn.title}. {LINES[fn.name]}, for the model as loaded, with this session's "
+                   "interventions, and with its weight patch.")
 intervened = next(iter(state.session_interventions()), "target")  # open on the model with the interventions
 role = st.radio("Model", state.ROLES, key="ev_model", horizontal=True, index=state.ROLES.index(intervened), **KEEP)
 model_or_stop(role)
 interventions = state.session_interventions().get(role, [])
 patch = state.session_patch(role)
-behaviour = st.radio("Behaviour", ["refusal", "bias"], key="ev_function", horizontal=True, **KEEP,
-                     captions=["refusal of harmful requests, per language", "stereotype preference on bias items"])
-if behaviour == "bias":
+if fn.name == "bias":
     bias_evaluation(role, interventions, patch)
+    st.stop()
+if fn.name == "your own":
+    match_evaluation(role, fn, interventions, patch)
     st.stop()
 if shipped := shipped_experiments("effects"):
     with st.expander("Measured for the built-in models (shipped)", expanded="evaluation" not in st.session_state):

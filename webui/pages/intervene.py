@@ -9,6 +9,7 @@ from neuronlab.models.host import HostedModel
 from neuronlab.neurons.patches import Patch
 from neuronlab.neurons.sets import neuron_sets_json, parse_neurons, read_neuron_sets
 from webui import state
+from webui.functions import current_or_stop
 from webui.guard import guarded, md
 from webui.models import model_or_stop
 from webui.refusals import estimate_refusals, refusal_estimates
@@ -136,9 +137,11 @@ def which_refuses() -> str | None:
     return max(refusals, key=lambda role: refusals[role].harmful)
 
 
-header("Intervene & chat", "Switch chosen neurons off (suppress) or scale them up (activate), then chat: the "
-                           "intervened model answers on the left, the unchanged model on the right.")
-refuser = which_refuses()
+fn = current_or_stop()
+header("Intervene & chat", f"Switch chosen neurons off (suppress) or scale them up (activate), e.g. the {fn.neurons} "
+                           f"of {fn.title}, then chat: the intervened model answers on the left, the unchanged model "
+                           "on the right.")
+refuser = which_refuses() if fn.name == "refusal" else None  # the quick check measures refusal
 roles = [r for r in state.ROLES if r in state.loaded_keys()] or list(state.ROLES)
 role = st.radio("Chat with", roles, key=state.IV_MODEL, horizontal=True, **KEEP,
                 index=roles.index(refuser) if refuser in roles else 0,

@@ -2,12 +2,15 @@
 import streamlit as st
 
 from webui import state
+from webui.functions import current_or_stop
 from webui.neuron_card import neuron_card, open_on_new_pick
 from webui.sets import available_sets
 from webui.widgets import KEEP, header
 
-header("Neurons", "Pick one of your neuron sets (saved, uploaded, or a scan's) and step through its neurons: each "
-                  "opens in the neuron card — what it fires on, what it writes, what switching it off does.")
+fn = current_or_stop()
+header("Neurons", f"Pick one of your neuron sets (saved, uploaded, or the {fn.title} scan's) and step through its "
+                  "neurons: each opens in the neuron card — what it fires on, what it writes, what switching it off "
+                  "does.")
 sets = available_sets()
 if not sets:
     st.info("No neuron sets yet: run a scan on **Safety neurons**, save a region on **Overlap**, or upload sets on "

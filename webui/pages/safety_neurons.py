@@ -1,4 +1,5 @@
-"""Safety neurons: scan a model on harmful vs harmless prompts per language and pick its safety neurons."""
+"""Safety neurons: scan a model on the picked function's two labels per language (harmful vs harmless for refusal)
+and pick its neurons (safety neurons for refusal)."""
 from pathlib import Path
 
 import streamlit as st
@@ -25,21 +26,26 @@ from neuronlab.neurons.sets import Neuron
 from neuronlab.plots import score_heatmap
 from neuronlab.presets import Preset, scan_work
 from webui import state
+from webui.functions import PageFunction, current_or_stop
 from webui.guard import md
 from webui.jobs import job, job_note, preset_picker, time_estimate
 from webui.layer_view import focus, layer_view
 from webui.models import model_or_stop, use
 from webui.neuron_card import clicked, neuron_card, newest_row, open_on_new_pick
-from webui.scans import shipped_scan
+from webui.scans import session_scan, shipped_scan
 from webui.sets import save_set_form
 from webui.widgets import KEEP, chart, example_download, header
 
 
-def prompt_source() -> PromptSet:
-    """Bundled prompts, or a validated upload (stops the page with the file's problem otherwise)."""
+def prompt_source(fn: PageFunction) -> tuple[PromptSet, str]:
+    """(prompts, source): the function's own prompts (bias, yours), else refusal's bundled prompts or a validated
+    upload (stops the page with the file's problem otherwise); source is "bundled", "upload" or the function's name."""
+    if fn.prompts is not None:
+        st.caption(f"Prompts: {md(fn.source)} ({len(fn.prompts):,}; labels {' and '.join(fn.labels)}).")
+        return fn.prompts, fn.name.replace(" ", "_")
     source = st.radio("Prompt set", ["bundled", "upload"], key="scan_source", horizontal=True, **KEEP)
     if source == "bundled":
-        return bundled_prompts()
+        return bundled_prompts(), source
     upload = st.file_uploader("Prompt file (JSON Lines or CSV: id, lang, label, text)", key="scan_upload",
                               type=[suffix.lstrip(".") for suffix in FORMATS])
     example_download("prompts")
@@ -52,7 +58,7 @@ def prompt_source() -> PromptSet:
         st.error(md(e))
         st.stop()
     state.set_user_prompts(upload.name, prompts)  # the neuron card can read its activations on them too
-    return prompts
+    return prompts, source
 
 
 def scan_fill(preset: Preset) -> dict:
@@ -61,15 +67,15 @@ def scan_fill(preset: Preset) -> dict:
     return {"scan_langs_bundled": list(size.langs), "scan_per_label": size.per_label, "scan_method": size.method}
 
 
-def scan_form(role: str) -> None:
+def scan_form(role: str, fn: PageFunction) -> None:
     shared = model_or_stop(role)
-    prompts = prompt_source()
-    source = st.session_state["scan_source"]
+    prompts, source = prompt_source(fn)
     preset_picker("scan_preset", scan_fill)
     left, middle, right = st.columns(3)
-    langs = left.multiselect("Languages", prompts.languages if source == "upload" else BUNDLED_LANGUAGES,
-                             default=prompts.languages if source == "upload" else None, key=f"scan_langs_{source}",
-                             **KEEP)
+    bundled = source == "bundled"
+    default = None if bundled else ["en"] if source == "bias" else prompts.languages
+    langs = left.multiselect("Languages", BUNDLED_LANGUAGES if bundled else prompts.languages, default=default,
+                             key=f"scan_langs_{source}", **KEEP)
     method = middle.selectbox("Method", METHODS, key="scan_method", **KEEP,
                               help="activation: mean |activation| (one pass); attribution: gradient estimate of "
                                    "the ablation effect; ablation: zero each neuron in turn (slow, pick layers)")
@@ -91,7 +97,7 @@ def scan_form(role: str) -> None:
             with job(state.SCAN, len(langs), "languages", "Scanning…") as (report, keep), \
                     use(role, with_patch=False) as lm:
                 run_scan(lm, chosen, langs, method, site, layers=layers or None, progress=report,
-                         on_language=lambda result: keep(result, len(result.languages)))
+                         on_language=lambda result: keep(result, len(result.languages)), labels=fn.labels)
         except ValueError as e:
             st.error(md(e))
     job_note(state.SCAN)
@@ -102,7 +108,7 @@ def layers_key(n_layers: int) -> str:
     return f"scan_view_layers_{n_layers}"
 
 
-def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
+def heatmap(result: ScanResult, safety: SafetyNeurons, fn: PageFunction) -> str:
     """The contrast heatmap of a chosen language and site, zoomable to single neurons, with the language's
     MS neurons outlined; returns the language."""
     st.subheader("Per-layer scores")
@@ -122,15 +128,16 @@ def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
     top = f"{safety.top_p * 100:g}%"
     outline = right.toggle(f"Outline MS {lang}", value=True, key="scan_view_outline", **KEEP)
     ms = NeuronSet(n for n in safety.ms[lang] if n.site == site) if outline else None
-    fig = score_heatmap(scores, title=f"{lang}: harmful − harmless, {site}", site_label=f"{site} neuron",
+    first, second = fn.words
+    fig = score_heatmap(scores, title=f"{lang}: {fn.contrast}, {site} ({fn.name})", site_label=f"{site} neuron",
                         per_layer=per_layer, neurons=neurons, layers=layers, outline=ms,
                         outline_label=f"MS {lang}, top {top}")
     per_cell = fig.layout.meta["neurons_per_cell"]
     cell = "one neuron" if per_cell == 1 else f"the strongest of {per_cell} neighbouring neurons"
     event = chart(fig, "scan_heatmap",
-                  f"One row per layer; each cell is {cell}. Red: more {result.method} on harmful than on "
-                  f"harmless {lang} prompts, blue: less{', relative to the layer' if per_layer else ''}. Black "
-                  f"squares: MS {lang}, the top {top} by importance on harmful prompts that are not top on harmless "
+                  f"One row per layer; each cell is {cell}. Red: more {result.method} on {first} than on "
+                  f"{second} {lang} prompts, blue: less{', relative to the layer' if per_layer else ''}. Black "
+                  f"squares: MS {lang}, the top {top} by importance on {first} prompts that are not top on {second} "
                   "ones — not always the reddest cells. Click a cell to open its neuron's card below.",
                   on_select="rerun", selection_mode="points")
     open_on_new_pick("scan_heatmap", state.scan_role(), clicked(event, site))
@@ -139,18 +146,22 @@ def heatmap(result: ScanResult, safety: SafetyNeurons) -> str:
     return lang
 
 
-SORTS = {"contrast": "largest contrast (harmful − harmless)",
-         "importance harmful": "largest importance on harmful prompts",
-         "ms": "MS neurons first, by rank on harmful prompts"}
+def sorts(labels: tuple[str, str]) -> dict[str, str]:
+    """The top-neuron table's orders (column or "ms": description) for a scan of ``labels``."""
+    first, second = labels
+    return {"contrast": f"largest contrast ({first} − {second})",
+            f"importance {first}": f"largest importance on {first} prompts",
+            "ms": f"MS neurons first, by rank on {first} prompts"}
 
 
 def ranked_table(result: ScanResult, safety: SafetyNeurons, lang: str):
-    """``result.table(lang)`` with each neuron's rank in its layer by importance on harmful and on harmless
-    prompts (1 = most important) and whether it is in MS(lang)."""
+    """``result.table(lang)`` with each neuron's rank in its layer by importance on each of the scan's two labels
+    (1 = most important) and whether it is in MS(lang)."""
     table = result.table(lang)
-    ranks = table.groupby(["layer", "site"])[["importance harmful", "importance harmless"]].rank(
-        ascending=False, method="first").astype("Int64")
-    table["rank harmful"], table["rank harmless"] = ranks["importance harmful"], ranks["importance harmless"]
+    columns = [f"importance {label}" for label in result.labels]
+    ranks = table.groupby(["layer", "site"])[columns].rank(ascending=False, method="first").astype("Int64")
+    for label, column in zip(result.labels, columns):
+        table[f"rank {label}"] = ranks[column]
     keys = table.set_index(["layer", "site", "index"]).index
     table.insert(3, f"MS {lang}", keys.isin(list(safety.ms[lang])))
     return table
@@ -163,14 +174,16 @@ def top_neuron_table(result: ScanResult, safety: SafetyNeurons, lang: str) -> No
         table = table[table["layer"] == layer]
     left, right = st.columns(2)
     rows = left.number_input("Rows", 10, 1000, 50, 10, key="scan_rows", **KEEP)
-    order = right.selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="scan_sort", **KEEP)
+    first, second = result.labels
+    orders = sorts(result.labels)
+    order = right.selectbox("Sort by", list(orders), format_func=orders.get, key=f"scan_sort:{first}", **KEEP)
     if order == "ms":
-        top = table.sort_values([f"MS {lang}", "rank harmful"], ascending=[False, True]).head(rows)
+        top = table.sort_values([f"MS {lang}", f"rank {first}"], ascending=[False, True]).head(rows)
     else:
         top = table.nlargest(rows, order)
     p = f"{safety.top_p * 100:g}%"
     st.caption(f"MS {lang} is picked per layer by importance, not contrast: ranked in the top {p} of its layer on "
-               f"harmful prompts but not on harmless ones. Select rows to save them as a neuron set; the row "
+               f"{first} prompts but not on {second} ones. Select rows to save them as a neuron set; the row "
                "selected last opens in the neuron card below.")
     top = top.reset_index(drop=True)
     picked = st.dataframe(top, key="scan_table", on_select="rerun", selection_mode="multi-row", hide_index=True)
@@ -183,38 +196,48 @@ def top_neuron_table(result: ScanResult, safety: SafetyNeurons, lang: str) -> No
                        key="dl_scores", on_click="ignore")
 
 
-def share_stats(safety: SafetyNeurons) -> None:
+def share_stats(safety: SafetyNeurons, fn: PageFunction) -> None:
     stats = safety.stats()
-    st.subheader("Safety-neuron sets")
+    first, second = fn.words
+    st.subheader(f"{fn.neurons.capitalize()}: the sets")
     st.caption(f"Top {safety.top_p:.1%} per layer, of {stats['total_neurons']:,} neurons.")
     st.dataframe({"set": list(stats["counts"]), "neurons": list(stats["counts"].values()),
                   "share": [f"{s:.3%}" for s in stats["share"].values()]}, hide_index=True)
-    st.caption("LANG = monolingual safety neurons MS (top on harmful, not on harmless prompts); ss-LANG = MS(en) ∩ "
+    st.caption(f"LANG = monolingual {fn.neurons} MS (top on {first}, not on {second} prompts); ss-LANG = MS(en) ∩ "
                "MS(LANG); ss = their union; shared = in every scanned language's MS.")
 
 
-def results(result: ScanResult) -> None:
+def results(result: ScanResult, fn: PageFunction) -> None:
     st.slider("Top p (% of neurons per layer)", 0.1, 20.0, DEFAULT_TOP_P * 100, 0.1, key=state.SCAN_TOP_P, **KEEP)
     safety = state.safety_sets(result)
-    st.caption(f"Scan of **{md(result.model)}** · {result.method} · sites {', '.join(result.sites)} · prompts per "
-               "language: " + ", ".join(f"{lang} {n['harmful']}+{n['harmless']}" for lang, n in result.n_prompts.items()))
-    layer_view(result, safety, state.scan_role(), layers_key(result.n_layers))
-    lang = heatmap(result, safety)
-    share_stats(safety)
+    st.caption(f"Scan of **{md(result.model)}** · {md(fn.title)} · {result.method} · sites {', '.join(result.sites)} "
+               "· prompts per language: " + ", ".join(f"{lang} {'+'.join(str(n[label]) for label in result.labels)}"
+                                                     for lang, n in result.n_prompts.items()))
+    layer_view(result, safety, state.scan_role(), layers_key(result.n_layers), fn)
+    lang = heatmap(result, safety, fn)
+    share_stats(safety, fn)
     st.download_button("neurons.json", lambda: scan_document(result, safety), "neurons.json", "application/json",
                        key="dl_neurons", on_click="ignore")
     top_neuron_table(result, safety, lang)
     neuron_card(tuple(dict.fromkeys(["en", lang])))
 
 
-header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "
-                         "harmful but not on harmless prompts are that language's safety neurons.")
+fn = current_or_stop()
+first, second = fn.words
+if fn.name == "refusal":
+    header("Safety neurons", "Score every neuron on harmful and harmless prompts per language; the top p% on "
+                             "harmful but not on harmless prompts are that language's safety neurons.")
+else:
+    header(f"Function neurons — {fn.title}", f"Score every neuron on {first} and {second} prompts per language; the "
+                                             f"top p% on {first} but not on {second} prompts are that language's "
+                                             f"{fn.neurons}.")
 role = st.radio("Model to scan", state.ROLES, key=state.SCAN_MODEL, horizontal=True, index=1, **KEEP,
-                help="Safety neurons show best in a model that refuses (the donor of the demo pair).")
-scan_form(role)
-if (scanned := state.scan()) is not None:
-    results(scanned)
+                help="Safety neurons show best in a model that refuses (the donor of the demo pair)."
+                if fn.name == "refusal" else f"The model whose {fn.neurons} to find.")
+scan_form(role, fn)
+if (scanned := session_scan()) is not None:
+    results(scanned, fn)
 elif (stored := shipped_scan(role)) is not None:
     st.info(f"Showing the scan shipped with NeuronLab for **{stored.model}** (activation, every bundled language, "
             "all scan prompts): press **Run scan** to compute one with the settings above.")
-    results(stored)
+    results(stored, fn)

@@ -16,6 +16,7 @@ from neuronlab.transfer.plan import make_transfer
 from neuronlab.transfer.ranking import RANKINGS, rank_scores
 from webui import state
 from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
+from webui.functions import current_or_stop
 from webui.guard import md
 from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
 from webui.models import compatibility, model_or_stop, together
@@ -252,8 +253,13 @@ def shipped_transfer() -> None:
                 show_shipped_effects(doc, "patched", f"shipped_{name}")
 
 
+fn = current_or_stop()
 header("Transfer", "Copy a small set of neurons' weights from one model into the other (CNT): add a function the "
                    "target lacks, or delete one, and measure refusal and utility before and after.")
+if fn.name != "refusal":
+    st.info(f"The rankings, the before/after measure and the curve here use refusal (harmful vs harmless). To move "
+            f"the {fn.neurons} of {md(fn.title)}, pick its scan's sets (scan#…) under *Pick among*, apply the patch, "
+            "and measure it on *Evaluate*, which follows the function.")
 donor, target = model_or_stop("donor"), model_or_stop("target")
 keys = state.loaded_keys()
 compat = compatibility(keys["donor"], keys["target"])

@@ -1,0 +1,145 @@
+"""The function the pages show (issue 18), picked in the sidebar beside the models: refusal (harmful vs harmless,
+the default), bias (the bundled bias items' stereotype vs anti-stereotype sentences) or the user's own (two labels
+of an uploaded prompt file and a regular expression that marks a reply showing the behaviour)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import streamlit as st
+
+from neuronlab.data.bias import bundled_bias
+from neuronlab.data.prompts import PromptSet, check_labels, parse_prompts
+from neuronlab.data.tables import FORMATS
+from neuronlab.errors import NeuronLabError
+from neuronlab.evaluation.functions import BIAS, REFUSAL, Function, check_pattern, match_function
+from webui import state
+from webui.guard import md
+from webui.widgets import example_download
+
+CHOICES = {"refusal": "refusal: harmful vs harmless requests",
+           "bias": "bias: stereotype vs anti-stereotype sentences",
+           "your own": "your own: two labels of a prompt file, a regex on replies"}
+OWN = "your own"
+UPLOAD, BEHAVIOUR, OTHER, PATTERN = "fn_upload", "fn_behaviour", "fn_other", "fn_pattern"  # the your-own inputs
+MEMO = "fn_memo"  # the your-own inputs the kept function was checked from
+
+
+@dataclass(frozen=True)
+class PageFunction:
+    """What the pages need of a function: its name in the picker, its labels and metric, the prompts a scan
+    reads (None for refusal: Safety neurons offers the bundled prompts or an upload) and its reply pattern."""
+
+    name: str  # a key of CHOICES
+    function: Function
+    prompts: PromptSet | None = None
+    source: str = ""  # where the prompts come from, in words
+    pattern: re.Pattern | None = None
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        return self.function.labels
+
+    @property
+    def words(self) -> tuple[str, str]:
+        """The labels as words (anti_stereotype → anti-stereotype)."""
+        return tuple(label.replace("_", "-") for label in self.labels)
+
+    @property
+    def title(self) -> str:
+        """E.g. "bias: stereotype vs anti-stereotype"."""
+        return f"{self.name}: {self.words[0]} vs {self.words[1]}"
+
+    @property
+    def neurons(self) -> str:
+        """What its neurons are called: safety neurons for refusal, else e.g. "bias neurons"."""
+        return {"refusal": "safety neurons", "bias": "bias neurons"}.get(self.name, "function neurons")
+
+    @property
+    def contrast(self) -> str:
+        """E.g. "harmful − harmless"."""
+        return f"{self.words[0]} − {self.words[1]}"
+
+
+REFUSAL_PAGES = PageFunction("refusal", REFUSAL)
+
+
+@lru_cache(maxsize=1)
+def bias_function() -> PageFunction:
+    return PageFunction("bias", BIAS, bundled_bias().as_prompts(), "the bundled bias items' sentences, one with the "
+                                                                    "stereotype fill, one with the anti-stereotype fill")
+
+
+def own_function(name: str, content: bytes, behaviour: str, other: str, pattern: str) -> PageFunction:
+    """The user's function from an uploaded prompt file, its two labels and a regular expression; a NeuronLabError
+    (PromptFileError) names what is wrong."""
+    labels = check_labels([behaviour, other])
+    prompts = parse_prompts(content, FORMATS[Path(name).suffix.lower()], source=name, labels=labels)
+    regex = check_pattern(pattern)
+    return PageFunction(OWN, match_function(labels, regex), prompts, f"your file {name}", regex)
+
+
+def own_inputs() -> None:
+    """The your-own function's inputs under the picker; a checked function (or the fault, in one message) is kept
+    for the pages."""
+    with st.sidebar.expander("Your function", expanded=state.user_function() is None):
+        upload = st.file_uploader("Prompt file (JSON Lines or CSV: id, lang, label, text[, split])", key=UPLOAD,
+                                  type=[suffix.lstrip(".") for suffix in FORMATS])
+        example_download("prompts")
+        left, right = st.columns(2)
+        behaviour = left.text_input("Behaviour label", key=BEHAVIOUR, placeholder="french",
+                                    help="The label of the prompts that show the behaviour (its neurons serve it).")
+        other = right.text_input("Other label", key=OTHER, placeholder="english",
+                                 help="The label of the prompts it is contrasted with.")
+        pattern = st.text_input("Reply pattern (regular expression, case-insensitive)", key=PATTERN,
+                                placeholder=r"\b(le|la|les|est)\b",
+                                help="A reply that matches shows the behaviour; Evaluate counts the share that match.")
+        missing = [what for what, value in (("a prompt file", upload), ("both labels", behaviour and other),
+                                            ("a reply pattern", pattern)) if not value]
+        if missing:
+            state.set_user_function(None)
+            st.caption(f"Give {', '.join(missing)}.")
+            return
+        memo = (upload.file_id, behaviour, other, pattern)  # the inputs the kept function was made of
+        if st.session_state.get(MEMO) != memo or state.user_function() is None:
+            try:
+                fn = own_function(upload.name, upload.getvalue(), behaviour, other, pattern)
+            except NeuronLabError as e:
+                state.set_user_function(None)
+                st.error(md(e))
+                return
+            state.set_user_function(fn)
+            state.set_user_prompts(upload.name, fn.prompts)  # the neuron card can read its activations on them too
+            st.session_state[MEMO] = memo
+        fn = state.user_function()
+        st.caption(f"✅ {md(fn.title)}: {len(fn.prompts):,} prompts in {', '.join(fn.prompts.languages)}.")
+
+
+def function_picker() -> None:
+    """The sidebar's function picker, with the your-own inputs under it when chosen."""
+    st.sidebar.selectbox("Function", list(CHOICES), format_func=CHOICES.get, key=state.FUNCTION,
+                         help="The behaviour the pages show: scan, overlap, interventions and evaluation follow it.")
+    if state.function() == OWN:
+        own_inputs()
+
+
+def current() -> PageFunction | None:
+    """The function picked in the sidebar; None while the user's own is not complete."""
+    name = state.function()
+    if name == "bias":
+        return bias_function()
+    if name == OWN:
+        return state.user_function()
+    return REFUSAL_PAGES
+
+
+def current_or_stop() -> PageFunction:
+    """``current()``, or a message that says what the user's own function lacks, and the page stops."""
+    fn = current()
+    if fn is None:
+        st.info("Your own function is not complete yet: in the sidebar, upload a prompt file and give its two labels "
+                "and a reply pattern.")
+        st.stop()
+    return fn
