@@ -31,7 +31,7 @@ def test_bias_evaluation_of_the_plain_and_intervened_model(tiny):
 
 def bias_page():
     at = page(app("tiny-llama"), "evaluate")
-    at = run(at.radio(key="ev_function").set_value("bias"))
+    at = run(at.selectbox(key=state.FUNCTION).select("bias"))
     return run(at.radio(key="evb_source").set_value("upload"))
 
 
