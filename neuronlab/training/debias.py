@@ -97,13 +97,18 @@ def goal_loss(pref: torch.Tensor, config: DebiasConfig) -> torch.Tensor:
     return pref.pow(2).mean()
 
 
-def preference_term(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]],
-                    config: DebiasConfig = DebiasConfig()) -> torch.Tensor:
-    """The preference term of ``config.goal`` (module doc) over ``spans``, differentiable."""
+def preferences(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> torch.Tensor:
+    """[b] score(stereotype) − score(anti-stereotype) of each item (nats per token), differentiable."""
     rows = [s for item in spans for s in item[:2]]
     logp, ids, _ = _forward(lm, rows)
     scores = _scores(logp, ids, rows).view(len(spans), 2)
-    return goal_loss(scores[:, 0] - scores[:, 1], config)
+    return scores[:, 0] - scores[:, 1]
+
+
+def preference_term(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]],
+                    config: DebiasConfig = DebiasConfig()) -> torch.Tensor:
+    """The preference term of ``config.goal`` (module doc) over ``spans``, differentiable."""
+    return goal_loss(preferences(lm, spans), config)
 
 
 def squared_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> torch.Tensor:
@@ -113,11 +118,8 @@ def squared_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]
 
 def mean_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> float:
     """Mean over items of score(stereotype) − score(anti-stereotype) (nats per token), without gradients."""
-    rows = [s for item in spans for s in item[:2]]
     with torch.no_grad():
-        logp, ids, _ = _forward(lm, rows)
-        scores = _scores(logp, ids, rows).view(len(spans), 2)
-    return (scores[:, 0] - scores[:, 1]).mean().item()
+        return preferences(lm, spans).mean().item()
 
 
 def _targets(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], config: DebiasConfig) -> list:
