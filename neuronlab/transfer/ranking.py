@@ -39,7 +39,7 @@ from torch.func import functional_call
 from neuronlab.analysis.scoring import activation_scores
 from neuronlab.data.bias import BiasSet, bundled_bias
 from neuronlab.data.prompts import PromptSet, bundled_prompts
-from neuronlab.evaluation.bias import BiasItem
+from neuronlab.evaluation.bias import BiasItem, item_spans, preference, preferences
 from neuronlab.evaluation.metrics import refusal_openings
 from neuronlab.models.chat import chat_ids, text_ids
 from neuronlab.models.generation import left_padded
@@ -50,7 +50,6 @@ from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.neurons.sites import Site
 from neuronlab.progress import Progress, no_progress
-from neuronlab.training.debias import item_spans, mean_preference, preferences
 from neuronlab.transfer.compatibility import require_compatible
 
 RANKINGS = ("weight-diff", "contrast", "causal", "random")
@@ -195,8 +194,8 @@ def bias_causal_scores(source: LoadedModel, dest: LoadedModel, items: Sequence[B
     """Scores {site: [L, N]}: first-order change of −sign(P)·P in ``dest`` when one neuron's weights are copied
     from ``source``, P = ``dest``'s mean preference (score(stereotype) − score(anti-stereotype), nats per token)
     over ``items``: how far the swap moves the preference toward 0 (positive: less biased)."""
+    sign = 1.0 if preference(dest, items).mean() >= 0 else -1.0
     spans = item_spans(dest, items)
-    sign = 1.0 if mean_preference(dest, spans) >= 0 else -1.0
     objectives = [partial(lambda chunk: -sign * preferences(dest, chunk).sum() / len(spans), spans[i:i + batch_size])
                   for i in range(0, len(spans), batch_size)]
     return swap_effects(source, dest, objectives, sites, "the bias preference", progress)
