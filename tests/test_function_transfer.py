@@ -141,3 +141,18 @@ def test_finetune_cli_bias_trains_only_the_given_neurons_and_lowers_the_squared_
     assert after < 0.5 * squared
     assert patch.meta["squared_preference"] == pytest.approx({"before": squared, "after": after})
     assert "mean squared preference" in capsys.readouterr().out
+
+
+def test_bias_ranking_sign_on_a_real_pair(smol, donor):
+    """demo-donor differs from demo-target in its trained neurons: the swap ranked best moves demo-target's
+    preference toward 0 and the one ranked worst moves it away, as measured."""
+    chosen = items(4)
+    scores = bias_causal_scores(donor, smol, chosen)
+    p0 = preference(smol, chosen).mean().item()
+    flat = scores["mlp"].flatten()
+    width = scores["mlp"].shape[1]
+    for index, sign in ((int(flat.argmax()), 1), (int(flat.argmin()), -1)):
+        neuron = NeuronSet([(index // width, "mlp", index % width)])
+        with patched(smol, transfer_patch(donor, smol, neuron, check=False)):
+            toward = abs(p0) - abs(preference(smol, chosen).mean().item())
+        assert sign * toward > 0, (neuron, toward)
