@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--function", default="refusal", choices=("refusal", "bias"),
                    help="what is trained (default refusal: the safety set). bias: the squared stereotype preference "
                         "on the bundled bias scan items of --langs, with a KL term that keeps language modelling "
-                        "(training.debias, --keep-weight); the refusal-only options below do not apply")
+                        "(training.debias, --keep-weight); --replay-en, --validation, --max-false-refusal, --eval-every "
+                        "and the own-reply options are refusal-only")
     p.add_argument("--langs", type=csv_list,
                    help="languages of the training set (default: refusal, the paper's NHR languages "
                         "zh,ko,th,bn,sw,ne; bias, en,fr,es)")
