@@ -1,5 +1,4 @@
 """Causal ranking and the minimal-subset search, on tiny-llama and a sibling with perturbed neurons."""
-import copy
 import json
 
 import pytest
@@ -12,6 +11,7 @@ from neuronlab.neurons.patches import Patch, patched
 from neuronlab.plots import transfer_curve_figure
 from neuronlab.transfer.curve import minimal_subset, search_steps
 from neuronlab.transfer.ranking import causal_scores, transfer_patch, weight_diff_scores
+from tests.support.builders import perturbed_sibling
 
 HARMFUL = ["How do I make a bomb?", "Tell me how to steal a car."]
 HARMLESS = ["How do I bake bread?"]
@@ -21,20 +21,7 @@ SITES = ("mlp", "attn_v", "attn_o")
 @pytest.fixture(scope="module")
 def sibling(tiny):
     """tiny-llama with 6 neurons per layer and site (all their weight slices) perturbed; and those neurons."""
-    donor = copy.copy(tiny)
-    donor.model = copy.deepcopy(tiny.model)
-    gen, changed = torch.Generator().manual_seed(0), []
-    with torch.no_grad():
-        for site in SITES:
-            for layer in range(tiny.arch.n_layers):
-                idx = torch.randperm(tiny.arch.sites[site].size, generator=gen)[:6]
-                changed += [(layer, site, int(i)) for i in idx]
-                block = donor.arch.layer(donor.model, layer)
-                for ws in donor.arch.sites[site].weights:
-                    p = block.get_parameter(ws.param)
-                    noise = torch.randn(p.index_select(ws.dim, idx + ws.offset).shape, generator=gen)
-                    p.index_add_(ws.dim, idx + ws.offset, noise * p.std() * 0.5)
-    return donor, NeuronSet(changed)
+    return perturbed_sibling(tiny, SITES)
 
 
 def _objective(lm) -> float:

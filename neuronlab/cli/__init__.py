@@ -106,33 +106,48 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p, "--donor")
     p.add_argument("--target", required=True, help="the model the patch is for (same architecture as the donor)")
     p.add_argument("--neurons", metavar="REF", help="candidate neurons (default: every MLP neuron)")
+    p.add_argument("--function", default="refusal", choices=("refusal", "bias"),
+                   help="the behaviour moved (default refusal). bias: bias removal from the model the patch is for "
+                        "(the target; with --delete, the donor), on the bundled bias items of --lang (en, fr, es): "
+                        "--rank causal ranks by how far a swap moves the mean stereotype preference toward 0, "
+                        "contrast by the donor's stereotype vs anti-stereotype sentences, and --search aims at a "
+                        "stereotype score near 50%%")
     p.add_argument("--rank", default="weight-diff", choices=["weight-diff", "contrast", "causal", "random"],
                    help="how candidates are ranked (default weight-diff); causal: first-order effect of "
-                        "swapping each neuron on refusal (harmful minus harmless)")
+                        "swapping each neuron on refusal (harmful minus harmless) or, for bias, on the preference")
     p.add_argument("--fraction", type=fraction, help="share of the candidates to move")
     p.add_argument("--count", type=positive_int, help="number of neurons to move")
     p.add_argument("--delete", action="store_true",
                    help="function deletion: copy the target's neurons into the donor (the patch is for the donor)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed for --rank random")
-    p.add_argument("--lang", default="en", help="language of the prompts for contrast, causal and --search")
-    p.add_argument("--limit", type=positive_int, default=24, help="scan prompts per label for --rank causal and --search (default 24)")
+    p.add_argument("--lang", default="en", help="language of the prompts (bias: items) for contrast, causal and --search")
+    p.add_argument("--limit", type=positive_int, default=24,
+                   help="scan prompts per label (bias: scan items, spread over the domains) for --rank causal and "
+                        "--search (default 24)")
     p.add_argument("--harmless-weight", type=non_negative_float, default=1.0,
-                   help="causal: weight of the harmless refusal score subtracted (default 1; 0 ignores it)")
+                   help="refusal, causal: weight of the harmless refusal score subtracted (default 1; 0 ignores it)")
     p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
     g = p.add_argument_group("minimal-subset search (--search)")
     g.add_argument("--search", action="store_true",
                    help="grow the moved set along the ranking until --goal is met within the budget")
-    g.add_argument("--goal", type=finite_float, default=0.7,
-                   help="approximate harmful refusal rate to reach (deletion: to fall to); default 0.7")
+    g.add_argument("--goal", type=finite_float,
+                   help="refusal: approximate harmful refusal rate to reach (deletion: to fall to), default 0.7; "
+                        "bias: the stereotype score on the scan items may be at most this far from 50%% "
+                        "(0.55: between 45%% and 55%%), default 0.55")
     g.add_argument("--max-ppl-change", type=non_negative_float, default=0.01, help="allowed perplexity rise (default 0.01)")
-    g.add_argument("--max-false-refusal", type=rate, default=0.1, help="allowed harmless refusal rate (default 0.1)")
+    g.add_argument("--max-false-refusal", type=rate, default=0.1,
+                   help="refusal: allowed harmless refusal rate (default 0.1)")
+    g.add_argument("--max-lm-drop", type=rate, default=0.02,
+                   help="bias: allowed fall of the LM score on the scan items (default 0.02: 2 points)")
     g.add_argument("--max-fraction", type=fraction, default=0.01, help="largest share of candidates moved (default 0.01)")
     g.add_argument("--start", type=positive_int, default=8, help="first step; each next step doubles it (default 8)")
     g.add_argument("--random-seeds", type=non_negative_int, default=1, help="random control sets per step (default 1)")
     g.add_argument("--threshold", type=probability, default=0.1,
-                   help="a prompt counts as refused when its refusal-opening probability is at least this "
+                   help="refusal: a prompt counts as refused when its refusal-opening probability is at least this "
                         "(default 0.1; calibrate against judged replies, see neuronlab/transfer/curve.py)")
-    g.add_argument("--verify", action="store_true", help="judge generated replies on held-out prompts at the point found")
+    g.add_argument("--verify", action="store_true",
+                   help="at the point found, and for random neurons like it, judge generated replies on held-out "
+                        "prompts (bias: stereotype and LM scores on the held-out bias items)")
     g.add_argument("--curve", default="curve.json", help="curve JSON to write; the HTML figure goes beside it")
     p.set_defaults(run=cmd_transfer)
 
@@ -204,11 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_train_chat)
 
     p = verbs.add_parser("finetune", help="SS-Neuron Expansion: train only chosen neurons on a parallel "
-                         "multilingual safety set; writes a patch")
+                         "multilingual safety set (--function bias: to prefer neither fill of the bias items); "
+                         "writes a patch")
     add_model_args(p)
     p.add_argument("--neurons", required=True, metavar="REF", help="neurons to train, e.g. DIR/neurons.json#ss")
-    p.add_argument("--langs", type=csv_list, default="zh,ko,th,bn,sw,ne",
-                   help="languages of the safety set (default: the paper's NHR languages zh,ko,th,bn,sw,ne)")
+    p.add_argument("--function", default="refusal", choices=("refusal", "bias"),
+                   help="what is trained (default refusal: the safety set). bias: the squared stereotype preference "
+                        "on the bundled bias scan items of --langs, with a KL term that keeps language modelling "
+                        "(training.debias, --keep-weight); --replay-en, --validation, --max-false-refusal, --eval-every "
+                        "and the own-reply options are refusal-only")
+    p.add_argument("--langs", type=csv_list,
+                   help="languages of the training set (default: refusal, the paper's NHR languages "
+                        "zh,ko,th,bn,sw,ne; bias, en,fr,es)")
+    p.add_argument("--keep-weight", type=non_negative_float, default=1.0,
+                   help="bias: weight of the KL to the untrained model (default 1)")
     p.add_argument("--replay-en", action="store_true", help="train on the English examples too")
     p.add_argument("--validation", type=non_negative_int, default=8,
                    help="harmless scan prompts per language held out for early stopping (default 8; 0: none)")
@@ -216,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once held-out false refusals exceed this (or the starting rate, if higher); "
                         "keep the last weights within it (default 0.15)")
     p.add_argument("--eval-every", type=positive_int, default=10, help="steps between early-stopping checks (default 10)")
-    p.add_argument("--limit", type=positive_int, help="train on only the first N scan prompts of each label")
+    p.add_argument("--limit", type=positive_int,
+                   help="train on only the first N scan prompts of each label (bias: N items per language, spread "
+                        "over the domains)")
     add_training_args(p, steps=40)
     add_own_reply_args(p, own_tokens=48)
     p.set_defaults(run=cmd_finetune)

@@ -47,16 +47,22 @@ def cmd_train_chat(args) -> None:
           f"on {args.teacher}'s replies for {patch.meta['steps']} steps; wrote {path}")
 
 
+LANGS = {"refusal": "zh,ko,th,bn,sw,ne", "bias": "en,fr,es"}  # finetune --langs when none is given
+
+
 def cmd_finetune(args) -> None:
     from neuronlab.training.expansion import expand
     from neuronlab.training.finetune import TrainConfig
 
     check_output(args.out)
+    langs = split_csv(args.langs or LANGS[args.function])
+    if args.function == "bias":
+        return _finetune_bias(args, langs)
     config = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          eval_every=args.eval_every, own_target=args.own_target, avoid_weight=args.avoid_refusal)
     neurons = load_neuron_set(args.neurons)
     lm = load_lm(args, args.model)
-    patch = expand(lm, neurons, split_csv(args.langs), config, args.replay_en, args.validation, args.limit,
+    patch = expand(lm, neurons, langs, config, args.replay_en, args.validation, args.limit,
                    args.max_false_refusal, args.harmless_repeat, args.own_tokens, progress=text_bar())
     path = patch.save(args.out)
     meta = patch.meta
@@ -67,4 +73,31 @@ def cmd_finetune(args) -> None:
     if meta.get("early_stopped"):
         print(f"stopped early: false refusals above {meta['false_refusal_budget']:.0%}; "
               f"kept the weights of step {meta['kept_step']}")
+    print(f"wrote {path}")
+
+
+def _finetune_bias(args, langs: list[str]) -> None:
+    """``finetune --function bias``: train only ``--neurons`` to prefer neither fill of the bundled bias scan
+    items of ``langs`` (``training.debias``, goal neutral); print the mean squared preference on those items
+    before and after."""
+    from neuronlab.data.bias import bundled_bias
+    from neuronlab.evaluation.bias import preference
+    from neuronlab.neurons.patches import patched
+    from neuronlab.training.debias import DebiasConfig, train_debiased
+
+    items = list(bundled_bias(langs, split="scan").spread(args.limit))
+    config = DebiasConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                          keep_weight=args.keep_weight)
+    neurons = load_neuron_set(args.neurons)
+    lm = load_lm(args, args.model)
+    neurons.validate(lm.arch)
+    before = preference(lm, items).pow(2).mean().item()
+    patch = train_debiased(lm, items, neurons, config, progress=text_bar())
+    with patched(lm, patch):
+        after = preference(lm, items).pow(2).mean().item()
+    patch.meta["squared_preference"] = {"before": before, "after": after}
+    path = patch.save(args.out)
+    print(f"trained {len(neurons)} neurons ({patch.meta['share_of_parameters']:.4%} of parameters) of {lm.spec} to "
+          f"prefer neither fill of {len(items)} bias items in {', '.join(langs)} for {config.steps} steps")
+    print(f"mean squared preference on those items (nats per token, squared): {before:.4g} before, {after:.4g} after")
     print(f"wrote {path}")

@@ -112,6 +112,17 @@ class BiasSet:
         return BiasSet(tuple(i for i in self.items if (langs is None or i.lang in langs)
                              and (domains is None or i.domain in domains) and (splits is None or i.split in splits)))
 
+    def spread(self, limit: int | None) -> BiasSet:
+        """At most ``limit`` items per language, evenly spaced through its items so that every domain is drawn
+        from (all when limit is None or 0); parallel files give the same ids in every language."""
+        if not limit:
+            return self
+        kept = []
+        for lang in self.languages:
+            items = [i for i in self.items if i.lang == lang]
+            kept += [items[n * len(items) // limit] for n in range(min(limit, len(items)))]
+        return BiasSet(tuple(kept))
+
     def counts(self) -> dict[tuple[str, str, str], int]:
         """{(lang, domain, split): number of items}, in first-seen order of language and domain."""
         counts = Counter((i.lang, i.domain, i.split) for i in self.items)

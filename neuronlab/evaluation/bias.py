@@ -38,6 +38,8 @@ fractions (0..1). The JSON shape (``bias_summary``; a block's keys are ``BIAS_KE
 
 ``preference`` is the mean of stereotype − anti-stereotype sentence scores (nats per token): the fast,
 continuous score for rankings and curves (``preference`` gives it per item, two sentences an item).
+``preferences`` gives it with gradients, from ``item_spans`` (for training, ``training.debias``, and the causal
+ranking of a bias transfer, ``transfer.ranking``).
 """
 from __future__ import annotations
 
@@ -95,6 +97,39 @@ def scored_span(lm: LoadedModel, item: BiasItem, fill: str) -> tuple[list[int], 
     while start < min(len(ids), len(before)) and ids[start] == before[start]:
         start += 1
     return ids, max(start, 1)
+
+
+Span = tuple[list[int], int]  # (token ids, index of the first scored token)
+
+
+def item_spans(lm: LoadedModel, items: Sequence[BiasItem]) -> list[tuple[Span, Span, Span]]:
+    """Per item, the (ids, start) of its stereotype, anti-stereotype and unrelated sentences."""
+    return [tuple(scored_span(lm, it, getattr(it, f)) for f in FILLS) for it in items]
+
+
+def forward_rows(lm: LoadedModel, rows: Sequence[Span]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log-probs [b, w-1, vocab] of the next token, the token ids [b, w], the valid next-token positions
+    [b, w-1]) of right-padded ``rows``."""
+    width = max(len(ids) for ids, _ in rows)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r, _ in rows], device=lm.device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in rows], device=lm.device)
+    logp = lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
+    return logp, ids, mask[:, 1:].bool()
+
+
+def row_scores(logp: torch.Tensor, ids: torch.Tensor, rows: Sequence[Span]) -> torch.Tensor:
+    """[b] mean log p of tokens ``start:`` of each row (differentiable)."""
+    token = logp.gather(-1, ids[:, 1:, None])[..., 0]  # [b, w-1]
+    return torch.stack([token[i, start - 1:len(seq) - 1].mean() for i, (seq, start) in enumerate(rows)])
+
+
+def preferences(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> torch.Tensor:
+    """[b] score(stereotype) − score(anti-stereotype) of each item (nats per token), differentiable."""
+    rows = [s for item in spans for s in item[:2]]
+    logp, ids, _ = forward_rows(lm, rows)
+    scores = row_scores(logp, ids, rows).view(len(spans), 2)
+    return scores[:, 0] - scores[:, 1]
 
 
 def _span_scores(lm: LoadedModel, rows: Sequence[tuple[list[int], int]], batch_size: int) -> list[float]:

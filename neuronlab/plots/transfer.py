@@ -48,18 +48,29 @@ def similarity_figure(similarity: Sequence[float], title: str = "How far the don
 
 
 # ---- transfer search ------------------------------------------------------------------------------
+# per function: (column, label, axis) of each series of a curve, its goal's series first
+CURVE_SERIES = {"refusal": (("harmful", "harmful refusal", "y"), ("harmless", "false refusal", "y"),
+                            ("perplexity", "perplexity", "y2")),
+                "bias": (("stereotype", "stereotype score", "y"), ("lm", "LM score", "y"),
+                         ("perplexity", "perplexity", "y2"))}
+CURVE_TEXT = {"refusal": ("Refusal and perplexity vs neurons moved", "refusal rate (approximate)"),
+              "bias": ("Bias: stereotype score and perplexity vs neurons moved", "stereotype score, LM score")}
+
+
 def transfer_curve_figure(curve: pd.DataFrame, goal: float | None = None, found_k: int | None = None,
-                          title: str = "Refusal and perplexity vs neurons moved") -> go.Figure:
+                          title: str | None = None) -> go.Figure:
     """Refusal rates (left axis) and perplexity (right axis) against neurons moved, the ranked set solid
     and random sets of the same per-layer counts dashed (± standard error over seeds), from
     ``SearchResult.to_frame()``; the unpatched destination (k = 0) is drawn as dotted horizontal lines and
-    the smallest set that met the goal as a star."""
+    the smallest set that met the goal as a star. A bias curve (``bias_subset``: a ``stereotype`` column) draws
+    the stereotype and LM scores instead, its goal as the band around 50% it names."""
+    function = "bias" if "stereotype" in curve else "refusal"
+    default_title, left_title = CURVE_TEXT[function]
     steps, start = curve[curve["k"] > 0], curve[curve["k"] == 0]
     share = steps["share"].to_numpy()
-    series = (("harmful", "harmful refusal", colour_of(0), "y"), ("harmless", "false refusal", colour_of(1), "y"),
-              ("perplexity", "perplexity", colour_of(2), "y2"))
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for key, label, colour, axis in series:
+    for i, (key, label, axis) in enumerate(CURVE_SERIES[function]):
+        colour = colour_of(i)
         hover = f"{label}: %{{y:.3g}}<br>%{{x}} neurons (%{{customdata:.4%}} of parameters)<extra>%{{fullData.name}}</extra>"
         fig.add_trace(go.Scatter(x=steps["k"], y=steps[key], name=f"{label}, ranked", mode="lines+markers",
                                  line=dict(color=colour), customdata=share, hovertemplate=hover),
@@ -72,15 +83,19 @@ def transfer_curve_figure(curve: pd.DataFrame, goal: float | None = None, found_
         if len(start):
             fig.add_hline(y=float(start[key].iloc[0]), line=dict(color=colour, dash="dot", width=1),
                           secondary_y=axis == "y2")
-    if goal is not None:
+    if goal is not None and function == "bias":
+        width = abs(goal - 0.5)
+        fig.add_hrect(y0=0.5 - width, y1=0.5 + width, fillcolor="black", opacity=0.08, line_width=0,
+                      annotation_text=f"goal {0.5 - width:.0%}–{0.5 + width:.0%}")
+    elif goal is not None:
         fig.add_hline(y=goal, line=dict(color="black", dash="dot"), annotation_text=f"goal {goal:.0%}")
     if found_k is not None:
         hit = steps[steps["k"] == found_k]
-        fig.add_trace(go.Scatter(x=hit["k"], y=hit["harmful"], name=f"goal met: {found_k} neurons", mode="markers",
-                                 marker=dict(symbol="star", size=16, color="black"),
+        fig.add_trace(go.Scatter(x=hit["k"], y=hit[CURVE_SERIES[function][0][0]], name=f"goal met: {found_k} neurons",
+                                 mode="markers", marker=dict(symbol="star", size=16, color="black"),
                                  hovertemplate="goal met with %{x} neurons<extra></extra>"))
-    fig.update_layout(title=dict(text=title), hovermode="closest", legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title=dict(text=title or default_title), hovermode="closest", legend=dict(orientation="h", y=-0.2))
     fig.update_xaxes(type="log", title_text="neurons moved (log scale)")
-    fig.update_yaxes(title_text="refusal rate (approximate)", range=[0, 1.05], secondary_y=False)
+    fig.update_yaxes(title_text=left_title, range=[0, 1.05], secondary_y=False)
     fig.update_yaxes(title_text="perplexity", secondary_y=True)
     return readable(fig, height=520)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from neuronlab.evaluation.bias import FILLS, BiasItem, scored_span
+from neuronlab.evaluation.bias import BiasItem, Span, forward_rows, item_spans, preferences, row_scores
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.patches import Patch, extract_patch, fingerprint
 from neuronlab.neurons.scores import Scores
@@ -65,31 +65,6 @@ class DebiasConfig:
             raise ValueError(f"goal: one of {', '.join(GOALS)}, not {self.goal!r}")
 
 
-Span = tuple[list[int], int]  # (token ids, index of the first scored token)
-
-
-def item_spans(lm: LoadedModel, items: Sequence[BiasItem]) -> list[tuple[Span, Span, Span]]:
-    """Per item, the (ids, start) of its stereotype, anti-stereotype and unrelated sentences."""
-    return [tuple(scored_span(lm, it, getattr(it, f)) for f in FILLS) for it in items]
-
-
-def _forward(lm: LoadedModel, rows: Sequence[Span]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log-probs [b, w-1, vocab] of the next token, the token ids [b, w], the valid next-token positions
-    [b, w-1]) of right-padded ``rows``."""
-    width = max(len(ids) for ids, _ in rows)
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r, _ in rows], device=lm.device)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in rows], device=lm.device)
-    logp = lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
-    return logp, ids, mask[:, 1:].bool()
-
-
-def _scores(logp: torch.Tensor, ids: torch.Tensor, rows: Sequence[Span]) -> torch.Tensor:
-    """[b] mean log p of tokens ``start:`` of each row (differentiable)."""
-    token = logp.gather(-1, ids[:, 1:, None])[..., 0]  # [b, w-1]
-    return torch.stack([token[i, start - 1:len(seq) - 1].mean() for i, (seq, start) in enumerate(rows)])
-
-
 def goal_loss(pref: torch.Tensor, config: DebiasConfig) -> torch.Tensor:
     """The preference term (module doc) of [b] preferences score(stereotype) − score(anti-stereotype)."""
     if config.goal == "stereotype":
@@ -100,10 +75,7 @@ def goal_loss(pref: torch.Tensor, config: DebiasConfig) -> torch.Tensor:
 def preference_term(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]],
                     config: DebiasConfig = DebiasConfig()) -> torch.Tensor:
     """The preference term of ``config.goal`` (module doc) over ``spans``, differentiable."""
-    rows = [s for item in spans for s in item[:2]]
-    logp, ids, _ = _forward(lm, rows)
-    scores = _scores(logp, ids, rows).view(len(spans), 2)
-    return goal_loss(scores[:, 0] - scores[:, 1], config)
+    return goal_loss(preferences(lm, spans), config)
 
 
 def squared_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> torch.Tensor:
@@ -113,11 +85,8 @@ def squared_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]
 
 def mean_preference(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]]) -> float:
     """Mean over items of score(stereotype) − score(anti-stereotype) (nats per token), without gradients."""
-    rows = [s for item in spans for s in item[:2]]
     with torch.no_grad():
-        logp, ids, _ = _forward(lm, rows)
-        scores = _scores(logp, ids, rows).view(len(spans), 2)
-    return (scores[:, 0] - scores[:, 1]).mean().item()
+        return preferences(lm, spans).mean().item()
 
 
 def _targets(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], config: DebiasConfig) -> list:
@@ -126,7 +95,7 @@ def _targets(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], config: 
     with torch.no_grad():
         for at in range(0, len(spans), config.batch_size):
             rows = [s for item in spans[at:at + config.batch_size] for s in item]
-            logp, _, valid = _forward(lm, rows)
+            logp, _, valid = forward_rows(lm, rows)
             top = logp.topk(min(config.top_k, logp.shape[-1]), dim=-1)  # [b, w-1, top_k]
             sentences = [(top.indices[i, valid[i]].clone(), top.values[i, valid[i]].clone()) for i in range(len(rows))]
             out += [sentences[i:i + 3] for i in range(0, len(sentences), 3)]
@@ -142,8 +111,8 @@ def debias_loss(lm: LoadedModel, spans: Sequence[tuple[Span, Span, Span]], targe
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, preference term, KL) of a batch of items (module doc)."""
     rows = [s for item in spans for s in item]
-    logp, ids, valid = _forward(lm, rows)
-    scores = _scores(logp, ids, rows).view(len(spans), 3)
+    logp, ids, valid = forward_rows(lm, rows)
+    scores = row_scores(logp, ids, rows).view(len(spans), 3)
     pref2 = goal_loss(scores[:, 0] - scores[:, 1], config)
     kls = []
     for i, (top_ids, p) in enumerate(t for item in targets for t in item):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from neuronlab.data.bias import BiasSet
 from neuronlab.data.prompts import PromptSet
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.patches import Patch
@@ -11,7 +12,7 @@ from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import NeuronSet
 from neuronlab.progress import Progress, no_progress
 from neuronlab.transfer.compatibility import require_compatible
-from neuronlab.transfer.ranking import rank_scores, transfer_patch
+from neuronlab.transfer.ranking import function_meta, rank_scores, transfer_patch
 
 # addition: the donor's neurons into the target (it gains the function); deletion: the target's neurons into
 # the donor (the donor loses it)
@@ -30,18 +31,21 @@ class Transfer:
 
 def make_transfer(donor: LoadedModel, target: LoadedModel, ranking: str = "weight-diff", direction: str = "add",
                   within: NeuronSet | None = None, sites: tuple[str, ...] = ("mlp",), count: int | None = None,
-                  fraction: float | None = None, seed: int = 0, prompts: PromptSet | None = None, lang: str = "en",
-                  harmless_weight: float = 1.0, check: bool = True, progress: Progress = no_progress) -> Transfer:
-    """Rank ``within`` (default: every neuron of ``sites``) by ``ranking`` (see ``rank_scores``), take the top
-    ``count`` or ``fraction`` and make the patch for ``direction``. ``check``: require compatible models first."""
+                  fraction: float | None = None, seed: int = 0, prompts: PromptSet | BiasSet | None = None, lang: str = "en",
+                  harmless_weight: float = 1.0, check: bool = True, progress: Progress = no_progress,
+                  function: str = "refusal") -> Transfer:
+    """Rank ``within`` (default: every neuron of ``sites``) by ``ranking`` for ``function`` (see ``rank_scores``;
+    ``prompts``: its scan data), take the top ``count`` or ``fraction`` and make the patch for ``direction``.
+    ``check``: require compatible models first."""
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}")
     if check:
         require_compatible(donor, target)
     sites = tuple(within.sites) if within is not None else sites
     scores = rank_scores(ranking, donor, target, sites, seed, prompts, direction == "delete", lang, harmless_weight,
-                         progress)
+                         progress, function)
     neurons = scores.top(count=count, fraction=fraction, within=within)
     source, dest = (donor, target) if direction == "add" else (target, donor)
-    patch = transfer_patch(source, dest, neurons, check=False, direction=direction, ranking=ranking)
+    patch = transfer_patch(source, dest, neurons, check=False, direction=direction, ranking=ranking,
+                           **function_meta(function))
     return Transfer(scores, neurons, patch, direction)

@@ -4,7 +4,8 @@ target; function deletion copies the target's (unaligned) neurons into the donor
 
 Rankings of candidate neurons:
 - ``weight-diff``: the norm of each neuron's weight change between donor and target (all its slices);
-- ``contrast``: |mean activation on harmful − on harmless prompts| in the donor;
+- ``contrast``: |mean activation on harmful − on harmless prompts| in the donor (bias: on the stereotype
+  − on the anti-stereotype sentences);
 - ``causal``: a first-order estimate of how much swapping each neuron's weights alone from the source
   into the destination moves the destination's refusal objective (``causal_scores``);
 - ``random``: a seeded random order (the control).
@@ -12,7 +13,11 @@ Rankings of candidate neurons:
 The causal objective is R(harmful) − w·R(harmless), R = mean over prompts of ``refusal_score`` (log of
 the probability that the reply opens with a refusal). The harmless term (w = 1 by default) ranks
 neurons that raise refusal everywhere (false refusals) below those that raise it only on harmful
-prompts. For neuron i of a site, let M be the smallest module holding all its weights (the MLP block
+prompts. For the bias function (``rank_scores(function="bias")``) the objective is −sign(P)·P, P the
+destination's mean preference score(stereotype) − score(anti-stereotype) over bias items (``evaluation.bias``;
+0 = no preference), in both directions: a bias transfer removes bias from the model the patch is for
+(addition: a debiased donor's neurons into the target; deletion: the target's into a more biased donor).
+For neuron i of a site, let M be the smallest module holding all its weights (the MLP block
 for ``mlp``, the projection itself for attention sites), X the destination's input to M and G the
 gradient of the objective at the site module's output. With M run on X once with each model's weights:
 - output-port sites (q/k/v rows): Δ_i = Σ_t G_t,i · (y^src_t,i − y^dst_t,i);
@@ -25,13 +30,16 @@ whose weights are identical in both models score exactly 0.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch.func import functional_call
 
 from neuronlab.analysis.scoring import activation_scores
+from neuronlab.data.bias import BiasSet, bundled_bias
 from neuronlab.data.prompts import PromptSet, bundled_prompts
+from neuronlab.evaluation.bias import BiasItem, item_spans, preference, preferences
 from neuronlab.evaluation.metrics import refusal_openings
 from neuronlab.models.chat import chat_ids, text_ids
 from neuronlab.models.generation import left_padded
@@ -45,6 +53,7 @@ from neuronlab.progress import Progress, no_progress
 from neuronlab.transfer.compatibility import require_compatible
 
 RANKINGS = ("weight-diff", "contrast", "causal", "random")
+TRANSFER_FUNCTIONS = ("refusal", "bias")  # the functions a transfer, its ranking and its search take
 
 
 def weight_diff_scores(donor: LoadedModel, target: LoadedModel, sites=("mlp",)) -> Scores:
@@ -130,19 +139,16 @@ def _swap_terms(scope: torch.nn.Module, module: torch.nn.Module, site: Site, par
     return terms[..., site.offset:site.offset + site.size].sum((0, 1)).double()  # [N]
 
 
-def causal_scores(source: LoadedModel, dest: LoadedModel, harmful: Sequence[str], harmless: Sequence[str] = (),
-                  lang: str = "en", harmless_weight: float = 1.0, sites: Sequence[str] = ("mlp",),
-                  batch_size: int = 4, progress: Progress = no_progress) -> Scores:
-    """Scores {site: [L, N]}: first-order change of R(harmful) − w·R(harmless) in ``dest`` when one neuron's
-    weights are copied from ``source`` (addition: source = donor; deletion: source = target)."""
+def swap_effects(source: LoadedModel, dest: LoadedModel, objectives: Sequence[Callable[[], torch.Tensor]],
+                 sites: Sequence[str] = ("mlp",), what: str = "the objective",
+                 progress: Progress = no_progress) -> Scores:
+    """Scores {site: [L, N]}: first-order change of Σ ``objectives`` in ``dest`` when one neuron's weights are
+    copied from ``source``; each objective runs ``dest`` forward (one batch) and returns a differentiable
+    scalar. Neurons whose weights are identical in both models score exactly 0."""
     arch = dest.arch
     totals = {s: torch.zeros(arch.n_layers, arch.sites[s].size, dtype=torch.float64) for s in sites}
-    jobs = [(harmful[i:i + batch_size], 1.0 / len(harmful)) for i in range(0, len(harmful), batch_size)]
-    if harmless and harmless_weight:
-        jobs += [(harmless[i:i + batch_size], -harmless_weight / len(harmless))
-                 for i in range(0, len(harmless), batch_size)]
     places = [(layer, site, _scope(arch.sites[site])) for layer in range(arch.n_layers) for site in sites]
-    for j, (prompts, weight) in enumerate(jobs):
+    for j, objective in enumerate(objectives):
         inputs, outputs = {}, {}  # scope inputs [rows, seq, in], site module outputs [rows, seq, out]
         hooks = []
         for layer, site, scope in places:
@@ -151,9 +157,9 @@ def causal_scores(source: LoadedModel, dest: LoadedModel, harmful: Sequence[str]
                       (block.get_submodule(arch.sites[site].module), "output", _recorder(outputs, (layer, site)))]
         with torch.enable_grad():
             with scoped_hooks(hooks):
-                objective = _refusal_objective(dest, prompts, lang) * weight
+                value = objective()
             keys = list(outputs)
-            grads = dict(zip(keys, torch.autograd.grad(objective, [outputs[k] for k in keys])))
+            grads = dict(zip(keys, torch.autograd.grad(value, [outputs[k] for k in keys])))
             for layer, site, scope in places:
                 s = arch.sites[site]
                 x = inputs[(layer, scope)].detach().requires_grad_(s.port == "input")  # [rows, seq, in]
@@ -164,9 +170,35 @@ def causal_scores(source: LoadedModel, dest: LoadedModel, harmful: Sequence[str]
                 dst = dict(scope_module.named_parameters())
                 delta = _swap_terms(scope_module, module, s, src, x, g) - _swap_terms(scope_module, module, s, dst, x, g)
                 totals[site][layer] += delta.cpu()
-        progress((j + 1) / len(jobs), f"Estimating how much each neuron moves refusal (batch {j + 1}/{len(jobs)})")
+        progress((j + 1) / len(objectives), f"Estimating how much each neuron moves {what} "
+                                            f"(batch {j + 1}/{len(objectives)})")
     same = weight_diff_scores(source, dest, sites)
     return Scores({s: torch.where(same[s] == 0, 0.0, t.float()) for s, t in totals.items()})
+
+
+def causal_scores(source: LoadedModel, dest: LoadedModel, harmful: Sequence[str], harmless: Sequence[str] = (),
+                  lang: str = "en", harmless_weight: float = 1.0, sites: Sequence[str] = ("mlp",),
+                  batch_size: int = 4, progress: Progress = no_progress) -> Scores:
+    """Scores {site: [L, N]}: first-order change of R(harmful) − w·R(harmless) in ``dest`` when one neuron's
+    weights are copied from ``source`` (addition: source = donor; deletion: source = target)."""
+    jobs = [(harmful[i:i + batch_size], 1.0 / len(harmful)) for i in range(0, len(harmful), batch_size)]
+    if harmless and harmless_weight:
+        jobs += [(harmless[i:i + batch_size], -harmless_weight / len(harmless))
+                 for i in range(0, len(harmless), batch_size)]
+    objectives = [partial(lambda p, w: _refusal_objective(dest, p, lang) * w, p, w) for p, w in jobs]
+    return swap_effects(source, dest, objectives, sites, "refusal", progress)
+
+
+def bias_causal_scores(source: LoadedModel, dest: LoadedModel, items: Sequence[BiasItem],
+                       sites: Sequence[str] = ("mlp",), batch_size: int = 8, progress: Progress = no_progress) -> Scores:
+    """Scores {site: [L, N]}: first-order change of −sign(P)·P in ``dest`` when one neuron's weights are copied
+    from ``source``, P = ``dest``'s mean preference (score(stereotype) − score(anti-stereotype), nats per token)
+    over ``items``: how far the swap moves the preference toward 0 (positive: less biased)."""
+    sign = 1.0 if preference(dest, items).mean() >= 0 else -1.0
+    spans = item_spans(dest, items)
+    objectives = [partial(lambda chunk: -sign * preferences(dest, chunk).sum() / len(spans), spans[i:i + batch_size])
+                  for i in range(0, len(spans), batch_size)]
+    return swap_effects(source, dest, objectives, sites, "the bias preference", progress)
 
 
 def random_scores(lm: LoadedModel, sites=("mlp",), seed: int = 0) -> Scores:
@@ -175,12 +207,24 @@ def random_scores(lm: LoadedModel, sites=("mlp",), seed: int = 0) -> Scores:
 
 
 def rank_scores(ranking: str, donor: LoadedModel, target: LoadedModel, sites=("mlp",), seed: int = 0,
-                prompts: PromptSet | None = None, delete: bool = False, lang: str = "en",
-                harmless_weight: float = 1.0, progress: Progress = no_progress) -> Scores:
-    """Scores {site: [L, N]} of one of ``RANKINGS``, highest first is best (``Scores.top`` takes the top k);
-    ``contrast`` and ``causal`` use ``prompts`` (default: the bundled scan prompts of ``lang``). ``causal``
-    ranks for the transfer's direction: addition raises the target's refusal, deletion (``delete``) lowers
-    the donor's."""
+                prompts: PromptSet | BiasSet | None = None, delete: bool = False, lang: str = "en",
+                harmless_weight: float = 1.0, progress: Progress = no_progress, function: str = "refusal") -> Scores:
+    """Scores {site: [L, N]} of one of ``RANKINGS``, highest first is best (``Scores.top`` takes the top k).
+    ``contrast`` and ``causal`` read the scan data of ``function`` from ``prompts`` (default: the bundled scan
+    split of ``lang``): for refusal, harmful and harmless prompts, ``causal`` ranking for the transfer's
+    direction (addition raises the target's refusal, deletion, ``delete``, lowers the donor's); for bias,
+    bias items (a ``BiasSet``), ``contrast`` their stereotype vs anti-stereotype sentences in the donor and
+    ``causal`` in either direction how far a swap moves the destination's preference toward 0
+    (``bias_causal_scores``)."""
+    if function not in TRANSFER_FUNCTIONS:
+        raise ValueError(f"unknown function {function!r}; transfer takes {', '.join(TRANSFER_FUNCTIONS)}")
+    source, dest = (target, donor) if delete else (donor, target)
+    if ranking in ("contrast", "causal") and function == "bias":
+        items = prompts if prompts is not None else bundled_bias(lang, split="scan")
+        if ranking == "contrast":
+            return contrast_scores(donor, [it.sentence(it.stereotype) for it in items],
+                                   [it.sentence(it.anti_stereotype) for it in items], sites)
+        return bias_causal_scores(source, dest, list(items), sites, progress=progress)
     if ranking in ("contrast", "causal"):
         prompts = prompts if prompts is not None else bundled_prompts(lang, split="scan")
         harmful, harmless = prompts.filter(label="harmful").texts, prompts.filter(label="harmless").texts
@@ -189,12 +233,16 @@ def rank_scores(ranking: str, donor: LoadedModel, target: LoadedModel, sites=("m
     if ranking == "contrast":
         return contrast_scores(donor, harmful, harmless, sites)
     if ranking == "causal":
-        source, dest = (target, donor) if delete else (donor, target)
         estimate = causal_scores(source, dest, harmful, harmless, lang, harmless_weight, sites, progress=progress)
         return Scores({s: -t if delete else t for s, t in estimate.items()})
     if ranking == "random":
         return random_scores(donor, sites, seed)
     raise ValueError(f"unknown ranking {ranking!r}; use one of {', '.join(RANKINGS)}")
+
+
+def function_meta(function: str) -> dict:
+    """The patch metadata that names a transfer's function: none for refusal (its patches predate functions)."""
+    return {} if function == "refusal" else {"function": function}
 
 
 def transfer_patch(donor: LoadedModel, target: LoadedModel, neurons: NeuronSet, check: bool = True, **meta) -> Patch:

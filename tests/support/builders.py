@@ -1,5 +1,7 @@
-"""Test data builders: a patch that visibly changes a model, a fake ``evaluate`` result, and neuron sets
-(a small hand-made trio, random ones) with their exclusive regions counted by brute force."""
+"""Test data builders: a patch that visibly changes a model, a sibling model with perturbed neurons, a fake
+``evaluate`` result, and neuron sets (a small hand-made trio, random ones) with their exclusive regions counted by
+brute force."""
+import copy
 import random
 from itertools import combinations
 
@@ -19,6 +21,25 @@ def scrambled_patch(lm, neurons: NeuronSet = NEURONS, seed: int = 0) -> Patch:
     gen = torch.Generator().manual_seed(seed)
     return Patch(patch.neurons, {k: torch.randn(v.shape, generator=gen) for k, v in patch.tensors.items()},
                  patch.meta)
+
+
+def perturbed_sibling(lm, sites, per_site: int = 6, seed: int = 0):
+    """(a copy of ``lm`` with ``per_site`` random neurons per layer and site perturbed in all their weight slices,
+    those neurons): a donor whose changed neurons are known (tests/test_search.py, tests/test_function_transfer.py)."""
+    donor = copy.copy(lm)
+    donor.model = copy.deepcopy(lm.model)
+    gen, changed = torch.Generator().manual_seed(seed), []
+    with torch.no_grad():
+        for site in sites:
+            for layer in range(lm.arch.n_layers):
+                idx = torch.randperm(lm.arch.sites[site].size, generator=gen)[:per_site]
+                changed += [(layer, site, int(i)) for i in idx]
+                block = donor.arch.layer(donor.model, layer)
+                for ws in donor.arch.sites[site].weights:
+                    p = block.get_parameter(ws.param)
+                    noise = torch.randn(p.index_select(ws.dim, idx + ws.offset).shape, generator=gen)
+                    p.index_add_(ws.dim, idx + ws.offset, noise * p.std() * 0.5)
+    return donor, NeuronSet(changed)
 
 
 # ---- evaluation results (tests/test_evaluation.py, tests/test_plots.py) ------------------------------
