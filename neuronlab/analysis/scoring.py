@@ -34,7 +34,7 @@ def _batches(lm: LoadedModel, texts: Sequence[str], batch_size: int):
         yield encode_prompts(lm, texts[start:start + batch_size])
 
 
-def _module_hooks(lm: LoadedModel, sites: Sequence[str], fn: Callable) -> list:
+def module_hooks(lm: LoadedModel, sites: Sequence[str], fn: Callable) -> list:
     """(module, port, hook) for every layer and every distinct module among ``sites``; ``fn(layer,
     module_path, tensor)`` may return a replacement tensor."""
     hooks, seen = [], set()
@@ -74,7 +74,7 @@ def activation_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[str
         last.setdefault(path, []).append(x[:, -1].clone())  # [batch, width]; layers arrive in order
 
     n = len(texts)
-    with scoped_hooks(_module_hooks(lm, sites, record)), torch.inference_mode():
+    with scoped_hooks(module_hooks(lm, sites, record)), torch.inference_mode():
         for i, batch in enumerate(_batches(lm, texts, batch_size)):
             last.clear()
             final_hidden(lm, batch)
@@ -144,7 +144,7 @@ def attribution_scores(lm: LoadedModel, texts: Sequence[str], sites: Sequence[st
             captured[(layer, path)] = x
 
         repeated = {key: v.repeat(probes, 1) for key, v in batch.items()}  # [probes*B, seq]
-        with scoped_hooks(_module_hooks(lm, sites, keep)), torch.enable_grad():
+        with scoped_hooks(module_hooks(lm, sites, keep)), torch.enable_grad():
             h = final_hidden(lm, repeated)  # [probes*B, hidden]
             u = _probes(seed, i * batch_size, B, probes, h.shape[-1]).to(h.device, h.dtype)
             keys = list(captured)
