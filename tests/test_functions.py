@@ -86,3 +86,16 @@ def test_match_needs_prompts_and_a_pattern_and_labels_need_match(prompt_file, ca
     assert "--function match needs --prompts" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny-llama", "--labels", "french,english", "--langs", "en"]) == 2
     assert "is for --function match" in capsys.readouterr().err
+
+
+def test_a_bias_scan_contrasts_the_stereotype_and_anti_stereotype_sentences(tmp_path, prompt_file, capsys):
+    out = tmp_path / "bias-scan"
+    assert main(["scan", "--function", "bias", "--model", "tiny-llama", "--langs", "en,fr", "--top-p", "0.1",
+                 "--no-cache", "--out", str(out)]) == 0
+    doc = json.loads((out / "neurons.json").read_text())
+    assert doc["params"]["labels"] == ["stereotype", "anti_stereotype"]
+    assert doc["n_prompts"] == {lang: {"stereotype": 232, "anti_stereotype": 232} for lang in ("en", "fr")}
+    assert len(load_neuron_set(f"{out}/neurons.json#en")) > 0
+    assert main(["scan", "--function", "bias", "--model", "tiny-llama", "--prompts", str(prompt_file),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--function bias scans the bundled bias items" in capsys.readouterr().err

@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("scan", help="find safety neurons per language (MS) and shared ones (SS)")
     add_model_args(p)
-    p.add_argument("--langs", type=csv_list, default="en,zh,es,fr", help="comma-separated language codes (default en,zh,es,fr)")
+    p.add_argument("--function", default="refusal", choices=("refusal", "bias"),
+                   help="refusal (default): harmful vs harmless prompts; bias: the stereotype vs anti-stereotype "
+                        "sentences of the bundled bias items (labels stereotype,anti_stereotype)")
+    p.add_argument("--langs", type=csv_list, help="comma-separated language codes (default en,zh,es,fr; bias: en,fr,es)")
     p.add_argument("--prompts", help="JSONL or CSV prompt file (id, lang, label, text[, split]); default: bundled")
     p.add_argument("--method", default="activation", choices=["activation", "ablation", "attribution"])
     p.add_argument("--site", default="mlp", choices=["mlp", "attn", "all"])

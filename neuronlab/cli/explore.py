@@ -45,14 +45,24 @@ def cmd_chat(args) -> None:
 
 def cmd_scan(args) -> None:
     from neuronlab.analysis.scan import run_scan, select_sets, write_scan
+    from neuronlab.data.bias import BUNDLED_LANGUAGES as BIAS_LANGUAGES
+    from neuronlab.data.bias import bundled_bias
     from neuronlab.data.prompts import LABELS, bundled_prompts, load_prompts
+    from neuronlab.evaluation.functions import BIAS
 
     check_output(args.out, "dir")
-    langs = split_csv(args.langs)
-    if args.labels != LABELS and not args.prompts:
-        raise NeuronLabError(f"--labels {','.join(args.labels)} needs --prompts FILE with those labels (the bundled "
-                             "prompts are harmful,harmless)")
-    prompts = load_prompts(args.prompts, langs=langs, labels=args.labels) if args.prompts else bundled_prompts(langs)
+    if args.function == "bias":
+        if args.prompts or args.labels != LABELS:
+            raise NeuronLabError("--function bias scans the bundled bias items; --prompts and --labels are for your "
+                                 "own function (leave --function at refusal)")
+        langs = split_csv(args.langs or ",".join(BIAS_LANGUAGES))
+        prompts, args.labels = bundled_bias(langs).as_prompts(), BIAS.labels
+    else:
+        langs = split_csv(args.langs or "en,zh,es,fr")
+        if args.labels != LABELS and not args.prompts:
+            raise NeuronLabError(f"--labels {','.join(args.labels)} needs --prompts FILE with those labels (the "
+                                 "bundled prompts are harmful,harmless)")
+        prompts = load_prompts(args.prompts, langs=langs, labels=args.labels) if args.prompts else bundled_prompts(langs)
     lm = load_lm(args, args.model)
     layers = [int(x) for x in split_csv(args.layers)] if args.layers else None
     result = run_scan(lm, prompts, langs, method=args.method, site=args.site, split=args.split or None,
