@@ -60,8 +60,10 @@ def test_bias_contrast_reads_stereotype_against_anti_stereotype_sentences(tiny):
     scores = rank_scores("contrast", tiny, tiny, prompts=chosen, function="bias")
     refusal = rank_scores("contrast", tiny, tiny, prompts=None, lang="en")
     assert scores["mlp"].shape == refusal["mlp"].shape and not torch.equal(scores["mlp"], refusal["mlp"])
-    with pytest.raises(ValueError, match="transfer takes refusal, bias"):
+    with pytest.raises(ValueError, match="causal needs a fast score"):  # a user's own function: contrast only
         rank_scores("causal", tiny, tiny, function="match")
+    with pytest.raises(ValueError, match="transfer takes refusal, bias, match"):
+        rank_scores("contrast", tiny, tiny, function="style")
 
 
 def test_transfer_cli_bias_causal_writes_the_top_of_the_bias_ranking(tiny, sibling, tmp_path, capsys):
