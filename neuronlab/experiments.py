@@ -4,16 +4,17 @@ and the Evaluate page both call these, so the same experiment gives the same nam
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 
 from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.errors import NeuronLabError
 from neuronlab.evaluation.effects import Effect, copy_from, fixed
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import Intervention
-from neuronlab.neurons.patches import Patch
+from neuronlab.neurons.patches import Patch, patched
 from neuronlab.neurons.sets import NeuronSet
-from neuronlab.progress import Progress, no_progress
+from neuronlab.progress import Progress, no_progress, span
 from neuronlab.training.expansion import RECIPE, retrainer
 
 
@@ -54,3 +55,18 @@ def patch_effect(lm: LoadedModel, patch: Patch, source: LoadedModel | None = Non
     def make(neurons: NeuronSet) -> Patch:
         return patch if neurons == patch.neurons else other(neurons)
     return Effect("patch", patch.neurons, make_patch=make, label=label or f"patch ({patch.kind})"), why_not
+
+
+def variant_results(lm: LoadedModel, variants: Mapping[str, tuple[list[Intervention], Patch | None]],
+                    measure: Callable[[list[Intervention], Progress], dict], progress: Progress = no_progress,
+                    on_result: Callable[[dict[str, dict]], None] = lambda done: None) -> dict[str, dict]:
+    """{name: ``measure(interventions, progress)``} of ``lm`` under each variant (name: (its interventions, its
+    weight patch or None, written in for the variant's run only)), in order; ``on_result`` gets the results so far
+    after each."""
+    done = {}
+    for i, (name, (interventions, weights)) in enumerate(variants.items()):
+        part = span(progress, i / len(variants), (i + 1) / len(variants), f"{name} ({i + 1}/{len(variants)}): ")
+        with patched(lm, weights) if weights is not None else nullcontext():
+            done[name] = measure(interventions, part)
+        on_result(dict(done))
+    return done

@@ -80,8 +80,8 @@ class Inspection:
                 controls = self.effect.control_change(mode)
                 for lang, by_label in self.effect.change(mode).items():
                     for label, value in by_label.items():
-                        rows.append((f"refusal score change ({mode})", lang, label, "this neuron", value))
-                        rows.append((f"refusal score change ({mode})", lang, label, "random neurons (mean)",
+                        rows.append((f"{self.effect.score} change ({mode})", lang, label, "this neuron", value))
+                        rows.append((f"{self.effect.score} change ({mode})", lang, label, "random neurons (mean)",
                                      controls[lang][label][0]))
         if self.donor:
             rows += [("donor", "", "", "weight change", self.donor.weight_change),

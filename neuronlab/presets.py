@@ -84,16 +84,22 @@ def evaluation_size(size: EvalSize, variants: int = 1) -> Work:
     return sum(phases.values(), Work()) * variants
 
 
-def ranking_work(ranking: str, per_label: int) -> Work:
-    """Causal ranking: a forward and backward pass per prompt (with the refusal openings); the others
-    read weights only."""
-    return Work(prompts=3 * 2 * per_label * len(refusal_openings("en"))) if ranking == "causal" else Work()
+def _rows(per_label: int, function: str) -> int:
+    """Forward rows of one fast measure: each prompt with each refusal opening (refusal), or an item's two or
+    three sentences (bias; each shorter than a chat-templated prompt, counted as one)."""
+    return 3 * per_label if function == "bias" else 2 * per_label * len(refusal_openings("en"))
 
 
-def curve_work(size: CurveSize, pool: int) -> Work:
+def ranking_work(ranking: str, per_label: int, function: str = "refusal") -> Work:
+    """Causal ranking: a forward and backward pass per row of the fast measure; the others read weights only
+    (contrast: one pass per scan prompt, not counted)."""
+    return Work(prompts=3 * _rows(per_label, function)) if ranking == "causal" else Work()
+
+
+def curve_work(size: CurveSize, pool: int, function: str = "refusal") -> Work:
     """The most a minimal-subset search of ``size`` over ``pool`` candidates does (it stops at the goal)."""
     steps = len(search_steps(size.start, max(1, round(size.max_percent / 100 * pool))))
-    one = Work(prompts=2 * size.per_label * len(refusal_openings("en")),
+    one = Work(prompts=_rows(size.per_label, function),
                text_tokens=sum(map(len, benign_texts("en")[:size.benign])) / CHARS_PER_TOKEN)
     return one * (1 + steps * (1 + size.seeds))
 

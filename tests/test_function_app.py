@@ -1,7 +1,6 @@
 """The sidebar's function picker in the app (AppTest, tiny-llama as the CLI test of user functions uses): refusal
 stays the default and its pages unchanged; bias scans its stereotype vs anti-stereotype sentences; a user-defined
 function (French vs English replies) runs scan → suppress → evaluate end to end."""
-import json
 import re
 
 from neuronlab import Intervention
@@ -10,33 +9,8 @@ from neuronlab.data.prompts import parse_prompts
 from neuronlab.evaluation.functions import match_rates
 from neuronlab.experiments import heldout_prompts
 from tests.support.apptest import app, errors, figure, heatmap_figure, page, run, shown_texts
+from tests.support.functions import LABELS, PATTERN, own_function, pick, reply_language_file
 from webui import state
-
-LABELS = ("french", "english")
-PATTERN = r"\b(le|la|les|est|je|vous)\b"
-TOPICS = ["the rain", "a good book", "cooking rice", "morning walks", "the sea", "a cat's day"]
-
-
-def reply_language_file() -> bytes:
-    """Prompts asking for a reply in French or in English, four to scan and two held out per label."""
-    rows = [{"id": f"{label}-{i}", "lang": "en", "label": label, "split": "scan" if i < 4 else "heldout",
-             "text": f"Reply in {label.title()}, please: say something about {topic}."}
-            for label in LABELS for i, topic in enumerate(TOPICS)]
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
-
-
-def pick(at, name: str):
-    return run(at.selectbox(key=state.FUNCTION).select(name))
-
-
-def own_function(at, content: bytes = None, pattern: str = PATTERN):
-    """Pick "your own" and fill its sidebar inputs as a user would."""
-    at = pick(at, "your own")
-    run(at.file_uploader(key="fn_upload").set_value(("reply-language.jsonl", content or reply_language_file(),
-                                                      "application/json")))
-    at.text_input(key="fn_behaviour").input(LABELS[0])
-    at.text_input(key="fn_other").input(LABELS[1])
-    return run(at.text_input(key="fn_pattern").input(pattern))
 
 
 def test_refusal_is_the_default_and_its_pages_are_unchanged():

@@ -13,7 +13,7 @@ from neuronlab.neurons.patches import Patch, patched
 from neuronlab.plots import transfer_curve_figure
 from neuronlab.transfer.curve import bias_subset, curve_frame
 from neuronlab.transfer.ranking import bias_causal_scores, rank_scores, transfer_patch
-from tests.support.builders import perturbed_sibling
+from tests.support.builders import saved_sibling
 
 BENIGN = ["The river runs past the old mill and into the lake."]
 
@@ -21,11 +21,8 @@ BENIGN = ["The river runs past the old mill and into the lake."]
 @pytest.fixture(scope="module")
 def sibling(tiny, tmp_path_factory):
     """(tiny-llama with 6 MLP neurons per layer perturbed, those neurons, the folder it is saved in)."""
-    donor, changed = perturbed_sibling(tiny, ("mlp",))
     folder = tmp_path_factory.mktemp("bias-donor")
-    donor.model.save_pretrained(folder)
-    donor.tokenizer.save_pretrained(folder)
-    return donor, changed, folder
+    return *saved_sibling(tiny, folder), folder
 
 
 def items(n: int = 6) -> list:
@@ -63,8 +60,10 @@ def test_bias_contrast_reads_stereotype_against_anti_stereotype_sentences(tiny):
     scores = rank_scores("contrast", tiny, tiny, prompts=chosen, function="bias")
     refusal = rank_scores("contrast", tiny, tiny, prompts=None, lang="en")
     assert scores["mlp"].shape == refusal["mlp"].shape and not torch.equal(scores["mlp"], refusal["mlp"])
-    with pytest.raises(ValueError, match="transfer takes refusal, bias"):
+    with pytest.raises(ValueError, match="causal needs a fast score"):  # a user's own function: contrast only
         rank_scores("causal", tiny, tiny, function="match")
+    with pytest.raises(ValueError, match="transfer takes refusal, bias, match"):
+        rank_scores("contrast", tiny, tiny, function="style")
 
 
 def test_transfer_cli_bias_causal_writes_the_top_of_the_bias_ranking(tiny, sibling, tmp_path, capsys):

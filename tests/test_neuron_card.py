@@ -7,13 +7,16 @@ import pytest
 
 from neuronlab.analysis.activations import activation_pass
 from neuronlab.analysis.scan import DEFAULT_TOP_P, run_scan, select_sets
+from neuronlab.data.bias import bundled_bias
 from neuronlab.data.prompts import bundled_prompts
+from neuronlab.evaluation.bias import preference
 from neuronlab.experiments import heldout_prompts
 from neuronlab.inspector import inspect_neuron
 from neuronlab.neurons.sets import Neuron, NeuronSet
 from tests.support.apptest import app, figure, page, run
+from tests.support.functions import own_function
 from webui import state
-from webui.neuron_card import clicked
+from webui.neuron_card import EFFECT_ITEMS, clicked
 
 NEURON = Neuron(1, "mlp", 17)
 
@@ -139,3 +142,19 @@ def test_the_card_reads_the_users_own_prompt_file(scan):
     at = run(at.radio(key="card_source").set_value("mine.jsonl"))
     prompts = set(at.dataframe[-2].value["prompt"]) | set(at.dataframe[-1].value["prompt"])
     assert prompts and all(p.startswith("my own") for p in prompts)
+
+
+def test_the_card_measures_a_bias_effect_on_the_stereotype_preference_and_none_for_your_own(tiny):
+    at = app("tiny-llama")
+    at.session_state[state.NEURON_SETS] = {"one": NeuronSet([NEURON])}  # the Neurons page opens the card on it
+    at = page(run(at.selectbox(key=state.FUNCTION).select("bias")), "neurons")
+    at = run(at.button(key="card_effect").click())
+    langs = tuple(at.multiselect(key="card_langs").value)
+    effect = at.session_state["neuron_effects"][(at.session_state[state.MODELS]["target"], NEURON, langs, "bias")]
+    items = list(bundled_bias("en", split="heldout").spread(EFFECT_ITEMS))
+    assert effect.baseline == {"en": {"preference": pytest.approx(preference(tiny, items).mean().item(), abs=1e-6)}}
+    bars = [t for i in range(len(at.get("plotly_chart"))) for t in figure(at, i)["data"] if t.get("name") == "this neuron"]
+    assert bars[0]["y"][0] == pytest.approx(effect.change("suppress")["en"]["preference"])
+    at = own_function(at)
+    assert any("No causal effect for your own function" in m.value for m in at.info)
+    assert "card_effect" not in [b.key for b in at.button]

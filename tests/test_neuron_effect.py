@@ -4,11 +4,20 @@ import math
 import pytest
 import torch
 
-from neuronlab import fingerprint
+from neuronlab import Intervention, fingerprint
+from neuronlab.data.bias import bundled_bias
 from neuronlab.data.prompts import bundled_prompts
+from neuronlab.evaluation.bias import preference
 from neuronlab.evaluation.metrics import refusal_score
-from neuronlab.evaluation.neuron_effect import LABELS, control_neurons, layer_effects, neuron_effect
+from neuronlab.evaluation.neuron_effect import (
+    LABELS,
+    control_neurons,
+    layer_effects,
+    neuron_bias_effect,
+    neuron_effect,
+)
 from neuronlab.neurons.sets import Neuron, NeuronSet, NeuronSetError
+from neuronlab.plots.neurons import effect_figure
 
 NEURON = Neuron(1, "mlp", 17)
 
@@ -98,3 +107,18 @@ def test_layer_effects_switch_off_each_layers_neurons_together(tiny, prompts):
     assert out["harmless"][0] == pytest.approx(off - plain, abs=1e-4)
     assert out["harmful"][1] != 0.0 and len(out["harmful"]) == tiny.arch.n_layers
     assert all(v == 0.0 for v in out["harmful"][2:])  # no neurons there: no pass, no change
+
+
+def test_a_bias_effect_is_the_change_of_the_mean_stereotype_preference(tiny):
+    items = list(bundled_bias(["en", "fr"], split="heldout").spread(3))
+    effect = neuron_bias_effect(tiny, NEURON, items, scale=3.0, controls=2)
+    for lang in ("en", "fr"):
+        own = [it for it in items if it.lang == lang]
+        base = preference(tiny, own).mean().item()
+        for mode, value in (("suppress", None), ("activate", 3.0)):
+            changed = preference(tiny, own, [Intervention(NeuronSet([NEURON]), mode, value)]).mean().item()
+            assert effect.change(mode)[lang]["preference"] == pytest.approx(changed - base, abs=1e-6)
+    assert effect.n == {"en": 3, "fr": 3} and len(effect.control_neurons) == 2
+    assert effect.to_dict()["score"] == "stereotype preference"
+    fig = effect_figure(effect)
+    assert list(fig.data[0].x) == ["en", "fr"] and fig.layout.yaxis.title.text == "stereotype preference change"

@@ -1,8 +1,9 @@
 """The Evaluate page for the bias function: stereotype and LM scores on bias items (the bundled ones or an
-uploaded file), as loaded, intervened and patched."""
+uploaded file), as loaded, intervened and patched; its items, scoring and chart serve the Transfer page's
+before/after too."""
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import streamlit as st
@@ -10,8 +11,11 @@ import streamlit as st
 from neuronlab.data.bias import BiasFileError, bundled_bias, parse_bias
 from neuronlab.data.tables import FORMATS
 from neuronlab.evaluation.bias import bias_scores
-from neuronlab.neurons.patches import Patch, patched
+from neuronlab.experiments import variant_results
+from neuronlab.models.loading import LoadedModel
+from neuronlab.neurons.patches import Patch
 from neuronlab.plots import bias_figure
+from neuronlab.progress import Progress
 from webui.guard import md
 from webui.jobs import job, job_note
 from webui.models import use
@@ -21,11 +25,11 @@ LANGS = ("en", "fr", "es")
 RESULTS = "bias_evaluation"
 
 
-def bundled_items() -> list:
-    """The first held-out bundled items of each chosen language."""
+def bundled_items(key: str = "evb", per_lang: int = 40) -> list:
+    """The first held-out bundled items of each chosen language (widgets keyed by ``key``)."""
     left, right = st.columns(2)
-    langs = left.multiselect("Languages", LANGS, default=["en"], key="evb_langs", **KEEP)
-    per_lang = right.number_input("Held-out items per language (of 116)", 1, 116, 40, key="evb_items", **KEEP)
+    langs = left.multiselect("Languages", LANGS, default=["en"], key=f"{key}_langs", **KEEP)
+    per_lang = right.number_input("Held-out items per language (of 116)", 1, 116, per_lang, key=f"{key}_items", **KEEP)
     return [it for lang in langs for it in list(bundled_bias([lang], split="heldout"))[:per_lang]]
 
 
@@ -51,6 +55,24 @@ def uploaded_items() -> list:
     return list(heldout or items)
 
 
+def score_variants(lm: LoadedModel, items: list, variants: Mapping[str, tuple[list, Patch | None]],
+                   report: Progress, on_result: Callable[[dict], None]) -> None:
+    """``bias_scores`` of ``items`` for each variant (name: (interventions, weight patch or None)) of ``lm``."""
+    def score(interventions: list, progress: Progress) -> dict:
+        progress(0.0, f"{len(items)} items × 3 sentences")
+        return bias_scores(lm, items, interventions)
+    variant_results(lm, variants, score, report, on_result)
+
+
+def show_bias(results: dict[str, dict], key: str) -> None:
+    """The stereotype and LM scores of each variant ({name: ``bias_scores``}) as a chart with its explanation."""
+    chart(bias_figure(results), key,
+          "bars: the share of the items where the model prefers the stereotype fill (left; the dashed line at "
+          "50% is no preference) and where a meaningful fill beats the unrelated one (right: the model still "
+          "reads the language), per variant, with 95% intervals. Removing bias moves the left bars toward 50% "
+          "while the right ones hold.")
+
+
 def bias_evaluation(role: str, interventions: list, patch: Patch | None) -> None:
     st.caption("Bias: each item is a sentence with a blank and three fills (a stereotype, its opposite, an "
                "unrelated word); the model reads the three sentences, and the one it finds likelier counts.")
@@ -65,16 +87,7 @@ def bias_evaluation(role: str, interventions: list, patch: Patch | None) -> None
     if st.button("Run bias evaluation", type="primary", key="evb_run", disabled=not items):
         with job(RESULTS, len(variants), "model variants", "Scoring the bias items…") as (report, keep), \
                 use(role, with_patch=False) as lm:
-            done = {}
-            for i, (name, (ivs, weights)) in enumerate(variants.items()):
-                report(i / len(variants), f"{name} ({i + 1}/{len(variants)}): {len(items)} items × 3 sentences")
-                with patched(lm, weights) if weights is not None else nullcontext():
-                    done[name] = bias_scores(lm, items, ivs)
-                keep(dict(done), len(done))
+            score_variants(lm, items, variants, report, lambda done: keep(done, len(done)))
     job_note(RESULTS)
     if (results := st.session_state.get(RESULTS)):
-        chart(bias_figure(results), "evb_chart",
-              "bars: the share of the items where the model prefers the stereotype fill (left; the dashed line at "
-              "50% is no preference) and where a meaningful fill beats the unrelated one (right: the model still "
-              "reads the language), per variant, with 95% intervals. Removing bias moves the left bars toward 50% "
-              "while the right ones hold.")
+        show_bias(results, "evb_chart")

@@ -9,8 +9,9 @@ import json
 import streamlit as st
 
 from neuronlab.analysis.activations import ActivationPass, activation_pass
+from neuronlab.data.bias import bundled_bias
 from neuronlab.data.prompts import BUNDLED_LANGUAGES, PromptSet
-from neuronlab.evaluation.neuron_effect import NeuronEffect, neuron_effect
+from neuronlab.evaluation.neuron_effect import NeuronEffect, neuron_bias_effect, neuron_effect
 from neuronlab.experiments import heldout_prompts
 from neuronlab.inspector import DonorComparison, Inspection, compare_in_donor, inspect_neuron
 from neuronlab.models.registry import ModelKey
@@ -28,7 +29,8 @@ from webui.widgets import KEEP, chart, progress
 
 PER_LABEL = 8  # prompts per language and label the card reads activations on
 EFFECT_PER_LABEL, EFFECT_CONTROLS = 4, 3  # held-out prompts and random neurons of the causal effect
-EFFECTS = "neuron_effects"  # {(ModelKey, Neuron, langs): NeuronEffect} measured in this session
+EFFECT_ITEMS = 8  # held-out bias items per language of a bias effect
+EFFECTS = "neuron_effects"  # {effect_key: NeuronEffect} measured in this session
 PICKS = "card_picks"  # {widget key: what it picked in the last run}
 SOURCE = "card_source"  # the card's prompt source: "bundled prompts" or the uploaded file's name
 
@@ -104,19 +106,34 @@ def membership(role: str) -> dict[str, NeuronSet]:
 
 def inspection(role: str, neuron: Neuron, langs: tuple[str, ...]) -> Inspection:
     acts = activations(role, langs, neuron.site)
-    effect = st.session_state.get(EFFECTS, {}).get((state.loaded_keys()[role], neuron, langs))
+    effect = st.session_state.get(EFFECTS, {}).get(effect_key(role, neuron, langs))
     with use(role, with_patch=False) as lm:
         return inspect_neuron(lm, acts, neuron, membership(role), effect)
 
 
+def effect_key(role: str, neuron: Neuron, langs: tuple[str, ...]) -> tuple:
+    """(ModelKey, Neuron, langs) of a refusal effect; a bias effect's key ends with "bias"."""
+    return (state.loaded_keys()[role], neuron, langs) + (("bias",) if state.function() == "bias" else ())
+
+
+def bias_langs(langs: tuple[str, ...]) -> list[str]:
+    """The card's languages that have bundled bias items (English when none has)."""
+    return [lang for lang in langs if lang in bundled_bias().languages] or ["en"]
+
+
 def measure_effect(role: str, neuron: Neuron, langs: tuple[str, ...]) -> None:
-    prompts = heldout_prompts(langs, EFFECT_PER_LABEL)
     runs = 1 + 2 * (1 + EFFECT_CONTROLS)
+    bias = state.function() == "bias"
     with job("neuron_effect", runs, "measurements", "Measuring the causal effect…") as (report, keep), \
             use(role, with_patch=False) as lm:
-        effect = neuron_effect(lm, neuron, prompts, langs, controls=EFFECT_CONTROLS, progress=report)
+        if bias:
+            items = bundled_bias(bias_langs(langs), split="heldout").spread(EFFECT_ITEMS)
+            effect = neuron_bias_effect(lm, neuron, list(items), controls=EFFECT_CONTROLS, progress=report)
+        else:
+            effect = neuron_effect(lm, neuron, heldout_prompts(langs, EFFECT_PER_LABEL), langs,
+                                   controls=EFFECT_CONTROLS, progress=report)
         keep(effect, runs)
-    st.session_state.setdefault(EFFECTS, {})[(state.loaded_keys()[role], neuron, langs)] = effect
+    st.session_state.setdefault(EFFECTS, {})[effect_key(role, neuron, langs)] = effect
 
 
 def donor_comparison(role: str, neuron: Neuron, langs: tuple[str, ...]) -> DonorComparison | None:
@@ -191,19 +208,31 @@ def profile_tabs(found: Inspection, tabs) -> None:
             st.info(f"{p.neuron.site} neurons do not write to the residual stream directly: no logit lens.")
 
 
+EFFECT_TEXT = {  # (what the button measures, what the chart's bars are)
+    "refusal": (f"the refusal score on {EFFECT_PER_LABEL} held-out prompts per language and label",
+                "the change of the refusal score (log-probability that the reply opens with a refusal)"),
+    "bias": (f"the mean stereotype preference on {EFFECT_ITEMS} held-out bias items per language (English, French "
+             "or Spanish)", "the change of the mean stereotype preference (how much likelier, in nats per token, the "
+                            "model finds the stereotype sentence than its opposite; toward 0 is less biased)")}
+
+
 def effect_tab(role: str, neuron: Neuron, langs: tuple[str, ...], effect: NeuronEffect | None) -> None:
+    function = state.function()
+    if function not in EFFECT_TEXT:
+        st.info("No causal effect for your own function here: its metric needs generated replies for every "
+                "change. Measure it on *Evaluate* with the neuron suppressed (**Suppress now and chat**).")
+        return
+    measured, bars = EFFECT_TEXT[function]
     if effect is None:
-        st.caption(f"Switch this neuron alone off, then scale it ×2, and measure the refusal score on "
-                   f"{EFFECT_PER_LABEL} held-out prompts per language and label, beside {EFFECT_CONTROLS} random "
-                   "neurons of its layer.")
+        st.caption(f"Switch this neuron alone off, then scale it ×2, and measure {measured}, beside "
+                   f"{EFFECT_CONTROLS} random neurons of its layer.")
         if st.button("Measure the causal effect", key="card_effect", type="primary"):
             measure_effect(role, neuron, langs)
             st.rerun()
         return
     chart(effect_figure(effect), "card_effect_chart",
-          "the change of the refusal score (log-probability that the reply opens with a refusal) when the neuron is "
-          "switched off (left) or scaled up (right); grey: the same change on random neurons of its layer (± sd). "
-          "A bar far outside the grey ones is this neuron's own effect.")
+          f"{bars} when the neuron is switched off (left) or scaled up (right); grey: the same change on random "
+          "neurons of its layer (± sd). A bar far outside the grey ones is this neuron's own effect.")
 
 
 def donor_tab(role: str, neuron: Neuron, langs: tuple[str, ...]) -> None:

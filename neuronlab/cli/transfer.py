@@ -14,22 +14,9 @@ COLUMNS = {"refusal": ["harmful", "harmless", "perplexity", "random_harmful", "r
            "bias": ["stereotype", "lm", "perplexity", "random_stereotype", "random_lm", "random_perplexity"]}
 
 
-def scan_data(function: str, lang: str, limit: int):
-    """(the function's scan split of ``lang``, its first ``limit`` per label, or for bias ``limit`` items spread
-    over the domains): bundled prompts for refusal, bundled bias items for bias."""
-    from neuronlab.data.bias import bundled_bias
-    from neuronlab.data.prompts import bundled_prompts
-
-    if function == "bias":
-        scan = bundled_bias(lang, split="scan")
-        return scan, scan.spread(limit)
-    scan = bundled_prompts(lang, split="scan")
-    return scan, scan.head(limit)
-
-
 def cmd_transfer(args) -> None:
     from neuronlab.transfer.compatibility import require_compatible
-    from neuronlab.transfer.plan import make_transfer
+    from neuronlab.transfer.plan import make_transfer, scan_data
     from neuronlab.transfer.ranking import rank_scores
 
     if args.count is not None and args.fraction is not None:

@@ -5,7 +5,9 @@ together).
 
 The refusal score is ``metrics.refusal_score`` (the log-probability that the reply opens with a refusal, each
 prompt read once and its KV cache shared by the openings), averaged over a language's harmful or harmless
-prompts; every figure is exact for the prompts given, not an estimate from gradients.
+prompts; every figure is exact for the prompts given, not an estimate from gradients. For the bias function
+(``neuron_bias_effect``) the score is the mean stereotype preference (``bias.preference``: score of the
+stereotype sentence − of the anti-stereotype one, nats per token) over a language's bias items.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from neuronlab.data.prompts import PromptSet
+from neuronlab.evaluation.bias import BiasItem, preference
 from neuronlab.evaluation.metrics import refusal_score
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import DEFAULT_SCALE, Intervention
@@ -23,21 +26,25 @@ from neuronlab.progress import Progress, no_progress
 
 LABELS = ("harmful", "harmless")
 MODES = ("suppress", "activate")
-Table = dict[str, dict[str, float]]  # {lang: {label: mean refusal score}}
+PREFERENCE = ("preference",)  # the one "label" of a bias effect's tables
+Table = dict[str, dict[str, float]]  # {lang: {label: mean score}}
 
 
 @dataclass(frozen=True)
 class NeuronEffect:
-    """Mean refusal scores per language and label: as loaded, with the neuron switched off, with it scaled by
-    ``scale``, and the same two changes on each of ``controls`` random neurons of its layer and site."""
+    """Mean scores per language and label (refusal: the refusal score on harmful and harmless prompts; bias: the
+    stereotype preference, one "label"): as loaded, with the neuron switched off, with it scaled by ``scale``,
+    and the same two changes on each of ``controls`` random neurons of its layer and site."""
 
     neuron: Neuron
     scale: float
-    n: dict[str, int]  # prompts per label, per language
+    n: dict[str, int]  # prompts per label (bias: items), per language
     baseline: Table
     changed: dict[str, Table]  # {mode: table}
     controls: dict[str, list[Table]]  # {mode: [table per random neuron]}
     control_neurons: list[Neuron]
+    labels: tuple[str, ...] = LABELS
+    score: str = "refusal score"  # what the tables hold, in words
 
     def change(self, mode: str) -> Table:
         """The neuron's effect: score with it changed − score as loaded."""
@@ -46,10 +53,11 @@ class NeuronEffect:
     def control_change(self, mode: str) -> dict[str, dict[str, tuple[float, float]]]:
         """{lang: {label: (mean, sd)}} of the same change made to each random neuron (sd 0 for one neuron)."""
         deltas = [_minus(t, self.baseline) for t in self.controls[mode]]
-        return {lang: {label: _mean_sd([d[lang][label] for d in deltas]) for label in LABELS} for lang in self.baseline}
+        return {lang: {label: _mean_sd([d[lang][label] for d in deltas]) for label in self.labels}
+                for lang in self.baseline}
 
     def to_dict(self) -> dict:
-        return {"neuron": list(self.neuron), "scale": self.scale, "prompts_per_label": self.n,
+        return {"neuron": list(self.neuron), "score": self.score, "scale": self.scale, "prompts_per_label": self.n,
                 "baseline": self.baseline,
                 "change": {mode: self.change(mode) for mode in MODES},
                 "random_change": {mode: {lang: {label: {"mean": m, "sd": s} for label, (m, s) in by_label.items()}
@@ -58,7 +66,7 @@ class NeuronEffect:
 
 
 def _minus(a: Table, b: Table) -> Table:
-    return {lang: {label: a[lang][label] - b[lang][label] for label in LABELS} for lang in b}
+    return {lang: {label: a[lang][label] - b[lang][label] for label in b[lang]} for lang in b}
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -74,33 +82,62 @@ def control_neurons(lm: LoadedModel, neuron: Neuron, count: int, seed: int = 0) 
     return [Neuron(neuron.layer, neuron.site, i) for i in sorted(picked)]
 
 
-def neuron_effect(lm: LoadedModel, neuron: Neuron, prompts: PromptSet, langs: Sequence[str],
-                  scale: float = DEFAULT_SCALE, controls: int = 4, seed: int = 0,
-                  progress: Progress = no_progress) -> NeuronEffect:
-    """The refusal-score effect of switching ``neuron`` off and of scaling it by ``scale``, on ``prompts`` of
-    ``langs``, with ``controls`` random neurons of the same layer and site changed the same way, one at a time."""
+def _effect(lm: LoadedModel, neuron: Neuron, score, langs: Sequence[str], labels: tuple[str, ...], what: str,
+            scale: float, controls: int, seed: int, progress: Progress) -> tuple[Table, dict, dict, list[Neuron]]:
+    """(as loaded, {mode: the neuron's table}, {mode: [each control's table]}, the controls) of
+    ``score(lang, label, interventions)``."""
     NeuronSet([neuron]).validate(lm.arch)
-    texts = {(lang, label): prompts.filter(lang=lang, label=label).texts for lang in langs for label in LABELS}
-    empty = [f"{lang}/{label}" for (lang, label), t in texts.items() if not t]
-    if empty:
-        raise NeuronSetError(f"no prompts for {', '.join(empty)}")
     randoms = control_neurons(lm, neuron, controls, seed)
     runs = [("as loaded", None)] + [(f"{neuron_name(n)} {mode}", (n, mode)) for n in [neuron, *randoms] for mode in MODES]
 
     def measure(change) -> Table:
         ivs = [] if change is None else [Intervention(NeuronSet([change[0]]), change[1],
                                                       scale if change[1] == "activate" else None)]
-        return {lang: {label: refusal_score(lm, texts[lang, label], lang, ivs).mean().item() for label in LABELS}
-                for lang in langs}
+        return {lang: {label: score(lang, label, ivs) for label in labels} for lang in langs}
     tables = []
-    for i, (what, change) in enumerate(runs):
-        progress(i / len(runs), f"Refusal score with {what} ({i + 1}/{len(runs)})")
+    for i, (name, change) in enumerate(runs):
+        progress(i / len(runs), f"{what.capitalize()} with {name} ({i + 1}/{len(runs)})")
         tables.append(measure(change))
     progress(1.0, "Causal effect measured")
     by_mode = {mode: tables[1 + k::2] for k, mode in enumerate(MODES)}  # the neuron's, then each control's
-    return NeuronEffect(neuron, scale, {lang: len(texts[lang, "harmful"]) for lang in langs}, tables[0],
-                        {mode: t[0] for mode, t in by_mode.items()}, {mode: t[1:] for mode, t in by_mode.items()},
-                        randoms)
+    return tables[0], {mode: t[0] for mode, t in by_mode.items()}, {mode: t[1:] for mode, t in by_mode.items()}, randoms
+
+
+def neuron_effect(lm: LoadedModel, neuron: Neuron, prompts: PromptSet, langs: Sequence[str],
+                  scale: float = DEFAULT_SCALE, controls: int = 4, seed: int = 0,
+                  progress: Progress = no_progress) -> NeuronEffect:
+    """The refusal-score effect of switching ``neuron`` off and of scaling it by ``scale``, on ``prompts`` of
+    ``langs``, with ``controls`` random neurons of the same layer and site changed the same way, one at a time."""
+    texts = {(lang, label): prompts.filter(lang=lang, label=label).texts for lang in langs for label in LABELS}
+    empty = [f"{lang}/{label}" for (lang, label), t in texts.items() if not t]
+    if empty:
+        raise NeuronSetError(f"no prompts for {', '.join(empty)}")
+
+    def score(lang: str, label: str, ivs: list[Intervention]) -> float:
+        return refusal_score(lm, texts[lang, label], lang, ivs).mean().item()
+    baseline, changed, tables, randoms = _effect(lm, neuron, score, langs, LABELS, "refusal score", scale, controls,
+                                                 seed, progress)
+    return NeuronEffect(neuron, scale, {lang: len(texts[lang, "harmful"]) for lang in langs}, baseline, changed,
+                        tables, randoms)
+
+
+def neuron_bias_effect(lm: LoadedModel, neuron: Neuron, items: Sequence[BiasItem], scale: float = DEFAULT_SCALE,
+                       controls: int = 4, seed: int = 0, progress: Progress = no_progress) -> NeuronEffect:
+    """``neuron_effect`` for bias: the change of the mean stereotype preference (``bias.preference``) of ``items``,
+    per language, when ``neuron`` alone is switched off or scaled by ``scale``, beside ``controls`` random neurons
+    of its layer and site."""
+    by_lang: dict[str, list[BiasItem]] = {}
+    for it in items:
+        by_lang.setdefault(it.lang, []).append(it)
+    if not by_lang:
+        raise NeuronSetError("no bias items to measure the effect on")
+
+    def score(lang: str, label: str, ivs: list[Intervention]) -> float:
+        return preference(lm, by_lang[lang], ivs).mean().item()
+    baseline, changed, tables, randoms = _effect(lm, neuron, score, list(by_lang), PREFERENCE, "stereotype preference",
+                                                 scale, controls, seed, progress)
+    return NeuronEffect(neuron, scale, {lang: len(its) for lang, its in by_lang.items()}, baseline, changed, tables,
+                        randoms, PREFERENCE, "stereotype preference")
 
 
 def neuron_name(n: Neuron) -> str:

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from neuronlab.analysis.profile import NeuronProfile, PromptHit
-from neuronlab.evaluation.neuron_effect import LABELS, NeuronEffect
+from neuronlab.evaluation.neuron_effect import NeuronEffect
 from neuronlab.plots.style import colour_of, readable
 
 LABEL_COLOURS = (colour_of(1), colour_of(0))  # a function's two labels: the behaviour's side (harmful), the other
@@ -59,12 +59,13 @@ def lens_figure(profile: NeuronProfile) -> go.Figure:
 
 
 def effect_figure(effect: NeuronEffect) -> go.Figure:
-    """Refusal-score change per language and label, for the neuron switched off and scaled up (bars), with the
-    same change made to random neurons of its layer and site (grey bars, ± sd)."""
+    """The score's change (refusal score, or the stereotype preference of a bias effect) per language and label,
+    for the neuron switched off and scaled up (bars), with the same change made to random neurons of its layer and
+    site (grey bars, ± sd)."""
     modes = {"suppress": "switched off", "activate": f"scaled ×{effect.scale:g}"}
     fig = make_subplots(rows=1, cols=2, subplot_titles=list(modes.values()), shared_yaxes=True)
-    groups = [(lang, label) for lang in effect.baseline for label in LABELS]
-    x = [f"{lang} {label}" for lang, label in groups]
+    groups = [(lang, label) for lang in effect.baseline for label in effect.labels]
+    x = [f"{lang} {label}" if len(effect.labels) > 1 else lang for lang, label in groups]
     for col, mode in enumerate(modes, start=1):
         change, controls = effect.change(mode), effect.control_change(mode)
         fig.add_trace(go.Bar(x=x, y=[change[lang][label] for lang, label in groups], name="this neuron",
@@ -75,6 +76,6 @@ def effect_figure(effect: NeuronEffect) -> go.Figure:
                              name=f"random neurons ({len(effect.control_neurons)})", marker_color="#9e9e9e",
                              showlegend=col == 1,
                              hovertemplate="%{x}: %{y:+.4f}<extra>random neurons</extra>"), row=1, col=col)
-    fig.update_yaxes(title_text="refusal score change", row=1, col=1)
+    fig.update_yaxes(title_text=f"{effect.score} change", row=1, col=1)
     fig.update_layout(barmode="group", legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0))
     return readable(fig, height=400)

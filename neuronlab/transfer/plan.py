@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from neuronlab.data.bias import BiasSet
-from neuronlab.data.prompts import PromptSet
+from neuronlab.data.bias import BiasSet, bundled_bias
+from neuronlab.data.prompts import PromptSet, bundled_prompts
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.patches import Patch
 from neuronlab.neurons.scores import Scores
@@ -17,6 +17,17 @@ from neuronlab.transfer.ranking import function_meta, rank_scores, transfer_patc
 # addition: the donor's neurons into the target (it gains the function); deletion: the target's neurons into
 # the donor (the donor loses it)
 DIRECTIONS = ("add", "delete")
+
+
+def scan_data(function: str, lang: str, limit: int) -> tuple[PromptSet | BiasSet, PromptSet | BiasSet]:
+    """(the function's scan split of ``lang``, its first ``limit`` per label, or for bias ``limit`` items spread
+    over the domains): bundled prompts for refusal, bundled bias items for bias. The contrast ranking reads the
+    first, the causal ranking and the minimal-subset search the second (they measure it many times)."""
+    if function == "bias":
+        scan = bundled_bias(lang, split="scan")
+        return scan, scan.spread(limit)
+    scan = bundled_prompts(lang, split="scan")
+    return scan, scan.head(limit)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ brute force."""
 import copy
 import random
 from itertools import combinations
+from pathlib import Path
 
 import torch
 
@@ -40,6 +41,15 @@ def perturbed_sibling(lm, sites, per_site: int = 6, seed: int = 0):
                     noise = torch.randn(p.index_select(ws.dim, idx + ws.offset).shape, generator=gen)
                     p.index_add_(ws.dim, idx + ws.offset, noise * p.std() * 0.5)
     return donor, NeuronSet(changed)
+
+
+def saved_sibling(lm, folder: Path, sites=("mlp",)):
+    """``perturbed_sibling`` saved to ``folder`` (safetensors and tokenizer), so that the CLI or the app loads it
+    as a donor by its path: (the sibling, its changed neurons)."""
+    donor, changed = perturbed_sibling(lm, sites)
+    donor.model.save_pretrained(folder)
+    donor.tokenizer.save_pretrained(folder)
+    return donor, changed
 
 
 # ---- evaluation results (tests/test_evaluation.py, tests/test_plots.py) ------------------------------

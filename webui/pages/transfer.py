@@ -3,35 +3,44 @@ import streamlit as st
 
 from neuronlab import NeuronSetError
 from neuronlab.analysis.scan import SITE_GROUPS
-from neuronlab.data.prompts import PromptSet, bundled_prompts
-from neuronlab.evaluation.metrics import benign_texts
 from neuronlab.neurons.patches import Patch, PatchError
-from neuronlab.neurons.scores import Scores
 from neuronlab.neurons.sets import Neuron
 from neuronlab.plots import counts_by_language_figure, transfer_curve_figure
-from neuronlab.presets import PRESETS, CurveSize, Preset, curve_work, ranking_work
+from neuronlab.presets import Preset, ranking_work
 from neuronlab.progress import Work, shares, span
-from neuronlab.transfer.curve import curve_frame, minimal_subset, search_steps
-from neuronlab.transfer.plan import make_transfer
-from neuronlab.transfer.ranking import RANKINGS, rank_scores
+from neuronlab.transfer.curve import curve_frame
+from neuronlab.transfer.plan import make_transfer, scan_data
+from neuronlab.transfer.ranking import RANKINGS
 from webui import state
-from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
-from webui.functions import current_or_stop
+from webui.evaluations import eval_fill
+from webui.functions import PageFunction, current_or_stop
 from webui.guard import md
-from webui.jobs import job, job_note, preset_picker, stopped, time_estimate
+from webui.jobs import job, job_note, preset_picker, time_estimate
 from webui.models import compatibility, model_or_stop, together
 from webui.neuron_card import neuron_card, open_on_new_pick
 from webui.sets import available_sets
 from webui.shipped import shipped_experiments, show_shipped_effects
+from webui.transfer_curve import curve
+from webui.transfer_measure import TOWARD_50, measure_settings, measure_transfer, measure_work, ready, show_measure
 from webui.widgets import KEEP, chart, example_download, header
 
 EVERY = "every neuron of a site"
 DIRECTIONS = {"add": "addition: the donor's neurons into the target",
               "delete": "deletion: the target's neurons into the donor"}
-RANK_HELP = ("weight-diff: how much each neuron's weights differ between donor and target; contrast: how differently "
-             "it fires on harmful vs harmless prompts in the donor; causal: a first-order estimate of how much copying "
-             "it moves the refusal score (harmful minus harmless; slow on CPU, on the prompts per label set below); "
-             "random: a seeded control")
+WEIGHT_DIFF = "weight-diff: how much each neuron's weights differ between donor and target"
+RANDOM = "random: a seeded control"
+RANK_HELP = {
+    "refusal": f"{WEIGHT_DIFF}; contrast: how differently it fires on harmful vs harmless prompts in the donor; causal: "
+               "a first-order estimate of how much copying it moves the refusal score (harmful minus harmless; slow on "
+               f"CPU, on the prompts per label set below); {RANDOM}",
+    "bias": f"{WEIGHT_DIFF}; contrast: how differently it fires on the stereotype vs the anti-stereotype sentences of "
+            "the English scan bias items in the donor; causal: a first-order estimate of how much copying it moves "
+            "the stereotype preference toward none (slow on CPU, on the scan items set below); " + RANDOM,
+    "your own": f"{WEIGHT_DIFF}; contrast: how differently it fires on your two labels' scan prompts in the donor; "
+                f"{RANDOM}. No causal ranking: a reply pattern has no one-pass score to estimate it from."}
+INTROS = {"refusal": "measure refusal and utility before and after.",
+          "bias": "measure the stereotype and LM scores on held-out bias items before and after (bias removal).",
+          "your own": "measure the share of replies that match your pattern before and after."}
 
 
 def transfer_fill(preset: Preset) -> dict:
@@ -68,42 +77,41 @@ def amount() -> dict:
     return {"fraction": percent / 100}
 
 
-def few_prompts(ranking: str, per_label: int) -> PromptSet | None:
-    """The causal ranking's prompts (it measures each many times); None: the ranking's default."""
-    return bundled_prompts("en", split="scan").head(per_label) if ranking == "causal" else None
+def rank_data(fn: PageFunction, ranking: str, per_label: int):
+    """The scan data ``ranking`` reads for ``fn``: the bundled English scan split (contrast) or its first
+    ``per_label`` per label, bias items spread over the domains (causal, which measures each many times); your own
+    function's scan prompts (all of them when the file has no scan split); None: the ranking reads none."""
+    if fn.name == "your own":
+        scan = fn.prompts.filter(split="scan")
+        return (scan if len(scan) else fn.prompts) if ranking == "contrast" else None
+    scan, few = scan_data(fn.function.name, "en", per_label)
+    return {"contrast": scan, "causal": few}.get(ranking)
 
 
-def ranked(d, t, direction: str, ranking: str, sites, seed: int, per_label: int, report) -> Scores:
-    """The scores {site: [L, N]} of ``ranking`` for the transfer's direction."""
-    report(0.0, f"Ranking neurons by {ranking}")
-    return rank_scores(ranking, d, t, sites, seed, few_prompts(ranking, per_label), delete=direction == "delete",
-                       progress=report)
-
-
-def run_transfer(direction: str, ranking: str, sites, within, how_many: dict, seed: int, per_label: int,
-                 settings: dict | None) -> None:
-    """Rank, copy and (with ``settings``) evaluate before and after, as one stoppable job."""
+def run_transfer(fn: PageFunction, direction: str, ranking: str, sites, within, how_many: dict, seed: int,
+                 per_label: int, settings: dict | None) -> None:
+    """Rank, copy and (with ``settings``) measure ``fn`` before and after, as one stoppable job."""
     donor, target = model_or_stop("donor"), model_or_stop("target")
     dest = "target" if direction == "add" else "donor"
-    parts = [ranking_work(ranking, per_label)] + ([evaluation_work(settings, 2, dest)] if settings else [])
+    function = fn.function.name
+    parts = [ranking_work(ranking, per_label, function)] + ([measure_work(fn, settings, dest)] if settings else [])
     ends = shares(parts)
     steps = 3 if settings else 1
     with job("transfer", steps, "steps (ranking, before, after)", "Ranking neurons…") as (report, keep):
         with together(donor, target) as (d, t):
             report(0.0, f"Ranking neurons by {ranking}")
             moved = make_transfer(d, t, ranking, direction, within, sites, seed=seed,
-                                  prompts=few_prompts(ranking, per_label), check=False,
-                                  progress=span(report, 0.0, ends[0]), **how_many)
+                                  prompts=rank_data(fn, ranking, per_label), check=False,
+                                  progress=span(report, 0.0, ends[0]), function=function, **how_many)
         patch = moved.patch
         ranked = sorted(((n, float(moved.scores[n.site][n.layer, n.index])) for n in moved.neurons),
                         key=lambda item: -item[1])
-        made = {"patch": patch, "dest": dest, "layers": d.arch.n_layers, "results": None, "ranked": ranked}
+        made = {"patch": patch, "dest": dest, "layers": d.arch.n_layers, "results": None, "ranked": ranked,
+                "function": fn.title}
         keep(made, 1)
         if settings:
-            def kept(results: dict) -> None:  # the experiment's "plain" and "patched" runs, named for this page
-                named = {{"plain": "before", "patched": "after"}[name]: r for name, r in results.items()}
-                keep({**made, "results": named}, 1 + len(named))
-            evaluate_experiment(dest, [], patch, settings, 0, span(report, ends[0], 1.0), kept)
+            measure_transfer(fn, dest, patch, settings, span(report, ends[0], 1.0),
+                             lambda results: keep({**made, "results": results}, 1 + len(results)))
 
 
 def moved_neurons(ranked: list[tuple[Neuron, float]], dest: str) -> None:
@@ -117,7 +125,7 @@ def moved_neurons(ranked: list[tuple[Neuron, float]], dest: str) -> None:
     neuron_card()
 
 
-def outcome(patch: Patch, dest: str, layers: int, results: dict | None,
+def outcome(fn: PageFunction, patch: Patch, dest: str, layers: int, results: dict | None,
             ranked: list[tuple[Neuron, float]] | None = None) -> None:
     st.subheader("Result")
     left, middle, right = st.columns(3)
@@ -128,62 +136,13 @@ def outcome(patch: Patch, dest: str, layers: int, results: dict | None,
                                     legend="set"),
           "tf_layers", "How many of the moved neurons sit in each layer (all sites together).")
     if results:
-        st.markdown(f"**Before and after, on the {dest}**")
-        show_evaluation(results, "transfer")
+        st.markdown(f"**Before and after, on the {dest}** ({md(fn.title)})")
+        show_measure(fn, results)
     apply_buttons(patch, dest, "tf")
     st.download_button("Patch (safetensors)", patch.to_bytes, "transfer-patch.safetensors",
                        "application/octet-stream", key="tf_download", on_click="ignore")
     if ranked:
         moved_neurons(ranked, dest)
-
-
-def curve(direction: str, ranking: str, sites, within, seed: int, per_label: int, candidates: int) -> None:
-    """The minimal-subset search: refusal and perplexity vs neurons moved, random sets beside, as a chart."""
-    st.subheader("Transfer curve")
-    st.caption("Grow the moved set along the ranking (from the first step, doubling) until English refusal reaches "
-               "the goal within the budget (perplexity +1%, false refusals 10%), from the fast refusal score on the "
-               "scan prompts, with random neurons of the same per-layer counts beside it. The quick preset measures "
-               "perplexity on 3 paragraphs, the full one on all 10.")
-    left, middle, right, last = st.columns(4)
-    goal = left.slider("Refusal goal", 0.1, 1.0, 0.7, 0.05, key="tf_goal", **KEEP)
-    cap = middle.number_input("Largest set (% of the pool)", 0.01, 10.0, step=0.1, key="tf_cap", **KEEP)
-    start = right.number_input("First step (neurons)", 1, 10_000, key="tf_start", **KEEP)
-    seeds = last.number_input("Random sets per step", 1, 5, key="tf_curve_seeds", **KEEP)
-    size = CurveSize(per_label, seeds, cap, start, PRESETS[st.session_state["tf_preset"]].curve.benign)
-    time_estimate("target", curve_work(size, candidates) + ranking_work(ranking, per_label))
-    if st.button("Search the minimal set", key="tf_search"):
-        prompts = bundled_prompts("en", split="scan").head(per_label)
-        donor, target = model_or_stop("donor"), model_or_stop("target")
-        steps = len(search_steps(start, max(1, round(cap / 100 * candidates))))
-        ends = shares([ranking_work(ranking, per_label), curve_work(size, candidates)])
-        with job("tf_curve", steps, "steps", "Ranking neurons…") as (report, keep), \
-                together(donor, target) as (d, t):
-            scores = ranked(d, t, direction, ranking, sites, seed, per_label, span(report, 0.0, ends[0]))
-            source, dest = (d, t) if direction == "add" else (t, d)
-            keep(minimal_subset(
-                source, dest, scores, prompts.filter(label="harmful").texts, prompts.filter(label="harmless").texts,
-                benign_texts("en")[:size.benign], direction=direction, goal=goal, max_fraction=cap / 100, start=start,
-                seeds=seeds, within=within, progress=span(report, ends[0], 1.0),
-                on_step=lambda partial: keep(partial, len(partial.points))), steps)
-    job_note("tf_curve")
-    result = st.session_state.get("tf_curve")
-    if result is None:
-        return
-    frame = result.to_frame()
-    fig = transfer_curve_figure(frame, result.goal, result.found.k if result.found else None)
-    chart(fig, "tf_curve_chart", "Solid: the ranked neurons; dashed: random neurons (± standard error); dotted: "
-                                 "the model before; right axis: perplexity. The star marks the smallest set "
-                                 "that met the goal.")
-    if result.found:
-        st.success(f"{result.found.k:,} neurons ({result.found.share:.4%} of the parameters) meet the goal; run "
-                   f"the transfer above with a count of {result.found.k} to keep them as a patch.")
-    elif not stopped("tf_curve"):
-        st.warning("No set up to the cap met the goal within the budget.")
-    left, right = st.columns(2)
-    left.download_button("Curve (CSV)", lambda: frame.to_csv(index=False), "transfer-curve.csv", "text/csv",
-                         key="tf_curve_csv", on_click="ignore")
-    right.download_button("Curve (HTML)", fig.to_html, "transfer-curve.html", "text/html", key="tf_curve_html",
-                          on_click="ignore")
 
 
 def apply_buttons(patch: Patch, role: str, key: str) -> None:
@@ -254,12 +213,10 @@ def shipped_transfer() -> None:
 
 
 fn = current_or_stop()
-header("Transfer", "Copy a small set of neurons' weights from one model into the other (CNT): add a function the "
-                   "target lacks, or delete one, and measure refusal and utility before and after.")
-if fn.name != "refusal":
-    st.info(f"The rankings, the before/after measure and the curve here use refusal (harmful vs harmless). To move "
-            f"the {fn.neurons} of {md(fn.title)}, pick its scan's sets (scan#…) under *Pick among*, apply the patch, "
-            "and measure it on *Evaluate*, which follows the function.")
+header("Transfer", f"Function {fn.title}. Copy a small set of neurons' weights from one model into the other (CNT): "
+                   f"add a function the target lacks, or delete one, and {INTROS[fn.name]}")
+if fn.name == "bias":
+    st.caption(TOWARD_50)
 donor, target = model_or_stop("donor"), model_or_stop("target")
 keys = state.loaded_keys()
 compat = compatibility(keys["donor"], keys["target"])
@@ -271,21 +228,27 @@ shipped_transfer()
 preset_picker("tf_preset", transfer_fill)
 direction = st.radio("Direction", list(DIRECTIONS), format_func=DIRECTIONS.get, key="tf_direction", **KEEP)
 left, middle, right = st.columns(3)
-ranking = left.selectbox("Ranking", RANKINGS, key="tf_ranking", help=RANK_HELP, **KEEP)
-per_label = middle.number_input("Scan prompts per label", 1, 60, key="tf_prompts", **KEEP,
-                                help="English scan prompts for the causal ranking and the transfer curve.")
+rankings = [r for r in RANKINGS if not (fn.name == "your own" and r == "causal")]
+ranking = left.selectbox("Ranking", rankings, key="tf_ranking", help=RANK_HELP[fn.name], **KEEP)
+per_label = middle.number_input("Scan bias items" if fn.name == "bias" else "Scan prompts per label", 1, 60,
+                                key="tf_prompts", **KEEP, disabled=fn.name == "your own",
+                                help="English scan prompts (bias: items) for the causal ranking and the transfer curve.")
 seed = right.number_input("Seed (random ranking)", 0, 2**31 - 1, 0, key="tf_seed", disabled=ranking != "random", **KEEP)
 sites, within = pool(target.arch)
 candidates = len(within) if within is not None else target.arch.n_layers * sum(target.arch.sites[s].size for s in sites)
 how_many = amount()
-measure = st.toggle("Measure refusal and utility before and after", value=True, key="tf_measure", **KEEP)
-settings = eval_settings("tf_eval") if measure else None
-evaluated = evaluation_work(settings, 2, "target" if direction == "add" else "donor") if settings else Work()
-time_estimate("target", ranking_work(ranking, per_label) + evaluated)
-if st.button("Run transfer", type="primary", key="tf_run", disabled=bool(settings) and not settings["langs"]):
-    run_transfer(direction, ranking, sites, within, how_many, seed, per_label, settings)
+settings = measure_settings(fn)
+dest_role = "target" if direction == "add" else "donor"
+measured = measure_work(fn, settings, dest_role) if settings and ready(fn, settings) else Work()
+time_estimate("target", ranking_work(ranking, per_label, fn.function.name) + measured)
+if st.button("Run transfer", type="primary", key="tf_run", disabled=bool(settings) and not ready(fn, settings)):
+    run_transfer(fn, direction, ranking, sites, within, how_many, seed, per_label, settings)
 job_note("transfer")
-if "transfer" in st.session_state:
-    outcome(**st.session_state["transfer"])
-curve(direction, ranking, sites, within, seed, per_label, candidates)
+if (made := st.session_state.get("transfer")) is not None:
+    made = dict(made)
+    if made.pop("function") == fn.title:
+        outcome(fn, **made)
+    else:
+        st.info("The last transfer was made for another function; run it again to measure this one.")
+curve(fn, direction, ranking, sites, within, seed, per_label, candidates, rank_data(fn, ranking, per_label))
 upload()
