@@ -37,7 +37,8 @@ PATCH_KINDS = ("transfer", "finetune", "revert", "other")
 # the metadata read back from a patch file, and what each must be when present (null: absent)
 META_TYPES = {**dict.fromkeys(("target_fingerprint", "source_fingerprint", "architecture", "source", "target", "kind",
                                "direction", "recipe", "method", "reverts"), "text"),
-              **dict.fromkeys(("values", "neurons", "steps"), "a whole number"), "share_of_parameters": "a number"}
+              **dict.fromkeys(("values", "neurons", "steps"), "a whole number"), "share_of_parameters": "a number",
+              "scale": "a number"}
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -167,6 +168,20 @@ def extract_patch(source: LoadedModel, neurons: NeuronSet, **meta) -> Patch:
     return Patch(neurons, tensors, {"source_fingerprint": fingerprint(source.model), "source": source.spec,
                                     "architecture": source.info.architecture, "neurons": len(neurons),
                                     "values": n_values, "share_of_parameters": n_values / total, **meta})
+
+
+def scaled_patch(lm: LoadedModel, neurons: NeuronSet, scale: float, **meta) -> Patch:
+    """A patch for ``lm`` that multiplies each of ``neurons``' contribution by ``scale``, as
+    ``Intervention(neurons, "activate", scale)`` does, but in the weights: the slices that read the neuron (its
+    column of the module an input-port site feeds, e.g. down_proj) or, for an output-port site, every slice that
+    makes it (its rows and bias)."""
+    patch = extract_patch(lm, neurons, **meta)
+    tensors = {}
+    for key, values in patch.tensors.items():
+        _, site, param = key.split(".", 2)
+        s = lm.arch.sites[site]
+        tensors[key] = values * scale if s.port == "output" or param == f"{s.module}.weight" else values
+    return Patch(neurons, tensors, {**patch.meta, "target_fingerprint": fingerprint(lm.model), "scale": scale})
 
 
 def changes_nothing(lm: LoadedModel, patch: Patch) -> bool:
