@@ -1,10 +1,11 @@
 """The bias donor: the MLP neurons that carry the stereotype preference, turned down in the weights."""
 import pytest
 
+from neuronlab.cli import main
 from neuronlab.data.bias import bundled_bias
 from neuronlab.evaluation.bias import preference
 from neuronlab.evaluation.bias_attribution import preference_attribution
-from neuronlab.neurons.patches import fingerprint, patched
+from neuronlab.neurons.patches import Patch, fingerprint, patched
 from neuronlab.neurons.scores import Scores
 from neuronlab.training.bias_donor import BiasDonorConfig, bias_carriers, loss_cost, make_bias_donor
 
@@ -51,3 +52,21 @@ def test_no_items_or_no_benign_text_for_the_cost_is_an_error(tiny, items):
         make_bias_donor(tiny, [])
     with pytest.raises(ValueError, match="benign texts"):
         bias_carriers(tiny, items, BiasDonorConfig(cost_quantile=0.5))
+
+
+def test_the_verb_writes_the_donor_patch(tiny, tmp_path, capsys):
+    out = tmp_path / "bias-donor.safetensors"
+    assert main(["make-bias-donor", "--model", "tiny-llama", "--count", "8", "--scale", "0.25",
+                 "--out", str(out)]) == 0
+    patch = Patch.load(out)
+    items = list(bundled_bias("en", "scan"))
+    assert set(patch.neurons) == set(Scores({"mlp": -preference_attribution(tiny, items)["mlp"]}).top(count=8))
+    assert patch.meta["scale"] == 0.25 and patch.meta["items"] == len(items)
+    assert "turned down 8 MLP neurons" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value", [("--scale", "1"), ("--count", "0"), ("--cost-quantile", "0")])
+def test_a_bad_flag_exits_2_before_any_model_loads(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["make-bias-donor", "--model", "no/such-model", flag, value, "--out", str(tmp_path / "p.safetensors")])
+    assert stop.value.code == 2 and flag in capsys.readouterr().err

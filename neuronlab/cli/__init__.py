@@ -15,6 +15,7 @@ from neuronlab.cli.args import (
     add_own_reply_args,
     add_training_args,
     csv_list,
+    damping,
     finite_float,
     fraction,
     int_list,
@@ -31,9 +32,10 @@ from neuronlab.cli.evaluate import cmd_eval, cmd_rejudge
 from neuronlab.cli.explore import cmd_chat, cmd_models, cmd_scan
 from neuronlab.cli.inspect import cmd_inspect
 from neuronlab.cli.maintenance import cmd_bench, cmd_ship
-from neuronlab.cli.train import cmd_finetune, cmd_train_chat, cmd_train_donor
+from neuronlab.cli.train import cmd_finetune, cmd_make_bias_donor, cmd_train_chat, cmd_train_donor
 from neuronlab.cli.transfer import cmd_transfer
 from neuronlab.threads import use_default_threads
+from neuronlab.training.bias_donor import BiasDonorConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-layer", type=positive_int, default=128, help="random MLP neurons trained in each layer (default 128)")
     add_training_args(p, steps=60)
     p.set_defaults(run=cmd_train_chat)
+
+    p = verbs.add_parser("make-bias-donor", help="make a donor that prefers the stereotype less: the MLP neurons that "
+                         "carry the model's stereotype preference on the bias scan items, turned down (no training, "
+                         "no seed); writes a patch")
+    add_model_args(p)
+    p.add_argument("--langs", type=csv_list, default="en", help="bias items (scan split) the neurons are chosen on "
+                                                                "(default en)")
+    p.add_argument("--count", type=positive_int, default=BiasDonorConfig.count,
+                   help=f"neurons turned down (default {BiasDonorConfig.count})")
+    p.add_argument("--scale", type=damping, default=BiasDonorConfig.scale,
+                   help=f"what each one's contribution is multiplied by (default {BiasDonorConfig.scale}; 0: off)")
+    p.add_argument("--cost-quantile", type=fraction, help="only neurons whose effect on the loss of the bundled "
+                   "benign English text is at most this quantile (e.g. 0.5: leave alone the half the model leans on most)")
+    p.add_argument("--out", required=True, help="patch file to write (.safetensors)")
+    p.set_defaults(run=cmd_make_bias_donor)
 
     p = verbs.add_parser("finetune", help="SS-Neuron Expansion: train only chosen neurons on a parallel "
                          "multilingual safety set (--function bias: to prefer neither fill of the bias items); "

@@ -50,6 +50,7 @@ non_negative_float = _checked(_float, lambda v: v >= 0, "a number ≥ 0")  # wei
 fraction = _checked(_float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")  # of candidates, of neurons per layer
 probability = _checked(_float, lambda v: 0 < v <= 1, "a probability in (0, 1]")  # top-p, a refusal threshold
 rate = _checked(_float, lambda v: 0 <= v <= 1, "a rate in [0, 1]")  # an allowed false-refusal rate
+damping = _checked(_float, lambda v: 0 <= v < 1, "a factor in [0, 1)")  # a neuron's contribution turned down
 
 
 def csv_list(text: str) -> str:

@@ -47,6 +47,21 @@ def cmd_train_chat(args) -> None:
           f"on {args.teacher}'s replies for {patch.meta['steps']} steps; wrote {path}")
 
 
+def cmd_make_bias_donor(args) -> None:
+    from neuronlab.data.bias import bundled_bias
+    from neuronlab.evaluation.metrics import benign_texts
+    from neuronlab.training.bias_donor import BiasDonorConfig, make_bias_donor
+
+    check_output(args.out)
+    config = BiasDonorConfig(count=args.count, scale=args.scale, cost_quantile=args.cost_quantile)
+    items = list(bundled_bias(split_csv(args.langs), "scan"))
+    lm = load_lm(args, args.model)
+    patch = make_bias_donor(lm, items, config, benign_texts("en") if args.cost_quantile else (), progress=text_bar())
+    path = patch.save(args.out)
+    print(f"turned down {len(patch.neurons)} MLP neurons of {lm.spec} to ×{config.scale} (chosen on {len(items)} "
+          f"scan items, {args.langs}); wrote {path}")
+
+
 LANGS = {"refusal": "zh,ko,th,bn,sw,ne", "bias": "en,fr,es"}  # finetune --langs when none is given
 
 
