@@ -81,6 +81,11 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in (
             "of its MLP neurons (assets/donors/demo-donor.safetensors, made by `train-donor`)", _smollm2,
             note="not built: assets/donors/demo-donor.safetensors is missing; use demo-target",
             patches=(DONORS / "demo-donor.safetensors",)),
+    Builtin("bias-donor", "demo-target made to prefer the stereotype less: the MLP neurons that carry its stereotype "
+            "preference on the bundled bias items turned down (assets/donors/bias-donor.safetensors, made by "
+            "`make-bias-donor`); with demo-target, the bias pair: moving its neurons into demo-target removes bias",
+            _smollm2, note="not built: assets/donors/bias-donor.safetensors is missing; use demo-target",
+            patches=(DONORS / "bias-donor.safetensors",)),
     Builtin("gemma3-270m", "Gemma-3-270M base (18 layers, MLP width 2048, multilingual, no chat template)",
             _gemma3),
     Builtin("gemma-target", "gemma3-270m taught to chat in its plain 'User: / Assistant:' frame from demo-target's "
