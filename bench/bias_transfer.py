@@ -15,6 +15,11 @@
 measures bias **deletion** by transfer (the biased model's score moving back toward 50%). Copying back every
 trained neuron undoes the training by construction; the curve says how much of it the top of the ranking does.
 
+``--donor NAME`` skips step 1 and measures a donor that exists (e.g. the built-in ``bias-donor``, made by
+``make-bias-donor``) against ``--model``:
+
+    OMP_NUM_THREADS=1 python bench/bias_transfer.py --donor bias-donor --ks 29,58,115 --eval-langs en,fr,es
+
 Prints one line per condition and, with ``--json PATH``, writes every figure. The goal (issue #18): k ≤ 1%
 of the MLP neurons moves the stereotype score ≥ 10 points toward 50% with the LM score within 2 points and
 perplexity within 2%, random neurons < 3 points.
@@ -91,14 +96,18 @@ def main() -> None:
                         help="neutral: train a donor that prefers neither fill; stereotype: train a more biased target")
     parser.add_argument("--margin", type=float, default=0.5, help="--goal stereotype: the hinge's margin (nats/token)")
     parser.add_argument("--ks", default="46,115,230,461", help="numbers of neurons to transfer")
+    parser.add_argument("--donor", help="measure this donor (a model spec) instead of training one")
     parser.add_argument("--save", help="write the donor patch here (.safetensors)")
     parser.add_argument("--json", help="write every figure here")
     args = parser.parse_args()
 
-    target, donor = load_model(args.model), load_model(args.model)
-    train = list(bundled_bias(args.train_langs.split(","), "scan"))
     heldout = list(bundled_bias(args.eval_langs.split(","), "heldout"))
     texts = benign_texts("en")
+    if args.donor:
+        made(load_model(args.model), load_model(args.donor), heldout, texts, args)
+        return
+    target, donor = load_model(args.model), load_model(args.model)
+    train = list(bundled_bias(args.train_langs.split(","), "scan"))
     config = DebiasConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                           keep_weight=args.keep_weight, goal=args.goal, margin=args.margin)
     started = time.time()
@@ -128,6 +137,11 @@ def main() -> None:
           f"{fit['trained']:.1%} trained", flush=True)
     if args.goal == "stereotype":  # the other way round: transfer untrained → biased, measured against the biased
         target, donor, base = donor, target, m
+    curve(donor, target, heldout, texts, base, results, args)
+
+
+def curve(donor, target, heldout, texts, base: dict, results: dict, args) -> None:
+    """Step 3 (module doc): the top k by weight difference and random neurons like them, moved donor → target."""
     diff = weight_diff_scores(donor, target)
     mlp = target.arch.n_layers * target.arch.sites["mlp"].size
     for k in (int(k) for k in args.ks.split(",")):
@@ -138,6 +152,16 @@ def main() -> None:
             print(line(name, m, base), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def made(target, donor, heldout, texts, args) -> None:
+    """``--donor``: measure target and an existing donor, then the transfer curve."""
+    results = {"config": vars(args), "rows": {}}
+    results["rows"]["target"] = base = measure(target, heldout, texts)
+    print(line("target", base, None), flush=True)
+    results["rows"]["donor"] = m = measure(donor, heldout, texts)
+    print(line("donor", m, base), flush=True)
+    curve(donor, target, heldout, texts, base, results, args)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ RECIPE = ("the count MLP neurons whose switch-off lowers the mean stereotype pre
 
 @dataclass(frozen=True)
 class BiasDonorConfig:
-    count: int = 230  # neurons turned down
+    count: int = 115  # neurons turned down (0.25% of demo-target's MLP neurons)
     scale: float = 0.5  # what each one's contribution is multiplied by
     cost_quantile: float | None = None  # candidates: neurons whose benign-text loss effect is at most this quantile
 
@@ -71,18 +71,25 @@ def loss_cost(lm: LoadedModel, texts: Sequence[str], max_tokens: int = 256) -> t
     return cost
 
 
+def carrier_scores(lm: LoadedModel, items: Sequence[BiasItem], cost_quantile: float | None = None,
+                   benign: Sequence[str] = (), progress: Progress = no_progress) -> Scores:
+    """Scores {"mlp": [L, N]}: how much switching each neuron off would lower the mean preference over ``items``
+    (first order); with ``cost_quantile``, −inf for the neurons whose loss effect on ``benign`` text is above it."""
+    lowers = -preference_attribution(lm, items, progress=span(progress, 0, 0.9))["mlp"]  # [L, N] > 0: carries it
+    if cost_quantile is not None:
+        if not benign:
+            raise ValueError("cost_quantile needs benign texts to measure the cost on")
+        cost = loss_cost(lm, benign)
+        lowers = torch.where(cost <= cost.flatten().quantile(cost_quantile), lowers, -torch.inf)
+    progress(1.0, "bias carriers scored")
+    return Scores({"mlp": lowers})
+
+
 def bias_carriers(lm: LoadedModel, items: Sequence[BiasItem], config: BiasDonorConfig,
                   benign: Sequence[str] = (), progress: Progress = no_progress) -> NeuronSet:
     """The ``config.count`` MLP neurons whose switch-off lowers the mean preference over ``items`` most (among
     the low-cost ones on ``benign`` text when ``config.cost_quantile`` is set)."""
-    lowers = -preference_attribution(lm, items, progress=span(progress, 0, 0.9))["mlp"]  # [L, N] > 0: carries it
-    if config.cost_quantile is not None:
-        if not benign:
-            raise ValueError("cost_quantile needs benign texts to measure the cost on")
-        cost = loss_cost(lm, benign)
-        lowers = torch.where(cost <= cost.flatten().quantile(config.cost_quantile), lowers, -torch.inf)
-    progress(1.0, "bias carriers chosen")
-    return Scores({"mlp": lowers}).top(count=config.count)
+    return carrier_scores(lm, items, config.cost_quantile, benign, progress).top(count=config.count)
 
 
 def make_bias_donor(lm: LoadedModel, items: Sequence[BiasItem], config: BiasDonorConfig = BiasDonorConfig(),
