@@ -7,6 +7,7 @@ import pytest
 from neuronlab.data.bias import bundled_bias
 from neuronlab.evaluation.bias import bias_scores
 from neuronlab.models.builtins import BUILTINS
+from neuronlab.neurons.patches import Patch
 from tests.support.apptest import app, figure, page, run
 from webui.tour_bias import BIAS_DONOR, ITEMS, pair_built
 
@@ -28,13 +29,12 @@ def test_the_bias_step_measures_demo_target_and_shows_the_figure(smol):
     if pair_built():
         assert len(results) == 3 and BIAS_DONOR in results
     else:
-        assert len(results) == 1 and any("not built yet" in i.value for i in at.info)
+        assert len(results) == 1 and any("not built" in i.value for i in at.info)
 
 
 @pytest.mark.real_model  # the app loads demo-donor by name
 def test_with_the_bias_pair_built_the_step_measures_the_donor_and_a_transfer(monkeypatch):
-    """Whatever bias-donor turns out to be: here demo-donor stands in for it (the same architecture as
-    demo-target, weights that differ), so the step's second half runs."""
+    """The step's second half, on the shipped bias-donor (or, where it is missing, demo-donor standing in)."""
     if not pair_built():
         monkeypatch.setitem(BUILTINS, BIAS_DONOR, replace(BUILTINS["demo-donor"], name=BIAS_DONOR))
     at = page(app(), "tour")
@@ -42,6 +42,8 @@ def test_with_the_bias_pair_built_the_step_measures_the_donor_and_a_transfer(mon
     step = at.session_state["tour"]["bias"]
     moved = f"demo-target + {step['moved']:,} donor neurons"
     assert list(step["results"]) == ["demo-target", BIAS_DONOR, moved]
-    assert step["moved"] == round(0.01 * 30 * 1536)  # 1% of demo-target's MLP neurons
+    changed = Patch.load(BUILTINS[BIAS_DONOR].patches[-1]).neurons
+    assert step["moved"] == len(changed)  # the neurons the donor's patch changed, all of them: the donor itself
+    assert step["results"][moved]["overall"] == step["results"][BIAS_DONOR]["overall"]
     assert [t["name"] for t in figure(at)["data"] if t["xaxis"] == "x"] == list(step["results"])
     assert len(at.metric) == 3 and "toward 50%" in at.metric[1].delta and not at.info

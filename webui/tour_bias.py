@@ -1,5 +1,5 @@
 """The Tour's bias step: demo-target's stereotype and LM scores on a few held-out bias items and, once the built-in
-bias pair is there, bias-donor's and demo-target's with the donor's most changed neurons copied in."""
+bias pair is there, bias-donor's and demo-target's with the donor's changed neurons copied in."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,17 +10,16 @@ from neuronlab.data.bias import bundled_bias
 from neuronlab.evaluation.bias import bias_scores
 from neuronlab.models.builtins import BUILTINS
 from neuronlab.models.registry import ModelKey
-from neuronlab.neurons.patches import patched
+from neuronlab.neurons.patches import Patch, patched
 from neuronlab.plots import bias_figure
 from neuronlab.transfer.plan import make_transfer
 from webui.models import DEMO, load, together
 from webui.widgets import chart, progress
 
-BIAS_DONOR = "bias-donor"  # the built-in that prefers neither fill (made from demo-target)
+BIAS_DONOR = "bias-donor"  # the built-in that prefers the stereotype less (made from demo-target)
 TARGET = ModelKey(DEMO["target"])
 LANGS = ["en"]
-ITEMS = 20  # held-out items per language: a few seconds per model on a 2-core CPU
-SHARE = 0.01  # the share of MLP neurons copied from the donor
+ITEMS = 40  # held-out items per language: a few seconds per model on a 2-core CPU
 
 TITLE = "Beyond refusal: bias"
 TEXT = ("Refusal is one *function*; bias is another. Each bias item is a sentence with a blank and three fills: a "
@@ -40,7 +39,7 @@ def pair_built() -> bool:
 
 def measure_bias(state: dict) -> None:
     """demo-target's scores on ``ITEMS`` held-out items per language of ``LANGS``; with the bias pair built, also
-    bias-donor's and demo-target's with the donor's top ``SHARE`` of MLP neurons by weight change copied in."""
+    bias-donor's and demo-target's with as many of the donor's MLP neurons, by weight change, as its patch changed."""
     items = [it for lang in LANGS for it in list(bundled_bias([lang], split="heldout"))[:ITEMS]]
     results, moved = {}, None
     if not pair_built():
@@ -52,8 +51,9 @@ def measure_bias(state: dict) -> None:
             results["demo-target"] = bias_scores(target, items)
             report(0.3, "Scoring bias-donor…")
             results[BIAS_DONOR] = bias_scores(donor, items)
-            report(0.6, f"Copying the donor's top {SHARE:.0%} of MLP neurons by weight change into demo-target…")
-            made = make_transfer(donor, target, "weight-diff", "add", fraction=SHARE, check=False)
+            count = len(Patch.load(BUILTINS[BIAS_DONOR].patches[-1]).neurons)
+            report(0.6, f"Copying the donor's {count} most changed MLP neurons into demo-target…")
+            made = make_transfer(donor, target, "weight-diff", "add", count=count, check=False)
             with patched(target, made.patch):
                 results[f"demo-target + {len(made.neurons):,} donor neurons"] = bias_scores(target, items)
             moved = len(made.neurons)
@@ -73,12 +73,14 @@ def show_bias(state: dict) -> None:
           "left, the share of the held-out items where each model prefers the stereotype (the dashed line at 50% is "
           "no preference); right, the share where a meaningful fill beats the unrelated one; bars with 95% intervals.")
     if step["moved"] is None:
-        st.info(f"The bias pair is not built yet: {BIAS_DONOR}, a demo-target that prefers neither fill, is still "
-                "being made. Once it ships, this step also measures it and copies its most changed neurons into "
+        st.info(f"The bias pair is not built: {BIAS_DONOR}, a demo-target that prefers the stereotype less, is "
+                "missing. Once it ships, this step also measures it and copies its most changed neurons into "
                 "demo-target, as the Transfer step did for refusal.")
     else:
-        st.caption(f"Measured on {base['n']} held-out English items. The transfer copies the {step['moved']:,} MLP "
-                   f"neurons ({SHARE:.0%}) whose weights differ most between {BIAS_DONOR} and demo-target.")
+        st.caption(f"Measured on {base['n']} held-out English items (± about {base['stereotype_stderr']:.0%}). The "
+                   f"transfer copies the {step['moved']:,} MLP neurons whose weights differ most between {BIAS_DONOR} "
+                   "and demo-target: the donor's carriers of the stereotype preference, turned down. It also costs "
+                   "some fluency (docs/methods.md has the measured perplexity).")
 
 
 def bias_step(state: dict) -> tuple[str, str, str, Callable[[], None], str, Callable[[], None]]:
