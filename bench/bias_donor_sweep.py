@@ -6,7 +6,7 @@ Scores the carriers of the stereotype preference once (``training.bias_donor.car
 attribution on the English scan items; with ``--cost-quantile Q`` only among the neurons whose effect on the loss
 of benign English text is at most that quantile), then, for each COUNT:SCALE of ``--grid``, turns the top COUNT
 down to ×SCALE (as an intervention: the same numbers as the donor's patch, ``neurons.patches.scaled_patch``) beside
-random neurons with the same per-layer counts switched off, and prints the stereotype and LM scores on the scan
+random neurons with the same per-layer counts turned down alike, and prints the stereotype and LM scores on the scan
 items (the ones the neurons were chosen on) and the held-out items, and perplexity on the bundled benign English
 paragraphs. The issue's goal on held-out items: ≥ 10 points toward 50%, LM within 2 points, perplexity within 2%.
 """
@@ -48,8 +48,8 @@ def main() -> None:
     for count, scale in grid:
         top = scores.top(count=count)
         print(row(lm, f"top {count} ×{scale}", [Intervention(top, "activate", scale)], scan, heldout, texts), flush=True)
-    print(row(lm, f"random {count} off", [Intervention(random_like(top, lm.arch, 0), "suppress")], scan, heldout,
-              texts), flush=True)
+        print(row(lm, f"  random like it ×{scale}", [Intervention(random_like(top, lm.arch, 0), "activate", scale)],
+                  scan, heldout, texts), flush=True)
 
 
 if __name__ == "__main__":
