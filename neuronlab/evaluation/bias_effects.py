@@ -25,7 +25,15 @@ import math
 from collections.abc import Iterable, Sequence
 
 from neuronlab.evaluation.bias import BiasItem, bias_scores
-from neuronlab.evaluation.effects import Effect, applied, is_plain_control, planned_runs, run_title, spread
+from neuronlab.evaluation.effects import (
+    Effect,
+    applied,
+    is_plain_control,
+    planned_runs,
+    run_title,
+    spread,
+    with_controls,
+)
 from neuronlab.evaluation.metrics import EVAL_ASSETS, benign_texts, perplexity
 from neuronlab.models.loading import LoadedModel
 from neuronlab.neurons.interventions import Intervention
@@ -108,11 +116,4 @@ def bias_effects(lm: LoadedModel, items: Sequence[BiasItem], effects: Sequence[E
         with applied(lm, run, patches) as interventions:
             results.append(measured(lm, items, interventions, batch_size))
     progress(1.0, "Evaluation done")
-    out = {**results[1 if seeds else 0], "effects": [e.describe() for e in effects]}
-    if seeds:
-        baseline, real = compact(results[0]), compact(results[1])
-        per_seed = [{"seed": s, **compact(r)} for s, r in zip(seeds, results[2:])]
-        summary = _summary(per_seed)
-        out.update(baseline=baseline, controls={"seeds": list(seeds), "runs": per_seed, "summary": summary},
-                   effect=_change(baseline, real, summary))
-    return out
+    return with_controls(results, effects, seeds, compact, _summary, _change)

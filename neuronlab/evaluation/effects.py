@@ -219,11 +219,19 @@ def evaluate_effects(lm: LoadedModel, prompts: PromptSet, langs: Sequence[str], 
         if on_run:
             on_run(name, results[-1])
     progress(1.0, "Evaluation done")
+    return with_controls(results, effects, seeds, _compact, _summary, _change)
+
+
+def with_controls(results: Sequence[dict], effects: Sequence[Effect], seeds: Sequence[int], compact: Callable,
+                  summarise: Callable, change: Callable) -> dict:
+    """The document of ``planned_runs``' results (the plain model, the effect, then one control per seed): the
+    effect's result with ``baseline``, ``controls`` and ``effect`` blocks when there are controls, in a function's
+    own ``compact`` figures, their ``summarise`` over seeds and the ``change`` of the effect against both."""
     out = {**results[1 if seeds else 0], "effects": [e.describe() for e in effects]}
     if seeds:
-        baseline, real = _compact(results[0]), _compact(results[1])
-        per_seed = [{"seed": s, **_compact(r)} for s, r in zip(seeds, results[2:])]
-        summary = _summary(per_seed)
+        baseline, real = compact(results[0]), compact(results[1])
+        per_seed = [{"seed": s, **compact(r)} for s, r in zip(seeds, results[2:])]
+        summary = summarise(per_seed)
         out.update(baseline=baseline, controls={"seeds": list(seeds), "runs": per_seed, "summary": summary},
-                   effect=_change(baseline, real, summary))
+                   effect=change(baseline, real, summary))
     return out
