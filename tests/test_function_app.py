@@ -43,6 +43,16 @@ def test_bias_scans_its_stereotype_and_anti_stereotype_sentences():
         at.multiselect(key=state.IV_SETS).options)
 
 
+def test_picking_bias_offers_the_built_in_bias_pair_in_one_click():
+    at = app("tiny-llama")
+    assert not [b for b in at.button if b.key == "fn_bias_pair"]  # refusal: no bias hint
+    at = pick(at, "bias")
+    at = run(at.button(key="fn_bias_pair").click())
+    assert at.selectbox(key=state.picker("target")).value == "demo-target"
+    assert at.selectbox(key=state.picker("donor")).value == "bias-donor"
+    assert not [b for b in at.button if b.key == "fn_bias_pair"]  # picked: the hint goes
+
+
 def test_a_bad_own_function_gets_one_message_and_the_pages_wait_for_it():
     at = page(pick(app("tiny-llama"), "your own"), "safety_neurons")
     assert any("not complete yet" in text for text in shown_texts(at))

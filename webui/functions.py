@@ -15,8 +15,9 @@ from neuronlab.data.prompts import PromptSet, check_labels, parse_prompts
 from neuronlab.data.tables import FORMATS
 from neuronlab.errors import NeuronLabError
 from neuronlab.evaluation.functions import BIAS, REFUSAL, Function, check_pattern, match_function
+from neuronlab.models.builtins import BUILTINS
 from webui import state
-from webui.guard import md
+from webui.guard import guarded, md
 from webui.widgets import example_download
 
 CHOICES = {"refusal": "refusal: harmful vs harmless requests",
@@ -25,6 +26,7 @@ CHOICES = {"refusal": "refusal: harmful vs harmless requests",
 OWN = "your own"
 UPLOAD, BEHAVIOUR, OTHER, PATTERN = "fn_upload", "fn_behaviour", "fn_other", "fn_pattern"  # the your-own inputs
 MEMO = "fn_memo"  # the your-own inputs the kept function was checked from
+BIAS_PAIR = {"target": "demo-target", "donor": "bias-donor"}  # the built-in pair for bias removal by transfer
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,25 @@ def own_inputs() -> None:
         st.caption(f"✅ {md(fn.title)}: {len(fn.prompts):,} prompts in {', '.join(fn.prompts.languages)}.")
 
 
+def bias_pair_hint() -> None:
+    """With bias picked, one click sets the model pickers to the built-in bias pair (when it is built)."""
+    if not BUILTINS[BIAS_PAIR["donor"]].available or st.session_state.get(state.picker("donor")) == BIAS_PAIR["donor"]:
+        return
+    st.sidebar.caption("The built-in bias pair is demo-target and bias-donor (demo-target with the neurons that carry "
+                       "its stereotype preference turned down).")
+    st.sidebar.button("Pick the bias pair", key="fn_bias_pair", icon=":material/swap_horiz:", type="tertiary",
+                      on_click=guarded(state.pick_models), args=(BIAS_PAIR,),
+                      help="Sets the sidebar's target and donor; then press Load models.")
+
+
 def function_picker() -> None:
-    """The sidebar's function picker, with the your-own inputs under it when chosen."""
+    """The sidebar's function picker, with the your-own inputs (or the bias pair's hint) under it when chosen."""
     st.sidebar.selectbox("Function", list(CHOICES), format_func=CHOICES.get, key=state.FUNCTION,
                          help="The behaviour the pages show: scan, overlap, interventions and evaluation follow it.")
     if state.function() == OWN:
         own_inputs()
+    elif state.function() == "bias":
+        bias_pair_hint()
 
 
 def current() -> PageFunction | None:
