@@ -262,7 +262,8 @@ def test_app_in_a_real_browser(playwright_api, server, tmp_path):
 def test_the_tour_from_a_cold_page(playwright_api, server, tmp_path):
     """A new user's first minute: Start, "Start the Tour", then every step in turn, each timed from its click to
     the end of its run. The suppress step shows demo-donor refusing, then answering with its safety neurons off;
-    the transfer step shows demo-target answering, then refusing with the donor's neurons copied in."""
+    the transfer step shows demo-target answering, then refusing with the donor's neurons copied in; the bias step
+    scores demo-target, bias-donor and the transfer."""
     timings = {}
     with playwright_api() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROME_ARGS)
@@ -278,7 +279,7 @@ def test_the_tour_from_a_cold_page(playwright_api, server, tmp_path):
             page.wait_for_url("**/tour")
             settle(page)
             main = page.locator('[data-testid="stMain"]')
-            for step in range(1, 6):
+            for step in range(1, 7):
                 clicked = time.monotonic()
                 page.locator(f".st-key-tour_step_{step} button").click()
                 settle(page, LOAD_TIMEOUT)
@@ -287,7 +288,8 @@ def test_the_tour_from_a_cold_page(playwright_api, server, tmp_path):
             assert "demo-donor as it is · 🛑 refuses" in text and "safety neurons off · 💬 answers" in text, text
             assert "demo-target as it is · 💬 answers" in text and "donor neurons · 🛑 refuses" in text, text
             assert "random neurons off" in text and "held-out harmful English requests" in text, text
-            assert page.locator('[data-testid="stPlotlyChart"]').count() == 2  # the heatmap and the Venn
+            assert "bias-donor: stereotype score" in text and "points toward 50%" in text, text  # the bias step
+            assert page.locator('[data-testid="stPlotlyChart"]').count() == 3  # the heatmap, the Venn, the bias bars
             timings["whole tour"] = time.monotonic() - started
             screenshot(page, tmp_path, "2-tour")
         finally:
