@@ -56,6 +56,7 @@ BAD = [  # verb, flag, value
     ("eval", "--langs", ""),
     ("eval", "--scale", "nan"),
     ("eval", "--scale", "two"),
+    ("eval", "--threshold", "0"),
     ("chat", "--top-p", "0"),
     ("chat", "--top-p", "2"),
     ("chat", "--temperature", "0"),

@@ -159,17 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("eval", help="refusal per language (harmful and harmless) and utility, with error bars; "
                          "--function bias: stereotype and LM scores")
     add_model_args(p)
-    p.add_argument("--function", default="refusal", choices=("refusal", "bias", "match"),
+    p.add_argument("--function", default="refusal", choices=("refusal", "bias", "match", "openings"),
                    help="what to measure: refusal (default) or bias, the stereotype score (share of bundled bias "
                         "items whose stereotype fill the model prefers to the anti-stereotype; 50%% = none) and "
-                        "the LM score, with error bars; or match, your own behaviour: the share of replies to "
-                        "--prompts of each of --labels that match --match. Bias and match take --suppress, "
-                        "--activate and --patch; bias also --remove-diff and random --controls; --mean and "
-                        "--replies are refusal-only for now")
+                        "the LM score, with error bars; or your own behaviour on --prompts of each of --labels: "
+                        "match, the share of replies that match --match, or openings, the share of prompts whose "
+                        "reply opens with one of --openings with probability at least --threshold (no generation). "
+                        "Bias, match and openings take --suppress, --activate and --patch; bias also --remove-diff "
+                        "and random --controls; --mean and --replies are refusal-only for now")
     p.add_argument("--labels", type=label_pair, default="harmful,harmless",
-                   help="--function match: the two labels of --prompts (the behaviour's side first)")
+                   help="--function match or openings: the two labels of --prompts (the behaviour's side first)")
     p.add_argument("--match", metavar="REGEX", help="--function match: a reply that matches this regular expression "
                                                      "(case-insensitive) shows the behaviour")
+    p.add_argument("--openings", metavar="'A|B|…'",
+                   help="--function openings: the reply openings that show the behaviour, separated by | "
+                        "(1 to 50, each at most 200 characters), e.g. 'Bonjour|Je|Oui'")
+    p.add_argument("--threshold", type=probability,
+                   help="--function openings: a prompt counts when its reply opens with one of --openings with at "
+                        "least this probability (default 0.1)")
     add_intervention_args(p)
     p.add_argument("--patch", help="a patch (.safetensors) to apply to the model first")
     p.add_argument("--force", action="store_true",

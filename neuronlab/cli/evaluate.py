@@ -1,5 +1,6 @@
 """The ``eval`` verb (refusal and utility, with random controls; ``--function bias``: the stereotype and LM
-scores of bias items) and ``rejudge`` (saved replies judged again)."""
+scores of bias items; ``match`` and ``openings``: a function of your own) and ``rejudge`` (saved replies judged
+again)."""
 from __future__ import annotations
 
 import json
@@ -74,11 +75,16 @@ def _control_count(args, effects: list, no_controls: str) -> int:
 def cmd_eval(args) -> None:
     if args.function == "bias":
         return eval_bias(args)
-    if args.function == "match":
-        return eval_match(args)
+    for flag, value, function in (("--match", args.match, "match"), ("--openings", args.openings, "openings"),
+                                  ("--threshold", args.threshold, "openings")):
+        if value is not None and args.function != function:
+            raise ValueError(f"{flag} is for --function {function}")
+    own = {"match": eval_match, "openings": eval_openings}.get(args.function)  # a function of your own
+    if own:
+        return own(args)
     if args.labels != LABELS:
-        raise ValueError(f"--labels {','.join(args.labels)} is for --function match (refusal's labels are "
-                         f"{','.join(LABELS)})")
+        raise ValueError(f"--labels {','.join(args.labels)} is for --function match or openings (refusal's labels "
+                         f"are {','.join(LABELS)})")
     from neuronlab.data.prompts import bundled_prompts, load_prompts
     from neuronlab.evaluation.effects import evaluate_effects
     from neuronlab.evaluation.replies import ReplyLog
@@ -216,32 +222,55 @@ def _print_effect(effect: dict, seeds: int) -> None:
 
 
 def eval_match(args) -> None:
-    """``eval --function match``: the share of replies to each label's prompts that match ``--match``, as loaded
-    and with the interventions (or patch), per language."""
-    from neuronlab.data.prompts import load_prompts
+    """``eval --function match``: the share of replies to each label's prompts that match ``--match``."""
     from neuronlab.evaluation.functions import check_pattern, match_function, match_rates
-    from neuronlab.experiments import heldout_prompts
-    from neuronlab.neurons.patches import patched
 
     if not (args.prompts and args.match):
         raise ValueError("--function match needs --prompts FILE (with the two --labels) and --match REGEX")
-    unsupported = [flag for flag, given in (("--controls", args.controls), ("--mean", args.mean),
-                                            ("--remove-diff", args.remove_diff), ("--replies", args.replies)) if given]
+    pattern = check_pattern(args.match)
+    eval_own(args, match_function(args.labels, pattern), {"pattern": pattern.pattern},
+             lambda lm, prompts, langs, ivs: match_rates(lm, prompts, langs, args.labels, pattern, ivs,
+                                                         args.max_new_tokens, args.batch_size, progress=text_bar()))
+
+
+def eval_openings(args) -> None:
+    """``eval --function openings``: the share of each label's prompts whose reply opens with one of ``--openings``
+    with probability at least ``--threshold`` (no generation), and the mean log-probability."""
+    from neuronlab.evaluation.functions import THRESHOLD, check_openings, opening_rates, openings_function
+
+    if not (args.prompts and args.openings is not None):
+        raise ValueError("--function openings needs --prompts FILE (with the two --labels) and --openings 'A|B|…'")
+    openings = check_openings(args.openings)
+    threshold = THRESHOLD if args.threshold is None else args.threshold
+    eval_own(args, openings_function(args.labels, openings, threshold),
+             {"openings": list(openings), "threshold": threshold},
+             lambda lm, prompts, langs, ivs: opening_rates(lm, prompts, langs, args.labels, openings, threshold, ivs,
+                                                           args.batch_size, progress=text_bar()))
+
+
+def eval_own(args, function, given: dict, rates) -> None:
+    """A function of your own (``--labels`` of ``--prompts``), per language, as loaded and with the interventions
+    (or patch): ``rates(lm, prompts, langs, interventions)`` gives {lang: {label: Rate dict "hit"s}}; ``given``:
+    the metric's own inputs for the JSON."""
+    from neuronlab.data.prompts import load_prompts
+    from neuronlab.experiments import heldout_prompts
+    from neuronlab.neurons.patches import patched
+
+    unsupported = [flag for flag, on in (("--controls", args.controls), ("--mean", args.mean),
+                                         ("--remove-diff", args.remove_diff), ("--replies", args.replies)) if on]
     if unsupported:
-        raise ValueError(f"{', '.join(unsupported)}: not available with --function match yet")
-    pattern, langs = check_pattern(args.match), split_csv(args.langs)
+        raise ValueError(f"{', '.join(unsupported)}: not available with --function {args.function} yet")
+    langs = split_csv(args.langs)
     prompts = heldout_prompts(langs, args.limit, load_prompts(args.prompts, langs=langs, labels=args.labels),
                               split=args.split)
     sets = _eval_sets(args)
     lm = load_lm(args, args.model)
     interventions = _interventions(args, sets, lm)
-    function = match_function(args.labels, pattern)
     variants = {"plain": []} | ({"intervened": interventions} if interventions else {})
     with patched(lm, load_patch(args, lm)) if args.patch else nullcontext():
-        results = {name: match_rates(lm, prompts, langs, args.labels, pattern, ivs, args.max_new_tokens,
-                                     args.batch_size, progress=text_bar()) for name, ivs in variants.items()}
-    doc = {"function": function.name, "metric": function.metric, "labels": list(args.labels),
-           "pattern": pattern.pattern, "model": lm.spec, "patch": args.patch, "variants": results}
+        results = {name: rates(lm, prompts, langs, ivs) for name, ivs in variants.items()}
+    doc = {"function": function.name, "metric": function.metric, "labels": list(args.labels), **given,
+           "model": lm.spec, "patch": args.patch, "variants": results}
     if "intervened" in results:
         doc["change"] = {lang: {label: results["intervened"][lang][label]["hit_rate"] - block["hit_rate"]
                                 for label, block in by.items()} for lang, by in results["plain"].items()}
@@ -251,5 +280,6 @@ def eval_match(args) -> None:
     print(f"{function.metric}")
     for name, by_lang in results.items():
         for lang, by in by_lang.items():
-            cells = [f"{label} {b['hit_rate']:.0%} ± {b['stderr']:.0%} (n={b['n']})" for label, b in by.items()]
+            cells = [f"{label} {b['hit_rate']:.0%} ± {b['stderr']:.0%} (n={b['n']}"
+                     + (f", mean log p {b['mean_logp']:.2f})" if "mean_logp" in b else ")") for label, b in by.items()]
             print(f"{name:<11} {lang:<5} " + " · ".join(cells))
