@@ -81,7 +81,7 @@ def test_a_user_defined_function_runs_scan_suppress_evaluate(tiny):
     assert "your own: french vs english" in at.caption[0].value
     run(at.number_input(key="evm_tokens").set_value(6))
     at = run(at.button(key="evm_run").click())
-    results = at.session_state["match_evaluation"]["variants"]
+    results = at.session_state["own_evaluation"]["variants"]
     assert set(results) == {"plain", "intervened"}
     held = heldout_prompts(["en"], 20, parse_prompts(reply_language_file(), "jsonl", labels=LABELS))
     pattern = re.compile(PATTERN, re.IGNORECASE)

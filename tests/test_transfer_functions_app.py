@@ -13,7 +13,7 @@ from neuronlab.evaluation.functions import match_rates
 from neuronlab.experiments import heldout_prompts
 from neuronlab.neurons.patches import Patch, patched
 from neuronlab.transfer.ranking import contrast_scores, transfer_patch
-from tests.support.apptest import APP, TIMEOUT, app, figure, page, run, shown_texts
+from tests.support.apptest import app, figure, page, pair, run, shown_texts
 from tests.support.builders import saved_sibling
 from tests.support.functions import LABELS, PATTERN, own_function, pick, reply_language_file
 from webui import state
@@ -24,17 +24,6 @@ def sibling(tiny, tmp_path_factory):
     """(tiny-llama with 6 MLP neurons per layer perturbed, those neurons, the folder it is saved in)."""
     folder = tmp_path_factory.mktemp("donor")
     return *saved_sibling(tiny, folder), folder
-
-
-def pair(folder) -> AppTest:
-    """A session with tiny-llama as the target and the model in ``folder`` as the donor."""
-    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT))
-    at.selectbox(key="target_pick").select("tiny-llama")
-    run(at.selectbox(key="donor_pick").select("other…"))
-    at.text_input(key="donor_spec").input(str(folder))
-    run(at.button(key="load_models").click())
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def chart_names(at: AppTest) -> list[set[str]]:

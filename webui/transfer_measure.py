@@ -1,7 +1,7 @@
 """The Transfer page's before/after measure, for the function picked in the sidebar: refusal and utility on held-out
 prompts (``evaluations``), the stereotype and LM scores on held-out bias items (``bias_eval``), or the share of
-replies that match your function's pattern on your prompts (``match_eval``); the destination as loaded ("before")
-and with the moved neurons ("after")."""
+replies that match your function's pattern, or of prompts whose reply opens with one of its openings, on your prompts
+(``own_eval``); the destination as loaded ("before") and with the moved neurons ("after")."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,13 +14,13 @@ from neuronlab.progress import Progress, Work
 from webui.bias_eval import bundled_items, score_variants, show_bias
 from webui.evaluations import eval_settings, evaluate_experiment, evaluation_work, show_evaluation
 from webui.functions import PageFunction
-from webui.match_eval import match_settings, match_variants, show_matches
 from webui.models import use
+from webui.own_eval import own_settings, own_variants, own_work, show_own
 from webui.widgets import KEEP
 
 TOGGLES = {"refusal": "Measure refusal and utility before and after",
            "bias": "Measure the stereotype and LM scores before and after",
-           "your own": "Measure the match rates before and after"}
+           "your own": "Measure your function's metric before and after"}
 BIAS_ITEMS = 20  # held-out items per language the bias before/after starts with
 TOWARD_50 = ("Toward 50%: the stereotype score is the share of items where the model finds the stereotype sentence "
              "likelier than its opposite, so 50% is no preference; removing bias moves it toward 50% while the LM "
@@ -35,7 +35,7 @@ def measure_settings(fn: PageFunction) -> dict | None:
         st.caption(TOWARD_50)
         return {"items": bundled_items("tf_bias", BIAS_ITEMS)}
     if fn.name == "your own":
-        return match_settings(fn, "tf_match")
+        return own_settings(fn, "tf_match")
     return eval_settings("tf_eval")
 
 
@@ -51,8 +51,7 @@ def measure_work(fn: PageFunction, settings: dict, dest: str) -> Work:
                                                                                       "unrelated"))
         return Work(text_tokens=2 * chars / CHARS_PER_TOKEN)
     if fn.name == "your own":
-        n = len(settings["prompts"]) if settings["prompts"] is not None else 0
-        return Work(prompts=n, new_tokens=n * settings["tokens"]) * 2
+        return own_work(settings) * 2
     return evaluation_work(settings, 2, dest)
 
 
@@ -68,7 +67,7 @@ def measure_transfer(fn: PageFunction, dest: str, patch: Patch, settings: dict, 
         if fn.name == "bias":
             score_variants(lm, settings["items"], variants, report, kept)
         else:
-            match_variants(lm, fn, settings, variants, report, kept)
+            own_variants(lm, fn, settings, variants, report, kept)
 
 
 def show_measure(fn: PageFunction, results: dict) -> None:
@@ -78,7 +77,7 @@ def show_measure(fn: PageFunction, results: dict) -> None:
         stereotype_shift(results)
         show_bias(results, "tf_bias_chart")
     else:
-        show_matches(results, fn, "tf_match_chart")
+        show_own(results, fn, "tf_match_chart")
 
 
 def stereotype_shift(results: dict) -> None:

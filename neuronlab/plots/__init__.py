@@ -12,7 +12,7 @@ text sizes shared by all).
 from neuronlab.plots.bias import bias_figure
 from neuronlab.plots.evaluation import EVAL_CELLS, EVAL_PANELS, evaluation_figure
 from neuronlab.plots.layers import layer_view_figure
-from neuronlab.plots.matches import match_figure
+from neuronlab.plots.matches import hits_figure
 from neuronlab.plots.overlap import (
                                      counts_by_language_figure,
                                      jaccard_figure,
@@ -26,5 +26,5 @@ from neuronlab.plots.transfer import SAME, similarity_figure, transfer_curve_fig
 
 __all__ = ["bias_figure", "EVAL_CELLS", "EVAL_PANELS", "FONT", "MATRIX_OFF", "MATRIX_ON", "PALETTE", "SAME",
            "counts_by_language_figure", "evaluation_figure", "jaccard_figure", "jaccard_matrix_figure", "layer_view_figure",
-           "match_figure", "score_heatmap",
+           "hits_figure", "score_heatmap",
            "similarity_figure", "transfer_curve_figure", "upset_figure", "venn_figure"]

@@ -53,7 +53,7 @@ from neuronlab.progress import Progress, no_progress
 from neuronlab.transfer.compatibility import require_compatible
 
 RANKINGS = ("weight-diff", "contrast", "causal", "random")
-TRANSFER_FUNCTIONS = ("refusal", "bias", "match")  # the functions a transfer and its ranking take (match: no search)
+TRANSFER_FUNCTIONS = ("refusal", "bias", "match", "openings")  # what a transfer and its ranking take (your own: no search)
 
 
 def weight_diff_scores(donor: LoadedModel, target: LoadedModel, sites=("mlp",)) -> Scores:
@@ -215,8 +215,8 @@ def rank_scores(ranking: str, donor: LoadedModel, target: LoadedModel, sites=("m
     direction (addition raises the target's refusal, deletion, ``delete``, lowers the donor's); for bias,
     bias items (a ``BiasSet``), ``contrast`` their stereotype vs anti-stereotype sentences in the donor and
     ``causal`` in either direction how far a swap moves the destination's preference toward 0
-    (``bias_causal_scores``); for a user's own function (``match``: a reply pattern, no fast score), ``prompts``
-    of its two labels, ``contrast`` only."""
+    (``bias_causal_scores``); for a user's own function (``match``: a reply pattern; ``openings``: reply openings),
+    ``prompts`` of its two labels, ``contrast`` only."""
     if function not in TRANSFER_FUNCTIONS:
         raise ValueError(f"unknown function {function!r}; transfer takes {', '.join(TRANSFER_FUNCTIONS)}")
     source, dest = (target, donor) if delete else (donor, target)
@@ -226,10 +226,10 @@ def rank_scores(ranking: str, donor: LoadedModel, target: LoadedModel, sites=("m
             return contrast_scores(donor, [it.sentence(it.stereotype) for it in items],
                                    [it.sentence(it.anti_stereotype) for it in items], sites)
         return bias_causal_scores(source, dest, list(items), sites, progress=progress)
-    if ranking in ("contrast", "causal") and function == "match":
+    if ranking in ("contrast", "causal") and function in ("match", "openings"):
         if ranking == "causal" or prompts is None or len(prompts.labels) != 2:
             raise ValueError("a user's own function ranks by contrast on prompts of its two labels; causal needs a "
-                             "fast score, which a reply pattern has not")
+                             "fast score, not built for your own yet")
         first, second = (prompts.filter(label=label).texts for label in prompts.labels)
         return contrast_scores(donor, first, second, sites)
     if ranking in ("contrast", "causal"):

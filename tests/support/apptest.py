@@ -26,6 +26,18 @@ def app(model: str | None = None) -> AppTest:
     return at
 
 
+def pair(folder) -> AppTest:
+    """A session with tiny-llama as the target and the model in ``folder`` (e.g. ``builders.saved_sibling``) as the
+    donor."""
+    at = run(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    at.selectbox(key="target_pick").select("tiny-llama")
+    run(at.selectbox(key="donor_pick").select("other…"))
+    at.text_input(key="donor_spec").input(str(folder))
+    run(at.button(key="load_models").click())
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
 def page(at: AppTest, name: str) -> AppTest:
     return run(at.switch_page(f"webui/pages/{name}.py"))
 

@@ -1,5 +1,5 @@
 """Drive the sidebar's function picker (AppTest): pick a function, or fill in a user-defined one (French vs English
-replies, tests/test_function_app.py, tests/test_transfer_functions_app.py)."""
+replies, tests/test_function_app.py, tests/test_transfer_functions_app.py, tests/test_openings_app.py)."""
 import json
 
 from tests.support.apptest import run
@@ -22,11 +22,17 @@ def pick(at, name: str):
     return run(at.selectbox(key=state.FUNCTION).select(name))
 
 
-def own_function(at, content: bytes = None, pattern: str = PATTERN):
-    """Pick "your own" and fill its sidebar inputs as a user would."""
+def own_function(at, content: bytes = None, pattern: str = PATTERN, openings: str = None, threshold: float = None):
+    """Pick "your own" and fill its sidebar inputs as a user would: a reply pattern, or with ``openings`` the reply
+    openings metric (and its threshold when given)."""
     at = pick(at, "your own")
     run(at.file_uploader(key="fn_upload").set_value(("reply-language.jsonl", content or reply_language_file(),
                                                       "application/json")))
     at.text_input(key="fn_behaviour").input(LABELS[0])
     at.text_input(key="fn_other").input(LABELS[1])
-    return run(at.text_input(key="fn_pattern").input(pattern))
+    if openings is None:
+        return run(at.text_input(key="fn_pattern").input(pattern))
+    at = run(at.radio(key="fn_metric").set_value("openings"))
+    if threshold is not None:
+        at.number_input(key="fn_threshold").set_value(threshold)
+    return run(at.text_area(key="fn_openings").input(openings))

@@ -1,5 +1,6 @@
 """Evaluate: the picked function's metric for the plain, intervened and patched model, side by side: refusal per
-language and utility, bias (stereotype and LM scores), or the share of replies that match your function's pattern."""
+language and utility, bias (stereotype and LM scores), or your function's metric (the share of replies that match
+its pattern, or that open with one of its openings)."""
 import streamlit as st
 
 from webui import state
@@ -7,14 +8,14 @@ from webui.bias_eval import bias_evaluation
 from webui.evaluations import eval_fill, eval_settings, evaluate_experiment, evaluation_work, show_evaluation
 from webui.functions import current_or_stop
 from webui.jobs import job, job_note, preset_picker, time_estimate
-from webui.match_eval import match_evaluation
 from webui.models import model_or_stop
+from webui.own_eval import own_evaluation
 from webui.shipped import shipped_experiments, show_shipped_effects
 from webui.widgets import KEEP, describe_interventions, header
 
 LINES = {"refusal": "Refusal on harmful and harmless prompts per language and utility (perplexity, multiple choice)",
          "bias": "Bias: the stereotype and LM scores on held-out bias items",
-         "your own": "Your function: the share of replies that match its pattern, per language and label"}
+         "your own": "Your function: its metric (reply pattern or openings), per language and label"}
 fn = current_or_stop()
 header("Evaluate", f"Function {fn.title}. {LINES[fn.name]}, for the model as loaded, with this session's "
                    "interventions, and with its weight patch.")
@@ -27,7 +28,7 @@ if fn.name == "bias":
     bias_evaluation(role, interventions, patch)
     st.stop()
 if fn.name == "your own":
-    match_evaluation(role, fn, interventions, patch)
+    own_evaluation(role, fn, interventions, patch)
     st.stop()
 if shipped := shipped_experiments("effects"):
     with st.expander("Measured for the built-in models (shipped)", expanded="evaluation" not in st.session_state):

@@ -37,10 +37,10 @@ RANK_HELP = {
             "the English scan bias items in the donor; causal: a first-order estimate of how much copying it moves "
             "the stereotype preference toward none (slow on CPU, on the scan items set below); " + RANDOM,
     "your own": f"{WEIGHT_DIFF}; contrast: how differently it fires on your two labels' scan prompts in the donor; "
-                f"{RANDOM}. No causal ranking: a reply pattern has no one-pass score to estimate it from."}
+                f"{RANDOM}. No causal ranking for your own function yet."}
 INTROS = {"refusal": "measure refusal and utility before and after.",
           "bias": "measure the stereotype and LM scores on held-out bias items before and after (bias removal).",
-          "your own": "measure the share of replies that match your pattern before and after."}
+          "your own": "measure your function's metric (reply pattern or openings) before and after."}
 
 
 def transfer_fill(preset: Preset) -> dict:
