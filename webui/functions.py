@@ -138,7 +138,8 @@ def own_inputs() -> None:
                                  help="The label of the prompts it is contrasted with.")
         metric, given, threshold = metric_input()
         missing = [what for what, value in (("a prompt file", upload), ("both labels", behaviour and other),
-                                            (METRICS[metric], given)) if not value]
+                                            ("a reply pattern" if metric == "pattern" else "reply openings", given))
+                   if not value]
         if missing:
             state.set_user_function(None)
             st.caption(f"Give {', '.join(missing)}.")
