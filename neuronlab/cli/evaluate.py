@@ -106,11 +106,7 @@ def cmd_eval(args) -> None:
                                   on_reply=log.write if log else None, mc_questions=args.mc_questions)
     if log:
         print(f"wrote {log.count} judged replies to {log.path}", file=sys.stderr)
-    result.setdefault("controls", {"seeds": [], "runs": []})  # none asked for: say so in the same shape
-    result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
-                  interventions=[{"mode": e.mode, "neurons": len(e.neurons),
-                                  "value": e.value if e.mode == "activate" else None}
-                                 for e in effects if e.mode != "patch"])
+    _add_run_facts(result, args, lm, effects)
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return
@@ -123,6 +119,16 @@ def cmd_eval(args) -> None:
     print(f"utility: perplexity (en) {u['perplexity']:.2f}, multiple choice {u['mc_accuracy']:.0%} ± {u['mc_stderr']:.0%}")
     if controls:
         _print_effect(result["effect"], controls)
+
+
+def _add_run_facts(result: dict, args, lm, effects) -> None:
+    """What an effects result was measured on: the model, its patch and interventions; and, when no control ran,
+    an empty ``controls`` block of the same shape (none asked for: say so)."""
+    result.setdefault("controls", {"seeds": [], "runs": []})
+    result.update(model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
+                  interventions=[{"mode": e.mode, "neurons": len(e.neurons),
+                                  "value": e.value if e.mode == "activate" else None}
+                                 for e in effects if e.mode != "patch"])
 
 
 def bias_items() -> list:
@@ -164,11 +170,8 @@ def eval_bias(args) -> None:
     controls = _control_count(args, effects, no_controls)
     result = {"function": "bias", **bias_effects(lm, items, effects, seeds=range(controls),
                                                  batch_size=args.batch_size, progress=text_bar())}
-    result.setdefault("controls", {"seeds": [], "runs": []})  # none asked for: say so in the same shape
-    result.update(split=args.split, model=lm.spec, fingerprint=lm.info.fingerprint, patch=args.patch,
-                  interventions=[{"mode": e.mode, "neurons": len(e.neurons),
-                                  "value": e.value if e.mode == "activate" else None}
-                                 for e in effects if e.mode != "patch"])
+    result["split"] = args.split
+    _add_run_facts(result, args, lm, effects)
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return
